@@ -1,0 +1,303 @@
+//! An in-memory [`Host`] for unit tests of filter cores.
+//!
+//! Built with `with_*` methods; time and randomness are set by the test. Several mocks can share
+//! one [`SharedStore`] to model Envoy workers racing on shared data.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use crate::{HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError};
+
+/// Shared data as Envoy keeps it: value plus a CAS token that changes on every write.
+#[derive(Debug, Default)]
+pub struct SharedStore {
+    entries: HashMap<String, (Vec<u8>, u32)>,
+    next_cas: u32,
+}
+
+/// A foreign function offered by the mock host.
+pub type ForeignFn = fn(&[u8]) -> Option<Vec<u8>>;
+
+/// A handle to a [`SharedStore`] that several mocks can hold.
+pub type SharedHandle = Rc<RefCell<SharedStore>>;
+
+/// A scriptable host.
+#[derive(Debug)]
+pub struct MockHost {
+    /// Current time.
+    pub now: SystemTime,
+    /// Request headers (ordered).
+    pub request_headers: Vec<(String, String)>,
+    /// Response headers (ordered).
+    pub response_headers: Vec<(String, String)>,
+    /// Properties by dotted path (`source.address`).
+    pub properties: HashMap<String, Vec<u8>>,
+    /// Shared data (possibly shared with other mocks).
+    pub shared: SharedHandle,
+    /// Local responses sent.
+    pub responses: Vec<LocalResponse>,
+    /// HTTP calls dispatched, with their tokens.
+    pub calls: Vec<(u32, HttpCall)>,
+    /// Log lines.
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+    /// Metrics by name: kind and value.
+    pub metrics: BTreeMap<String, (MetricKind, i64)>,
+    /// Foreign functions the host offers.
+    pub foreign: HashMap<String, ForeignFn>,
+    metric_names: Vec<String>,
+    rng: u64,
+    next_token: u32,
+}
+
+impl Default for MockHost {
+    fn default() -> Self {
+        Self {
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            properties: HashMap::new(),
+            shared: SharedHandle::default(),
+            responses: Vec::new(),
+            calls: Vec::new(),
+            logs: RefCell::new(Vec::new()),
+            metrics: BTreeMap::new(),
+            foreign: HashMap::new(),
+            metric_names: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+            next_token: 1,
+        }
+    }
+}
+
+impl MockHost {
+    /// A host with the default clock (2023-11-14) and nothing else.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a request header.
+    pub fn with_request_header(mut self, name: &str, value: &str) -> Self {
+        self.request_headers
+            .push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a response header.
+    pub fn with_response_header(mut self, name: &str, value: &str) -> Self {
+        self.response_headers
+            .push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets a property by dotted path.
+    pub fn with_property(mut self, path: &str, value: &[u8]) -> Self {
+        self.properties.insert(path.to_string(), value.to_vec());
+        self
+    }
+
+    /// Sets the clock.
+    pub fn with_now(mut self, now: SystemTime) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// Shares a store with other mocks (to model workers).
+    pub fn with_shared(mut self, shared: SharedHandle) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Seeds the random source.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = seed | 1;
+        self
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// The value of a metric by name (0 if never touched).
+    pub fn metric(&self, name: &str) -> i64 {
+        self.metrics.get(name).map_or(0, |(_, value)| *value)
+    }
+
+    fn map(&self, map: HeaderMap) -> &Vec<(String, String)> {
+        match map {
+            HeaderMap::Request => &self.request_headers,
+            HeaderMap::Response => &self.response_headers,
+        }
+    }
+
+    fn map_mut(&mut self, map: HeaderMap) -> &mut Vec<(String, String)> {
+        match map {
+            HeaderMap::Request => &mut self.request_headers,
+            HeaderMap::Response => &mut self.response_headers,
+        }
+    }
+}
+
+impl Host for MockHost {
+    fn now(&self) -> SystemTime {
+        self.now
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn header(&self, map: HeaderMap, name: &str) -> Option<String> {
+        self.map(map)
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+    }
+
+    fn headers(&self, map: HeaderMap) -> Vec<(String, String)> {
+        self.map(map).clone()
+    }
+
+    fn set_header(&mut self, map: HeaderMap, name: &str, value: Option<&str>) {
+        let headers = self.map_mut(map);
+        headers.retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+        if let Some(value) = value {
+            headers.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    fn add_header(&mut self, map: HeaderMap, name: &str, value: &str) {
+        self.map_mut(map)
+            .push((name.to_string(), value.to_string()));
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.get(&path.join(".")).cloned()
+    }
+
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.shared.borrow().entries.get(key).cloned()
+    }
+
+    fn shared_set(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedDataError> {
+        let mut store = self.shared.borrow_mut();
+        if let Some(expected) = cas {
+            let current = store.entries.get(key).map(|(_, token)| *token);
+            // Envoy treats CAS 0 as "no check"; a missing key accepts any token.
+            if expected != 0 && current.is_some_and(|token| token != expected) {
+                return Err(SharedDataError::CasMismatch);
+            }
+        }
+        store.next_cas = store.next_cas.wrapping_add(1).max(1);
+        let token = store.next_cas;
+        store
+            .entries
+            .insert(key.to_string(), (value.to_vec(), token));
+        Ok(())
+    }
+
+    fn send_response(&mut self, response: &LocalResponse) {
+        self.responses.push(response.clone());
+    }
+
+    fn dispatch(&mut self, call: &HttpCall) -> Option<u32> {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.calls.push((token, call.clone()));
+        Some(token)
+    }
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        self.metrics.entry(name.to_string()).or_insert((kind, 0));
+        let id = match self.metric_names.iter().position(|known| known == name) {
+            Some(index) => index,
+            None => {
+                self.metric_names.push(name.to_string());
+                self.metric_names.len() - 1
+            }
+        };
+        u32::try_from(id).ok()
+    }
+
+    fn increment_metric(&mut self, id: u32, delta: i64) {
+        if let Some(name) = self.metric_names.get(id as usize)
+            && let Some((_, value)) = self.metrics.get_mut(name)
+        {
+            *value += delta;
+        }
+    }
+
+    fn record_metric(&mut self, id: u32, value: u64) {
+        if let Some(name) = self.metric_names.get(id as usize)
+            && let Some((_, current)) = self.metrics.get_mut(name)
+        {
+            *current = i64::try_from(value).unwrap_or(i64::MAX);
+        }
+    }
+
+    fn foreign_call(&mut self, name: &str, argument: &[u8]) -> Option<Vec<u8>> {
+        self.foreign
+            .get(name)
+            .and_then(|function| function(argument))
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        // xorshift64*: deterministic per seed.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_detects_concurrent_writers() {
+        let shared = SharedHandle::default();
+        let mut a = MockHost::new().with_shared(shared.clone());
+        let mut b = MockHost::new().with_shared(shared);
+        a.shared_set("k", b"1", None).unwrap();
+        let (_, token) = a.shared_get("k").unwrap();
+        b.shared_set("k", b"2", Some(token)).unwrap();
+        assert_eq!(
+            a.shared_set("k", b"3", Some(token)),
+            Err(SharedDataError::CasMismatch)
+        );
+        assert_eq!(a.shared_get("k").unwrap().0, b"2");
+    }
+
+    #[test]
+    fn headers_are_case_insensitive_and_replaceable() {
+        let mut host = MockHost::new().with_request_header("X-A", "1");
+        assert_eq!(host.header(HeaderMap::Request, "x-a").as_deref(), Some("1"));
+        host.set_header(HeaderMap::Request, "x-a", Some("2"));
+        assert_eq!(
+            host.headers(HeaderMap::Request),
+            vec![("x-a".into(), "2".into())]
+        );
+        host.set_header(HeaderMap::Request, "x-a", None);
+        assert!(host.headers(HeaderMap::Request).is_empty());
+    }
+
+    #[test]
+    fn metrics_accumulate_by_name() {
+        let mut host = MockHost::new();
+        let id = host.define_metric(MetricKind::Counter, "c").unwrap();
+        assert_eq!(host.define_metric(MetricKind::Counter, "c"), Some(id));
+        host.increment_metric(id, 2);
+        host.increment_metric(id, 3);
+        assert_eq!(host.metric("c"), 5);
+    }
+}

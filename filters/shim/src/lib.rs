@@ -1,0 +1,350 @@
+//! The proxy-wasm adapter: the only meshguard crate that depends on the proxy-wasm SDK.
+//!
+//! It implements [`Host`] on top of the SDK's hostcalls, wraps a filter's [`RootFilter`] /
+//! [`HttpFilter`] pair in proxy-wasm contexts, turns [`Decision`]s into host actions, installs a
+//! panic hook that logs at critical (a panic aborts the wasm VM, and Envoy then fails every
+//! later request on that worker, so the log line is the only trace), and exports one filter per
+//! module with [`export_filter!`].
+
+use std::time::SystemTime;
+
+use meshguard_filter_core::{
+    CallResponse, Decision, HeaderMap, Host, HttpCall, HttpFilter, LocalResponse, LogLevel,
+    MetricKind, RootFilter, SharedDataError,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{self, Action, BufferType, ContextType, MapType, MetricType, Status};
+
+#[doc(hidden)]
+pub use proxy_wasm;
+
+/// Exports `$root` (an expression building a [`RootFilter`]) as the module's only filter.
+///
+/// ```text
+/// meshguard_filter_shim::export_filter!(MyRoot::default());
+/// ```
+#[macro_export]
+macro_rules! export_filter {
+    ($root:expr) => {
+        // An anonymous const keeps the generated `_initialize` out of the crate's public docs
+        // while `#[no_mangle]` still exports it.
+        #[allow(missing_docs)]
+        const _: () = {
+            $crate::proxy_wasm::main! {{
+                $crate::install(|| $root);
+            }}
+        };
+    };
+}
+
+/// Registers the filter's root context factory and the panic hook. Called from the module's
+/// `_initialize` by [`export_filter!`].
+pub fn install<R: RootFilter>(make: fn() -> R) {
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(
+            types::LogLevel::Critical,
+            &format!("meshguard filter panicked (the VM is now unusable): {info}"),
+        );
+    }));
+    proxy_wasm::set_log_level(types::LogLevel::Trace);
+    // `set_root_context` takes a plain fn pointer, so the factory travels in a thread-local
+    // (wasm is single-threaded; one module exports one filter).
+    FACTORY.with(|cell| {
+        *cell.borrow_mut() = Some(Box::new(move || -> Box<dyn RootContext> {
+            Box::new(RootAdapter {
+                inner: make(),
+                configured: false,
+                host: ProxyHost,
+            })
+        }));
+    });
+    proxy_wasm::set_root_context(|_context_id| {
+        FACTORY.with(|cell| match cell.borrow().as_ref() {
+            Some(factory) => factory(),
+            None => Box::new(Unconfigured),
+        })
+    });
+}
+
+type Factory = Box<dyn Fn() -> Box<dyn RootContext>>;
+
+thread_local! {
+    static FACTORY: std::cell::RefCell<Option<Factory>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A root context that refuses configuration; only reachable if `install` was never called.
+struct Unconfigured;
+impl Context for Unconfigured {}
+impl RootContext for Unconfigured {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        false
+    }
+}
+
+// === impl RootAdapter ===
+
+struct RootAdapter<R> {
+    inner: R,
+    configured: bool,
+    host: ProxyHost,
+}
+
+impl<R: RootFilter> Context for RootAdapter<R> {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body: usize,
+        _trailers: usize,
+    ) {
+        let response = call_response(body);
+        self.inner.on_call_response(&mut self.host, token, response);
+    }
+}
+
+impl<R: RootFilter> RootContext for RootAdapter<R> {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        match self.inner.configure(&mut self.host, &config) {
+            Ok(()) => {
+                self.configured = true;
+                if let Some(period) = self.inner.tick_period() {
+                    let _ = hostcalls::set_tick_period(period);
+                }
+                true
+            }
+            Err(err) => {
+                self.host.log(
+                    LogLevel::Error,
+                    &format!("meshguard: rejected configuration: {err}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.inner.on_tick(&mut self.host);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if !self.configured {
+            return None;
+        }
+        Some(Box::new(HttpAdapter {
+            inner: self.inner.new_http(context_id),
+            host: ProxyHost,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+// === impl HttpAdapter ===
+
+struct HttpAdapter<H> {
+    inner: H,
+    host: ProxyHost,
+}
+
+impl<H: HttpFilter> HttpAdapter<H> {
+    fn act(&mut self, decision: Decision) -> Action {
+        match decision {
+            Decision::Continue => Action::Continue,
+            Decision::Pause => Action::Pause,
+            Decision::Respond(response) => {
+                self.host.send_response(&response);
+                Action::Pause
+            }
+        }
+    }
+}
+
+impl<H: HttpFilter> Context for HttpAdapter<H> {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body: usize,
+        _trailers: usize,
+    ) {
+        let response = call_response(body);
+        match self.inner.on_call_response(&mut self.host, token, response) {
+            Decision::Continue => {
+                let _ = hostcalls::resume_http_request();
+            }
+            Decision::Pause => {}
+            Decision::Respond(response) => self.host.send_response(&response),
+        }
+    }
+}
+
+impl<H: HttpFilter> HttpContext for HttpAdapter<H> {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let decision = self.inner.on_request_headers(&mut self.host, end_of_stream);
+        self.act(decision)
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let decision = self
+            .inner
+            .on_response_headers(&mut self.host, end_of_stream);
+        self.act(decision)
+    }
+
+    fn on_log(&mut self) {
+        self.inner.on_log(&mut self.host);
+    }
+}
+
+/// Collects the current HTTP call response; `None` when the call failed (Envoy reports a
+/// failed call as a response without headers).
+fn call_response(body_size: usize) -> Option<CallResponse> {
+    let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    if headers.is_empty() {
+        return None;
+    }
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Some(CallResponse { headers, body })
+}
+
+// === impl ProxyHost ===
+
+/// [`Host`] over proxy-wasm hostcalls. Stateless: the SDK sets the effective context before each
+/// callback, so hostcalls address the right stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyHost;
+
+fn map_type(map: HeaderMap) -> MapType {
+    match map {
+        HeaderMap::Request => MapType::HttpRequestHeaders,
+        HeaderMap::Response => MapType::HttpResponseHeaders,
+    }
+}
+
+impl Host for ProxyHost {
+    fn now(&self) -> SystemTime {
+        hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Trace => types::LogLevel::Trace,
+            LogLevel::Debug => types::LogLevel::Debug,
+            LogLevel::Info => types::LogLevel::Info,
+            LogLevel::Warn => types::LogLevel::Warn,
+            LogLevel::Error => types::LogLevel::Error,
+            LogLevel::Critical => types::LogLevel::Critical,
+        };
+        let _ = hostcalls::log(level, message);
+    }
+
+    fn header(&self, map: HeaderMap, name: &str) -> Option<String> {
+        hostcalls::get_map_value(map_type(map), name).ok().flatten()
+    }
+
+    fn headers(&self, map: HeaderMap) -> Vec<(String, String)> {
+        hostcalls::get_map(map_type(map)).unwrap_or_default()
+    }
+
+    fn set_header(&mut self, map: HeaderMap, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(map_type(map), name, value);
+    }
+
+    fn add_header(&mut self, map: HeaderMap, name: &str, value: &str) {
+        let _ = hostcalls::add_map_value(map_type(map), name, value);
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
+            _ => None,
+        }
+    }
+
+    fn shared_set(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedDataError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedDataError::CasMismatch),
+            Err(_) => Err(SharedDataError::Refused),
+        }
+    }
+
+    fn send_response(&mut self, response: &LocalResponse) {
+        let headers: Vec<(&str, &str)> = response
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = (!response.body.is_empty()).then_some(response.body.as_slice());
+        let _ = hostcalls::send_http_response(response.status, headers, body);
+    }
+
+    fn dispatch(&mut self, call: &HttpCall) -> Option<u32> {
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        hostcalls::dispatch_http_call(
+            &call.cluster,
+            headers,
+            call.body.as_deref(),
+            Vec::new(),
+            call.timeout,
+        )
+        .ok()
+    }
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment_metric(&mut self, id: u32, delta: i64) {
+        let _ = hostcalls::increment_metric(id, delta);
+    }
+
+    fn record_metric(&mut self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+
+    fn foreign_call(&mut self, name: &str, argument: &[u8]) -> Option<Vec<u8>> {
+        hostcalls::call_foreign_function(name, Some(argument))
+            .ok()
+            .flatten()
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from WASI `random_get` once per thread and then incremented;
+        // hashing the time with it gives independent-looking 64-bit values cheaply.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            self.now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        hasher.finish()
+    }
+}

