@@ -148,6 +148,15 @@ fn wrk(
     })
 }
 
+/// Fits the run into `budget` seconds: one 1 s warm-up per row, then `rounds` of two passes per
+/// row. Rounds shrink (down to one) before passes get shorter than a second.
+fn plan(budget: u64, rows: u64, max_rounds: u64) -> (u64, u64) {
+    let measured = budget.saturating_sub(rows).max(2 * rows);
+    let rounds = (measured / (2 * rows.max(1))).clamp(1, max_rounds.max(1));
+    let seconds = (measured / (2 * rows.max(1) * rounds)).max(1);
+    (rounds, seconds)
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -179,12 +188,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(script.parent().unwrap_or(&target_dir()))?;
     fs::write(&script, REPORT_LUA)?;
 
-    let passes = rows.len() as u64 * u64::from(args.rounds) * 2;
-    let seconds = (args.budget / passes.max(1)).max(1);
+    let (rounds, seconds) = plan(args.budget, rows.len() as u64, u64::from(args.rounds));
     println!(
-        "{} configurations x {} rounds x 2 passes of {seconds}s (latency: 1 connection; throughput: {} connections)",
+        "{} configurations x {rounds} rounds x 2 passes of {seconds}s (latency: 1 connection; throughput: {} connections)",
         rows.len(),
-        args.rounds,
         args.connections
     );
     let started = Instant::now();
@@ -200,16 +207,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mut latency: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
     let mut throughput: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
-    for round in 0..args.rounds {
+    for round in 0..rounds {
         for (index, row) in rows.iter().enumerate() {
             let url = format!("{}{}", envoy.url(&row.listener.name), row.path);
             latency[index].push(wrk(&url, &row.headers, 1, seconds, &script)?);
             throughput[index].push(wrk(&url, &row.headers, args.connections, seconds, &script)?);
         }
         eprintln!(
-            "round {}/{} done ({:.0?})",
+            "round {}/{rounds} done ({:.0?})",
             round + 1,
-            args.rounds,
             started.elapsed()
         );
     }
