@@ -1,0 +1,384 @@
+//! The thin shell: proxy-wasm callbacks (through the `Host` seam) mapped onto the guard's steps.
+//!
+//! Per stream: at request headers, pick the breaker and ask for admission (short-circuit with the
+//! fallback if refused, take a bulkhead slot if configured); at response headers, judge the call
+//! (status, `response.code_details`, `response.flags`, gRPC status, latency since the request
+//! headers) and record it; at stream end (`on_log`), judge calls that never saw response headers
+//! (resets, timeouts) or whose gRPC status came in the trailers, and return the bulkhead slot.
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use meshguard_filter_core::{
+    ConfigError, Decision, HeaderMap, Host, HttpFilter, LocalResponse, LogLevel, RootFilter,
+};
+
+use crate::config::{Breaker, Config, parse_config};
+use crate::guard::{Count, Guard};
+use crate::machine::{Admission, Rejection, Ticket};
+use crate::matcher::{RequestFacts, host_only, path_only, select};
+use crate::outcome::{self, ResponseFacts, Verdict};
+
+/// How often every root context runs the time-driven transitions.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Header on every locally answered request.
+pub const CIRCUIT_HEADER: &str = "x-meshguard-circuit";
+
+/// Configuration plus the run-time guard of every breaker, shared by the streams of a worker.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: Config,
+    /// One guard per breaker, in the same order.
+    pub guards: Vec<Guard>,
+}
+
+impl Runtime {
+    fn breaker(&self, index: usize) -> Option<(&Breaker, &Guard)> {
+        Some((self.config.breakers.get(index)?, self.guards.get(index)?))
+    }
+}
+
+// === impl CircuitBreakerRoot ===
+
+/// The root context: parses the configuration, sets up shared state and metrics, and ticks.
+#[derive(Debug, Default)]
+pub struct CircuitBreakerRoot {
+    runtime: Option<Rc<Runtime>>,
+}
+
+impl CircuitBreakerRoot {
+    /// The runtime after a successful `configure`.
+    pub fn runtime(&self) -> Option<&Rc<Runtime>> {
+        self.runtime.as_ref()
+    }
+}
+
+impl RootFilter for CircuitBreakerRoot {
+    type Http = CircuitBreakerHttp;
+
+    fn configure(&mut self, host: &mut dyn Host, config: &[u8]) -> Result<(), ConfigError> {
+        let config = parse_config(config)?;
+        let plugin = host
+            .property(&["plugin_name"])
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .unwrap_or_default();
+        let guards: Vec<Guard> = config
+            .breakers
+            .iter()
+            .map(|breaker| Guard::new(host, &plugin, breaker))
+            .collect();
+        for (breaker, guard) in config.breakers.iter().zip(&guards) {
+            guard.init(host, breaker);
+        }
+        host.log(
+            LogLevel::Info,
+            &format!(
+                "meshguard circuit breaker: {} breaker(s) configured: {}",
+                config.breakers.len(),
+                config
+                    .breakers
+                    .iter()
+                    .map(|breaker| breaker.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        self.runtime = Some(Rc::new(Runtime { config, guards }));
+        Ok(())
+    }
+
+    fn tick_period(&self) -> Option<Duration> {
+        Some(TICK)
+    }
+
+    fn on_tick(&mut self, host: &mut dyn Host) {
+        if let Some(runtime) = &self.runtime {
+            for (breaker, guard) in runtime.config.breakers.iter().zip(&runtime.guards) {
+                guard.tick(host, breaker);
+            }
+        }
+    }
+
+    fn new_http(&self, _context_id: u32) -> CircuitBreakerHttp {
+        CircuitBreakerHttp {
+            runtime: self.runtime.clone(),
+            call: None,
+        }
+    }
+}
+
+// === impl CircuitBreakerHttp ===
+
+/// A call the breaker let through, followed until its outcome is known.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    breaker: usize,
+    /// `None` when admission failed open (no state could be read).
+    ticket: Option<Ticket>,
+    started: SystemTime,
+    holds_slot: bool,
+    settled: bool,
+    awaiting_trailers: bool,
+}
+
+/// Per-stream filter.
+#[derive(Debug)]
+pub struct CircuitBreakerHttp {
+    runtime: Option<Rc<Runtime>>,
+    call: Option<Call>,
+}
+
+/// Request facts read lazily from the host.
+struct LazyRequest<'h> {
+    host: &'h dyn Host,
+    path: OnceCell<Option<String>>,
+    method: OnceCell<Option<String>>,
+    authority: OnceCell<Option<String>>,
+    cluster: OnceCell<Option<String>>,
+}
+
+impl RequestFacts for LazyRequest<'_> {
+    fn path(&self) -> Option<&str> {
+        self.path
+            .get_or_init(|| {
+                self.host
+                    .header(HeaderMap::Request, ":path")
+                    .map(|path| path_only(&path).to_string())
+            })
+            .as_deref()
+    }
+
+    fn method(&self) -> Option<&str> {
+        self.method
+            .get_or_init(|| self.host.header(HeaderMap::Request, ":method"))
+            .as_deref()
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.authority
+            .get_or_init(|| {
+                self.host
+                    .header(HeaderMap::Request, ":authority")
+                    .or_else(|| self.host.header(HeaderMap::Request, "host"))
+                    .map(|authority| host_only(&authority))
+            })
+            .as_deref()
+    }
+
+    fn cluster(&self) -> Option<&str> {
+        self.cluster
+            .get_or_init(|| {
+                // `xds.cluster_name` is where Envoy 1.40 has the route's cluster at request
+                // headers; older Envoys (and older Istio proxies) only had `cluster_name`.
+                self.host
+                    .property(&["xds", "cluster_name"])
+                    .or_else(|| self.host.property(&["cluster_name"]))
+                    .map(|name| String::from_utf8_lossy(&name).into_owned())
+            })
+            .as_deref()
+    }
+}
+
+/// Reads an integer property (Envoy serialises int64 as 8 little-endian bytes).
+fn int_property(host: &dyn Host, path: &[&str]) -> Option<i64> {
+    let bytes: [u8; 8] = host.property(path)?.as_slice().try_into().ok()?;
+    Some(i64::from_le_bytes(bytes))
+}
+
+fn response_flags(host: &dyn Host) -> u64 {
+    int_property(host, &["response", "flags"]).map_or(0, |flags| flags as u64)
+}
+
+/// The fallback, marked with the circuit state (and when to retry, if known).
+fn fallback(breaker: &Breaker, state: &str, retry_after_s: Option<u64>) -> LocalResponse {
+    let fallback = &breaker.fallback;
+    let mut headers = fallback.headers.clone();
+    headers.push((CIRCUIT_HEADER.into(), state.into()));
+    if let Some(seconds) = retry_after_s {
+        headers.push(("retry-after".into(), seconds.to_string()));
+    }
+    LocalResponse {
+        status: fallback.status,
+        headers,
+        body: fallback.body.clone(),
+    }
+}
+
+/// The local answer for a request refused while open or half-open.
+pub fn short_circuit(breaker: &Breaker, rejection: Rejection) -> LocalResponse {
+    fallback(
+        breaker,
+        rejection.phase.name(),
+        Some(rejection.retry_after_s),
+    )
+}
+
+/// The local answer for a request the bulkhead refused.
+pub fn bulkhead_full(breaker: &Breaker) -> LocalResponse {
+    fallback(breaker, "full", None)
+}
+
+impl CircuitBreakerHttp {
+    fn settle(&mut self, host: &mut dyn Host, verdict: Verdict) {
+        let (Some(runtime), Some(call)) = (&self.runtime, &mut self.call) else {
+            return;
+        };
+        let Some((breaker, guard)) = runtime.breaker(call.breaker) else {
+            return;
+        };
+        let Some(ticket) = call.ticket else {
+            call.settled = true;
+            return;
+        };
+        match verdict {
+            Verdict::AwaitTrailers => call.awaiting_trailers = true,
+            Verdict::Record(outcome) => {
+                call.settled = true;
+                guard.record(host, breaker, ticket, outcome);
+            }
+            Verdict::Ignore => {
+                call.settled = true;
+                guard.ignore(host, breaker, ticket);
+            }
+        }
+    }
+
+    fn latency(host: &dyn Host, call: &Call) -> Duration {
+        host.now().duration_since(call.started).unwrap_or_default()
+    }
+}
+
+impl HttpFilter for CircuitBreakerHttp {
+    fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
+        let Some(runtime) = self.runtime.clone() else {
+            return Decision::Continue;
+        };
+        let selected = select(
+            &runtime.config.breakers,
+            &LazyRequest {
+                host: &*host,
+                path: OnceCell::new(),
+                method: OnceCell::new(),
+                authority: OnceCell::new(),
+                cluster: OnceCell::new(),
+            },
+        );
+        let Some((index, (breaker, guard))) =
+            selected.and_then(|index| Some((index, runtime.breaker(index)?)))
+        else {
+            return Decision::Continue;
+        };
+        let started = host.now();
+        let ticket = match guard.admit(host, breaker) {
+            Some(Admission::Reject(rejection)) => {
+                guard.count(host, Count::ShortCircuited);
+                return Decision::Respond(short_circuit(breaker, rejection));
+            }
+            Some(Admission::Admit(ticket)) => Some(ticket),
+            None => None,
+        };
+        let mut holds_slot = false;
+        if let Some(max) = breaker.max_concurrent {
+            match guard.acquire_slot(host, breaker, max) {
+                Some(true) => holds_slot = true,
+                Some(false) => {
+                    guard.count(host, Count::BulkheadFull);
+                    if let Some(ticket) = ticket
+                        && ticket.probe
+                    {
+                        // The probe never went out: give its permit back.
+                        guard.release_permit(host, breaker, ticket);
+                    }
+                    return Decision::Respond(bulkhead_full(breaker));
+                }
+                None => {}
+            }
+        }
+        self.call = Some(Call {
+            breaker: index,
+            ticket,
+            started,
+            holds_slot,
+            settled: false,
+            awaiting_trailers: false,
+        });
+        Decision::Continue
+    }
+
+    fn on_response_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
+        let (Some(runtime), Some(call)) = (&self.runtime, self.call) else {
+            return Decision::Continue;
+        };
+        if call.settled || call.awaiting_trailers || call.ticket.is_none() {
+            return Decision::Continue;
+        }
+        let Some((breaker, _)) = runtime.breaker(call.breaker) else {
+            return Decision::Continue;
+        };
+        let latency = Self::latency(host, &call);
+        let status = host
+            .header(HeaderMap::Response, ":status")
+            .and_then(|status| status.parse().ok());
+        let probe = call.ticket.is_some_and(|ticket| ticket.probe);
+        let origin = outcome::needs_origin(breaker, status, probe);
+        let code_details = origin
+            .then(|| host.property(&["response", "code_details"]))
+            .flatten()
+            .map(|details| String::from_utf8_lossy(&details).into_owned());
+        let flags =
+            (origin && outcome::needs_flags(code_details.as_deref())).then(|| response_flags(host));
+        // gRPC answers are always HTTP 200 (errors included); no other status needs the check.
+        let grpc = breaker.failure.grpc_statuses != 0
+            && status == Some(200)
+            && host
+                .header(HeaderMap::Response, "content-type")
+                .is_some_and(|content_type| outcome::is_grpc(&content_type));
+        let facts = ResponseFacts {
+            status,
+            code_details,
+            flags,
+            grpc,
+            grpc_status: grpc
+                .then(|| host.header(HeaderMap::Response, "grpc-status"))
+                .flatten()
+                .and_then(|status| outcome::parse_grpc_status(&status)),
+        };
+        let verdict = outcome::at_headers(breaker, &facts, latency);
+        self.settle(host, verdict);
+        Decision::Continue
+    }
+
+    fn on_log(&mut self, host: &mut dyn Host) {
+        let (Some(runtime), Some(call)) = (self.runtime.clone(), self.call) else {
+            return;
+        };
+        let Some((breaker, guard)) = runtime.breaker(call.breaker) else {
+            return;
+        };
+        if !call.settled && call.ticket.is_some() {
+            let latency = Self::latency(host, &call);
+            let flags = response_flags(host);
+            let verdict = if call.awaiting_trailers {
+                let status = int_property(host, &["response", "grpc_status"])
+                    .and_then(|code| u32::try_from(code).ok());
+                outcome::at_trailers(breaker, status, flags, latency)
+            } else {
+                outcome::at_stream_end(breaker, flags, latency)
+            };
+            if let Some(call) = &mut self.call {
+                call.awaiting_trailers = false;
+            }
+            self.settle(host, verdict);
+        }
+        if call.holds_slot {
+            guard.release_slot(host, breaker);
+        }
+        self.call = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;

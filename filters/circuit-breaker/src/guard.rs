@@ -1,0 +1,345 @@
+//! One breaker at run time: its shared-data keys, its metrics, and every step of the state
+//! machine applied to shared data with CAS.
+//!
+//! Each method reads the breaker's state, runs the pure step from [`crate::machine`], and writes
+//! back only when the step changed something (a closed breaker admits without writing). The
+//! worker whose write carries a transition is the one that logs it and counts it, so a
+//! transition appears once however many workers raced for it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meshguard_filter_core::{Host, LogLevel, MetricKind};
+
+use crate::codec;
+use crate::config::Breaker;
+use crate::machine::{Admission, Effect, Header, Outcome, Phase, State, Ticket};
+use crate::store::{StoreError, Write, update};
+
+/// Milliseconds since the epoch.
+pub fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// Metric ids of one breaker (per VM; Envoy aggregates same-named metrics across workers).
+#[derive(Debug, Default)]
+struct Metrics {
+    state: Option<u32>,
+    success: Option<u32>,
+    failure: Option<u32>,
+    slow: Option<u32>,
+    ignored: Option<u32>,
+    short_circuited: Option<u32>,
+    bulkhead_full: Option<u32>,
+    transitions: Option<u32>,
+    to_open: Option<u32>,
+    to_half_open: Option<u32>,
+    to_closed: Option<u32>,
+    contended: Option<u32>,
+}
+
+/// Which counter to bump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// A call that did not fail.
+    Success,
+    /// A call that failed.
+    Failure,
+    /// A slow call (besides success or failure).
+    Slow,
+    /// An admitted call without an outcome.
+    Ignored,
+    /// A request answered locally because the breaker was open or half-open.
+    ShortCircuited,
+    /// A request refused by the bulkhead.
+    BulkheadFull,
+    /// Shared data stayed contended and an update was dropped.
+    Contended,
+}
+
+/// Metric name prefix; Envoy shows them under `wasmcustom.`.
+pub const METRIC_PREFIX: &str = "meshguard_circuit_breaker";
+
+/// One configured breaker, ready to run.
+#[derive(Debug)]
+pub struct Guard {
+    /// Shared-data key of the state.
+    pub key: String,
+    /// Shared-data key of the bulkhead's in-flight counter.
+    pub inflight_key: String,
+    metrics: Metrics,
+}
+
+impl Guard {
+    /// Keys are scoped by plugin name so two plugins in one VM keep separate breakers.
+    pub fn new(host: &mut dyn Host, plugin: &str, breaker: &Breaker) -> Self {
+        let key = format!("meshguard.circuit_breaker.v1.{plugin}.{}", breaker.name);
+        let mut define = |kind, metric: &str| {
+            host.define_metric(kind, &format!("{METRIC_PREFIX}.{}.{metric}", breaker.name))
+        };
+        let metrics = Metrics {
+            state: define(MetricKind::Gauge, "state"),
+            success: define(MetricKind::Counter, "calls.success"),
+            failure: define(MetricKind::Counter, "calls.failure"),
+            slow: define(MetricKind::Counter, "calls.slow"),
+            ignored: define(MetricKind::Counter, "calls.ignored"),
+            short_circuited: define(MetricKind::Counter, "short_circuited"),
+            bulkhead_full: define(MetricKind::Counter, "bulkhead_full"),
+            transitions: define(MetricKind::Counter, "transitions"),
+            to_open: define(MetricKind::Counter, "transitions.to_open"),
+            to_half_open: define(MetricKind::Counter, "transitions.to_half_open"),
+            to_closed: define(MetricKind::Counter, "transitions.to_closed"),
+            contended: define(MetricKind::Counter, "cas_contended"),
+        };
+        Self {
+            inflight_key: format!("{key}.inflight"),
+            key,
+            metrics,
+        }
+    }
+
+    /// Bumps a counter.
+    pub fn count(&self, host: &mut dyn Host, count: Count) {
+        let id = match count {
+            Count::Success => self.metrics.success,
+            Count::Failure => self.metrics.failure,
+            Count::Slow => self.metrics.slow,
+            Count::Ignored => self.metrics.ignored,
+            Count::ShortCircuited => self.metrics.short_circuited,
+            Count::BulkheadFull => self.metrics.bulkhead_full,
+            Count::Contended => self.metrics.contended,
+        };
+        if let Some(id) = id {
+            host.increment_metric(id, 1);
+        }
+    }
+
+    fn show(&self, host: &mut dyn Host, phase: Phase) {
+        if let Some(id) = self.metrics.state {
+            host.record_metric(id, phase.gauge());
+        }
+    }
+
+    /// Logs and counts the transition of a step whose write won.
+    fn announce(&self, host: &mut dyn Host, breaker: &Breaker, effect: Effect) {
+        let Some(transition) = effect.transition else {
+            return;
+        };
+        let level = if transition.to == Phase::Open {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        host.log(
+            level,
+            &format!("meshguard circuit breaker `{}`: {transition}", breaker.name),
+        );
+        let per_target = match transition.to {
+            Phase::Open => self.metrics.to_open,
+            Phase::HalfOpen => self.metrics.to_half_open,
+            Phase::Closed => self.metrics.to_closed,
+        };
+        for id in [self.metrics.transitions, per_target].into_iter().flatten() {
+            host.increment_metric(id, 1);
+        }
+        self.show(host, transition.to);
+    }
+
+    fn dropped(&self, host: &mut dyn Host, breaker: &Breaker, what: &str, err: StoreError) {
+        self.count(host, Count::Contended);
+        host.log(
+            LogLevel::Warn,
+            &format!(
+                "meshguard circuit breaker `{}`: {what} dropped: {err}",
+                breaker.name
+            ),
+        );
+    }
+
+    /// Makes sure a usable state is stored (a fresh one if none, or if the stored one is
+    /// corrupt or shaped for another window) and shows its phase. Called at configure time.
+    pub fn init(&self, host: &mut dyn Host, breaker: &Breaker) {
+        let now_ms = millis(host.now());
+        let result = update(host, &self.key, |bytes| match bytes.map(codec::decode) {
+            Some(Ok(state)) if state.fits(breaker) => (Write::Keep, state.header.phase),
+            _ => (
+                Write::Put(codec::encode(&State::new(breaker, now_ms))),
+                Phase::Closed,
+            ),
+        });
+        match result {
+            Ok(phase) => self.show(host, phase),
+            Err(err) => self.dropped(host, breaker, "initialisation", err),
+        }
+    }
+
+    /// Admission of one request. On a store failure the request is admitted without a ticket
+    /// (failing open: a breaker that cannot reach its state must not take the service down).
+    pub fn admit(&self, host: &mut dyn Host, breaker: &Breaker) -> Option<Admission> {
+        let now_ms = millis(host.now());
+        let result = update(host, &self.key, |bytes| {
+            let header = bytes.and_then(|bytes| codec::decode_header(bytes).ok());
+            match (bytes, header) {
+                (Some(bytes), Some(mut header)) => {
+                    let (admission, effect) = header.admit(breaker, now_ms);
+                    match effect.changed {
+                        false => (Write::Keep, (admission, effect)),
+                        true => match codec::patch_header(bytes, &header) {
+                            Ok(patched) => (Write::Put(patched), (admission, effect)),
+                            Err(_) => fresh_admission(breaker, now_ms),
+                        },
+                    }
+                }
+                _ => fresh_admission(breaker, now_ms),
+            }
+        });
+        match result {
+            Ok((admission, effect)) => {
+                self.announce(host, breaker, effect);
+                Some(admission)
+            }
+            Err(err) => {
+                self.dropped(host, breaker, "admission", err);
+                None
+            }
+        }
+    }
+
+    /// Records the outcome of a call admitted with `ticket`.
+    pub fn record(&self, host: &mut dyn Host, breaker: &Breaker, ticket: Ticket, outcome: Outcome) {
+        self.count(
+            host,
+            if outcome.failed {
+                Count::Failure
+            } else {
+                Count::Success
+            },
+        );
+        if outcome.slow {
+            self.count(host, Count::Slow);
+        }
+        let now_ms = millis(host.now());
+        let result = update(host, &self.key, |bytes| {
+            let stored = bytes
+                .and_then(|bytes| codec::decode(bytes).ok())
+                .filter(|state| state.fits(breaker));
+            let fresh = stored.is_none();
+            let mut state = stored.unwrap_or_else(|| State::new(breaker, now_ms));
+            let effect = state.record(breaker, now_ms, ticket, outcome);
+            if effect.changed || fresh {
+                (Write::Put(codec::encode(&state)), effect)
+            } else {
+                (Write::Keep, effect)
+            }
+        });
+        match result {
+            Ok(effect) => self.announce(host, breaker, effect),
+            Err(err) => self.dropped(host, breaker, "an outcome", err),
+        }
+    }
+
+    /// An admitted call ended without an outcome: count it and return a probe's permit.
+    pub fn ignore(&self, host: &mut dyn Host, breaker: &Breaker, ticket: Ticket) {
+        self.count(host, Count::Ignored);
+        self.release_permit(host, breaker, ticket);
+    }
+
+    /// Returns the half-open permit of `ticket` (if it is a probe of the current phase).
+    pub fn release_permit(&self, host: &mut dyn Host, breaker: &Breaker, ticket: Ticket) {
+        if !ticket.probe {
+            return;
+        }
+        let result = update(host, &self.key, |bytes| {
+            let Some(bytes) = bytes else {
+                return (Write::Keep, ());
+            };
+            let Ok(mut header) = codec::decode_header(bytes) else {
+                return (Write::Keep, ());
+            };
+            if !header.release(ticket).changed {
+                return (Write::Keep, ());
+            }
+            match codec::patch_header(bytes, &header) {
+                Ok(patched) => (Write::Put(patched), ()),
+                Err(_) => (Write::Keep, ()),
+            }
+        });
+        if let Err(err) = result {
+            self.dropped(host, breaker, "a probe permit release", err);
+        }
+    }
+
+    /// Periodic work: time-driven transitions (so the state gauge moves to half-open without
+    /// traffic) and refreshing the gauge from the shared state.
+    pub fn tick(&self, host: &mut dyn Host, breaker: &Breaker) {
+        let now_ms = millis(host.now());
+        let result = update(host, &self.key, |bytes| {
+            let Some(bytes) = bytes else {
+                return (Write::Keep, None);
+            };
+            let Ok(mut header) = codec::decode_header(bytes) else {
+                return (Write::Keep, None);
+            };
+            let effect = header.advance(breaker, now_ms);
+            match (effect.changed, codec::patch_header(bytes, &header)) {
+                (true, Ok(patched)) => (Write::Put(patched), Some((header, effect))),
+                _ => (Write::Keep, Some((header, Effect::default()))),
+            }
+        });
+        match result {
+            Ok(Some((header, effect))) => {
+                self.announce(host, breaker, effect);
+                self.show(host, header.phase);
+            }
+            Ok(None) => {}
+            Err(err) => self.dropped(host, breaker, "a timer step", err),
+        }
+    }
+
+    /// Takes a bulkhead slot if fewer than `max` calls are in flight: `Some(true)` taken,
+    /// `Some(false)` full, `None` when the counter could not be updated (the caller then lets
+    /// the call through without a slot: failing open, like admission).
+    pub fn acquire_slot(&self, host: &mut dyn Host, breaker: &Breaker, max: u32) -> Option<bool> {
+        let result = update(host, &self.inflight_key, |bytes| {
+            let inflight = bytes.map_or(0, codec::decode_count);
+            if inflight >= max {
+                (Write::Keep, false)
+            } else {
+                (Write::Put(codec::encode_count(inflight + 1).to_vec()), true)
+            }
+        });
+        match result {
+            Ok(taken) => Some(taken),
+            Err(err) => {
+                self.dropped(host, breaker, "a bulkhead slot", err);
+                None
+            }
+        }
+    }
+
+    /// Returns a bulkhead slot.
+    pub fn release_slot(&self, host: &mut dyn Host, breaker: &Breaker) {
+        let result = update(host, &self.inflight_key, |bytes| {
+            let inflight = bytes.map_or(0, codec::decode_count);
+            (
+                Write::Put(codec::encode_count(inflight.saturating_sub(1)).to_vec()),
+                (),
+            )
+        });
+        if let Err(err) = result {
+            self.dropped(host, breaker, "a bulkhead release", err);
+        }
+    }
+}
+
+fn fresh_admission(breaker: &Breaker, now_ms: u64) -> (Write, (Admission, Effect)) {
+    let mut state = State::new(breaker, now_ms);
+    let (admission, effect) = state.header.admit(breaker, now_ms);
+    (Write::Put(codec::encode(&state)), (admission, effect))
+}
+
+/// The stored header of a breaker, for tests and diagnostics.
+pub fn stored_header(host: &dyn Host, key: &str) -> Option<Header> {
+    host.shared_get(key)
+        .and_then(|(bytes, _)| codec::decode_header(&bytes).ok())
+}

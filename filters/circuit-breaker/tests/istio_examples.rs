@@ -1,0 +1,182 @@
+//! The Istio manifests in `istio/circuit-breaker/` carry configurations this filter must
+//! accept: every WasmPlugin's `pluginConfig` and every EnvoyFilter's configuration string is run
+//! through the filter's own parser, so an example can never drift into something Envoy would
+//! refuse at configure time.
+
+use std::path::PathBuf;
+
+use meshguard_circuit_breaker::config::{Config, parse_config};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+fn manifests_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../istio/circuit-breaker")
+}
+
+/// Every document of every manifest: (file name, document).
+fn documents() -> Vec<(String, Value)> {
+    let dir = manifests_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no manifests in {}", dir.display());
+    let mut documents = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = Value::deserialize(document)
+                .unwrap_or_else(|err| panic!("{name} is not valid YAML: {err}"));
+            documents.push((name.clone(), value));
+        }
+    }
+    documents
+}
+
+/// The filter configurations in a document, each with where it was found.
+fn configurations(name: &str, document: &Value) -> Vec<(String, Vec<u8>)> {
+    match document["kind"].as_str() {
+        Some("WasmPlugin") => {
+            assert_eq!(
+                document["apiVersion"].as_str(),
+                Some("extensions.istio.io/v1alpha1"),
+                "{name}"
+            );
+            assert!(
+                document["spec"]["url"]
+                    .as_str()
+                    .is_some_and(|url| url.contains("circuit-breaker")),
+                "{name}: the WasmPlugin must load the circuit-breaker module"
+            );
+            let config = &document["spec"]["pluginConfig"];
+            assert!(!config.is_null(), "{name}: no pluginConfig");
+            vec![(
+                format!("{name}: pluginConfig"),
+                serde_json::to_vec(config).unwrap(),
+            )]
+        }
+        Some("EnvoyFilter") => {
+            assert_eq!(
+                document["apiVersion"].as_str(),
+                Some("networking.istio.io/v1alpha3"),
+                "{name}"
+            );
+            let patches = document["spec"]["configPatches"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{name}: no configPatches"));
+            patches
+                .iter()
+                .enumerate()
+                .map(|(index, patch)| {
+                    let wasm = &patch["patch"]["value"]["typed_config"]["config"];
+                    assert_eq!(
+                        wasm["vm_config"]["vm_id"].as_str(),
+                        Some("meshguard-circuit-breaker"),
+                        "{name}: one vm_id, so the workers share the breaker state"
+                    );
+                    let config = wasm["configuration"]["value"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{name}: patch {index} has no configuration"));
+                    (
+                        format!("{name}: configPatches[{index}]"),
+                        config.as_bytes().to_vec(),
+                    )
+                })
+                .collect()
+        }
+        other => panic!("{name}: unexpected kind {other:?}"),
+    }
+}
+
+fn all_configurations() -> Vec<(String, Config)> {
+    documents()
+        .iter()
+        .flat_map(|(name, document)| configurations(name, document))
+        .map(|(place, bytes)| {
+            let config =
+                parse_config(&bytes).unwrap_or_else(|err| panic!("{place} is rejected: {err}"));
+            (place, config)
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_configuration_is_accepted() {
+    let configs = all_configurations();
+    let places: Vec<&str> = configs.iter().map(|(place, _)| place.as_str()).collect();
+    for expected in [
+        "payment-wasmplugin.yaml: pluginConfig",
+        "payment-envoyfilter.yaml: configPatches[0]",
+        "product-wasmplugin.yaml: pluginConfig",
+        "product-envoyfilter.yaml: configPatches[0]",
+    ] {
+        assert!(places.contains(&expected), "{expected} missing: {places:?}");
+    }
+}
+
+#[test]
+fn fallback_bodies_declared_as_json_are_json() {
+    for (place, config) in all_configurations() {
+        for breaker in &config.breakers {
+            let json = breaker
+                .fallback
+                .headers
+                .iter()
+                .any(|(name, value)| name == "content-type" && value == "application/json");
+            if json {
+                serde_json::from_slice::<serde_json::Value>(&breaker.fallback.body)
+                    .unwrap_or_else(|err| panic!("{place} `{}`: {err}", breaker.name));
+            }
+        }
+    }
+}
+
+#[test]
+fn product_examples_answer_with_a_degraded_product_detail() {
+    let configs = all_configurations();
+    let details: Vec<_> = configs
+        .iter()
+        .filter(|(place, _)| place.starts_with("product-"))
+        .flat_map(|(_, config)| &config.breakers)
+        .filter(|breaker| breaker.name == "product-detail")
+        .collect();
+    assert_eq!(details.len(), 2, "the WasmPlugin and the EnvoyFilter");
+    for breaker in details {
+        assert_eq!(breaker.fallback.status, 200);
+        assert!(
+            breaker
+                .fallback
+                .headers
+                .contains(&("x-meshguard-degraded".into(), "true".into()))
+        );
+        let body: serde_json::Value = serde_json::from_slice(&breaker.fallback.body).unwrap();
+        assert_eq!(body["degraded"], true);
+        assert!(body["product"]["name"].is_string(), "{body}");
+        assert_eq!(
+            breaker.matcher.cluster.as_deref(),
+            Some("outbound|8080||product.commerce.svc.cluster.local")
+        );
+    }
+}
+
+#[test]
+fn payment_examples_guard_the_payment_cluster() {
+    let configs = all_configurations();
+    let payment: Vec<_> = configs
+        .iter()
+        .filter(|(place, _)| place.starts_with("payment-"))
+        .flat_map(|(_, config)| &config.breakers)
+        .collect();
+    assert!(payment.len() >= 2);
+    for breaker in payment {
+        assert_eq!(
+            breaker.matcher.cluster.as_deref(),
+            Some("outbound|8080||payment.commerce.svc.cluster.local"),
+            "{}",
+            breaker.name
+        );
+    }
+}
