@@ -1,0 +1,139 @@
+//! Unit tests of the decision core against [`MockHost`]: a fake clock, and several mocks sharing
+//! one shared-data store to stand for Envoy workers.
+
+mod config;
+mod eviction;
+mod gcra;
+mod headers;
+mod keys;
+mod workers;
+
+use std::time::Duration;
+
+use meshguard_filter_core::mock::{MockHost, SharedHandle};
+use meshguard_filter_core::{Decision, HttpFilter, LocalResponse, RootFilter};
+
+use crate::RateLimitRoot;
+
+/// One simulated Envoy worker: a root context and its host.
+pub struct Worker {
+    pub root: RateLimitRoot,
+    pub host: MockHost,
+}
+
+/// What a request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Admitted; the response headers the filter added.
+    Admitted(Vec<(String, String)>),
+    /// Denied with this local response.
+    Denied(LocalResponse),
+}
+
+impl Answer {
+    pub fn admitted(&self) -> bool {
+        matches!(self, Answer::Admitted(_))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let headers = match self {
+            Answer::Admitted(headers) => headers,
+            Answer::Denied(response) => &response.headers,
+        };
+        headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn response(&self) -> &LocalResponse {
+        match self {
+            Answer::Denied(response) => response,
+            Answer::Admitted(_) => panic!("expected a denial, got {self:?}"),
+        }
+    }
+}
+
+impl Worker {
+    /// A worker on a fresh store.
+    pub fn new(config: &str) -> Self {
+        Self::on(SharedHandle::default(), config)
+    }
+
+    /// A worker sharing `shared` with others.
+    pub fn on(shared: SharedHandle, config: &str) -> Self {
+        let mut host = MockHost::new()
+            .with_shared(shared)
+            .with_property("source.address", b"10.0.0.7:41000")
+            .with_property("plugin_name", b"rate-limit");
+        let mut root = RateLimitRoot::default();
+        root.configure(&mut host, config.as_bytes())
+            .unwrap_or_else(|err| panic!("config rejected: {err}"));
+        Self { root, host }
+    }
+
+    /// Sends a GET to `path` with `headers`.
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send("GET", path, headers)
+    }
+
+    /// Sends a request and runs the response path when admitted.
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.host.request_headers = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path.to_string()),
+            (":authority".to_string(), "shop.example".to_string()),
+        ];
+        for (name, value) in headers {
+            self.host
+                .request_headers
+                .push((name.to_string(), value.to_string()));
+        }
+        self.host.response_headers = vec![(":status".to_string(), "200".to_string())];
+        let mut http = self.root.new_http(1);
+        match http.on_request_headers(&mut self.host, true) {
+            Decision::Continue => {
+                http.on_response_headers(&mut self.host, true);
+                let added = self
+                    .host
+                    .response_headers
+                    .iter()
+                    .filter(|(name, _)| name != ":status")
+                    .cloned()
+                    .collect();
+                Answer::Admitted(added)
+            }
+            Decision::Respond(response) => Answer::Denied(response),
+            Decision::Pause => panic!("the rate limiter never pauses"),
+        }
+    }
+
+    /// Sends `n` identical requests and counts the admitted ones.
+    pub fn admitted(&mut self, n: usize, path: &str, headers: &[(&str, &str)]) -> usize {
+        (0..n)
+            .filter(|_| self.get(path, headers).admitted())
+            .count()
+    }
+
+    pub fn advance(&mut self, by: Duration) {
+        self.host.advance(by);
+    }
+
+    pub fn tick(&mut self) {
+        self.root.on_tick(&mut self.host);
+    }
+
+    /// A metric of limit `limit`.
+    pub fn metric(&self, limit: &str, stat: &str) -> i64 {
+        self.host
+            .metric(&format!("meshguard_rate_limit.{limit}.{stat}"))
+    }
+}
+
+/// A one-limit config: `requests` per `per`, `burst`, keyed on header `x-user`.
+pub fn per_user(requests: u32, per: &str, burst: u32) -> String {
+    format!(
+        r#"{{"limits":[{{"name":"user","key":[{{"header":"x-user"}}],
+            "rate":{{"requests":{requests},"per":"{per}"}},"burst":{burst}}}]}}"#
+    )
+}

@@ -1,0 +1,146 @@
+//! The manifests in `istio/rate-limit/` must carry configurations this filter accepts: every
+//! WasmPlugin's `pluginConfig` and every EnvoyFilter's configuration string goes through the
+//! filter's own parser, so an example cannot drift into something Envoy would refuse at
+//! configure time. The examples must also cover what the issue asks of them.
+
+use std::path::PathBuf;
+
+use meshguard_rate_limit::config::{Config, KeyPart, parse_config};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+fn documents() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../istio/rate-limit");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    let mut documents = Vec::new();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = Value::deserialize(document)
+                .unwrap_or_else(|err| panic!("{name} is not valid YAML: {err}"));
+            documents.push((name.clone(), value));
+        }
+    }
+    documents
+}
+
+/// Every filter configuration in the manifests: where it is, and the parsed config.
+fn configurations() -> Vec<(String, Config)> {
+    let mut found = Vec::new();
+    for (name, document) in documents() {
+        let raw: Vec<(String, Vec<u8>)> = match document["kind"].as_str() {
+            Some("WasmPlugin") => {
+                assert_eq!(
+                    document["apiVersion"].as_str(),
+                    Some("extensions.istio.io/v1alpha1")
+                );
+                assert_eq!(
+                    document["spec"]["phase"].as_str(),
+                    Some("AUTHZ"),
+                    "{name}: after the JWT filter (AUTHN)"
+                );
+                assert!(
+                    document["spec"]["url"]
+                        .as_str()
+                        .is_some_and(|url| url.contains("rate-limit")),
+                    "{name}: loads the rate-limit module"
+                );
+                let config = &document["spec"]["pluginConfig"];
+                assert!(!config.is_null(), "{name}: no pluginConfig");
+                vec![(
+                    format!("{name}: pluginConfig"),
+                    serde_json::to_vec(config).unwrap(),
+                )]
+            }
+            Some("EnvoyFilter") => {
+                assert_eq!(
+                    document["apiVersion"].as_str(),
+                    Some("networking.istio.io/v1alpha3")
+                );
+                let patches = document["spec"]["configPatches"].as_sequence().unwrap();
+                patches
+                    .iter()
+                    .enumerate()
+                    .map(|(index, patch)| {
+                        let wasm = &patch["patch"]["value"]["typed_config"]["config"];
+                        assert_eq!(
+                            wasm["vm_config"]["vm_id"].as_str(),
+                            Some("meshguard-rate-limit"),
+                            "{name}: one vm_id, so all workers share one limiter"
+                        );
+                        let value = wasm["configuration"]["value"]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("{name}: no configuration string"));
+                        (
+                            format!("{name}: configPatches[{index}]"),
+                            value.as_bytes().to_vec(),
+                        )
+                    })
+                    .collect()
+            }
+            other => panic!("{name}: unexpected kind {other:?}"),
+        };
+        for (place, bytes) in raw {
+            let config = parse_config(&bytes).unwrap_or_else(|err| panic!("{place}: {err}"));
+            found.push((place, config));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_example_configuration_is_accepted() {
+    let configs = configurations();
+    assert!(configs.len() >= 3, "{} configurations", configs.len());
+}
+
+#[test]
+fn the_examples_cover_the_commerce_limits() {
+    let configs = configurations();
+    let limits: Vec<_> = configs
+        .iter()
+        .flat_map(|(place, config)| config.limits.iter().map(move |l| (place, l)))
+        .collect();
+    let has = |what: &str, pred: &dyn Fn(&meshguard_rate_limit::config::Limit) -> bool| {
+        assert!(
+            limits.iter().any(|(_, limit)| pred(limit)),
+            "no {what} example"
+        );
+    };
+    has("per-user limit on /api/orders", &|l| {
+        format!("{:?}", l.matcher.path).contains("/api/orders")
+            && l.key == [KeyPart::Header("x-jwt-sub".into())]
+    });
+    has("per-IP limit on login", &|l| {
+        format!("{:?}", l.matcher.path).contains("login")
+            && matches!(l.key.as_slice(), [KeyPart::ClientIp { .. }])
+    });
+    has("global limit on flash-sale endpoints", &|l| {
+        format!("{:?}", l.matcher.path).contains("flash-sale")
+            && matches!(l.key.as_slice(), [KeyPart::Constant(_)])
+    });
+    // The EnvoyFilter says the same as the gateway WasmPlugin.
+    let by_place = |file: &str| {
+        configs
+            .iter()
+            .find(|(place, _)| place.starts_with(file))
+            .map(|(_, config)| {
+                config
+                    .limits
+                    .iter()
+                    .map(|l| (l.name.clone(), l.requests, l.per, l.burst, l.key.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        by_place("gateway-envoyfilter.yaml"),
+        by_place("gateway-wasmplugin.yaml")
+    );
+}
