@@ -1,0 +1,228 @@
+//! The rate-limit module in the wasmtime host: exact budgets across many VMs through one
+//! shared-data store, refills on the virtual clock, isolated keys, the 429 it answers, and the
+//! bounded key table (overflow cell, idle sweep run by one VM's tick through a shared lease).
+
+use std::time::Duration;
+
+use meshguard_testkit::paths::filter_module;
+use meshguard_wasm_host::{HostError, Plugin, PluginOptions, Request, Verdict, WasmModule};
+
+fn module() -> WasmModule {
+    WasmModule::from_file(filter_module("meshguard_rate_limit").expect("rate-limit is built"))
+        .unwrap()
+}
+
+fn start(config: &str, workers: usize) -> Plugin {
+    Plugin::start(
+        &module(),
+        PluginOptions::new(config)
+            .named("rate-limit")
+            .workers(workers),
+    )
+    .unwrap()
+}
+
+const ORDERS: &str = r#"{"limits":[{"name":"orders","match":{"path":{"prefix":"/api/orders"}},
+    "key":[{"header":"x-user"}],"rate":{"requests":10,"per":"minute"},"burst":5}],
+    "headers":"ietf"}"#;
+
+fn orders(user: &str) -> Request {
+    Request::get("/api/orders").header("x-user", user)
+}
+
+#[test]
+fn a_burst_admits_exactly_requests_plus_burst_across_workers_then_refills_on_the_clock() {
+    let mut plugin = start(ORDERS, 2);
+    let outcomes: Vec<_> = (0..40)
+        .map(|_| plugin.send(orders("alice")).unwrap())
+        .collect();
+    let admitted = outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::Forwarded)
+        .count();
+    assert_eq!(
+        admitted, 15,
+        "10 per minute + burst 5, shared by both workers"
+    );
+    assert!(outcomes.iter().any(|o| o.vm == 1) && outcomes.iter().any(|o| o.vm == 2));
+    let limited = outcomes.last().unwrap();
+    assert_eq!(limited.status(), Some(429), "{limited:#?}");
+    assert!(
+        limited.response_header("retry-after").is_some(),
+        "{limited:#?}"
+    );
+    assert!(
+        limited.response_header("ratelimit-policy").is_some()
+            || limited.response_header("ratelimit").is_some(),
+        "{limited:#?}"
+    );
+
+    // One cell comes back every 6 s of (virtual) time.
+    plugin.advance(Duration::from_secs(5)).unwrap();
+    assert_eq!(plugin.send(orders("alice")).unwrap().status(), Some(429));
+    plugin.advance(Duration::from_secs(1)).unwrap();
+    assert_eq!(plugin.send(orders("alice")).unwrap().status(), Some(200));
+    assert_eq!(plugin.send(orders("alice")).unwrap().status(), Some(429));
+}
+
+#[test]
+fn eight_vms_interleaving_three_keys_give_each_key_exactly_its_budget() {
+    let mut plugin = start(ORDERS, 8);
+    assert_eq!(plugin.vm_count(), 9, "eight workers and the main thread");
+    let users = ["alice", "bob", "carol"];
+    // 3 keys x 40 requests, round robin over the 8 workers: every worker serves every key.
+    let mut admitted = [0usize; 3];
+    let mut served_by = [
+        std::collections::BTreeSet::new(),
+        Default::default(),
+        Default::default(),
+    ];
+    for round in 0..40 {
+        for (index, user) in users.iter().enumerate() {
+            let outcome = plugin.send(orders(user)).unwrap();
+            served_by[index].insert(outcome.vm);
+            if outcome.verdict == Verdict::Forwarded {
+                admitted[index] += 1;
+            } else {
+                assert_eq!(outcome.status(), Some(429), "round {round}: {outcome:#?}");
+            }
+        }
+    }
+    assert_eq!(
+        admitted,
+        [15, 15, 15],
+        "10/min + burst 5 per key, not per VM"
+    );
+    assert!(served_by.iter().all(|vms| vms.len() == 8), "{served_by:?}");
+    // Stats are one per name across VMs, as in Envoy.
+    assert_eq!(
+        plugin.metric("meshguard_rate_limit.orders.allowed"),
+        Some(45)
+    );
+    assert_eq!(
+        plugin.metric("meshguard_rate_limit.orders.limited"),
+        Some(120 - 45)
+    );
+    // One cell per key every 6 s, whichever VM asks first.
+    plugin.advance(Duration::from_secs(6)).unwrap();
+    for user in users {
+        let statuses: Vec<u16> = (0..8)
+            .map(|_| plugin.send(orders(user)).unwrap().status().unwrap())
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 200).count(),
+            1,
+            "{user}: {statuses:?}"
+        );
+    }
+    assert!(
+        plugin.vm_failures().is_empty(),
+        "{:?}",
+        plugin.vm_failures()
+    );
+}
+
+#[test]
+fn a_full_table_overflows_into_one_budget_and_one_vm_sweeps_idle_keys() {
+    // 32 keys at most, one request per minute each, forgotten 10 s after their budget is back.
+    let config = r#"{"limits":[{"name":"login","key":[{"header":"x-client"}],
+        "rate":{"requests":1,"per":"minute"},"maxKeys":32,"idleExpiry":"10s"}]}"#;
+    let mut plugin = start(config, 4);
+    let client = |id: usize| Request::get("/login").header("x-client", format!("client-{id}"));
+    // 2000 distinct keys: the first to reach each bucket take its 16 ways, every other key
+    // shares the one overflow cell (1 per minute), so rotating keys buys nothing: exactly the
+    // 32 table keys plus the overflow cell's single cell are admitted.
+    let admitted: usize = (0..2000)
+        .map(|id| usize::from(plugin.send(client(id)).unwrap().status() == Some(200)))
+        .sum();
+    assert_eq!(admitted, 32 + 1);
+    assert_eq!(
+        plugin.metric("meshguard_rate_limit.login.overflow"),
+        Some(2000 - 32)
+    );
+    let tracked = 32;
+
+    // Ticks: every VM ticks each second, one wins the lease; the gauge counts the table.
+    plugin.advance(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        plugin.metric("meshguard_rate_limit.login.keys"),
+        Some(tracked)
+    );
+    let evictions = |plugin: &Plugin| {
+        plugin
+            .metric("meshguard_rate_limit.login.evictions")
+            .unwrap_or(0)
+    };
+    assert_eq!(evictions(&plugin), 0);
+    // Budgets are back after 60 s, and idle for 10 s more at 70 s: the sweep forgets them,
+    // each exactly once although five VMs tick.
+    plugin.advance(Duration::from_secs(68)).unwrap();
+    assert_eq!(
+        plugin.metric("meshguard_rate_limit.login.keys"),
+        Some(tracked)
+    );
+    plugin.advance(Duration::from_secs(3)).unwrap();
+    assert_eq!(evictions(&plugin), tracked);
+    assert_eq!(plugin.metric("meshguard_rate_limit.login.keys"), Some(0));
+    // The table has room again: new keys get their own budget.
+    for id in 2000..2010 {
+        assert_eq!(plugin.send(client(id)).unwrap().status(), Some(200));
+    }
+    assert!(
+        plugin.vm_failures().is_empty(),
+        "{:?}",
+        plugin.vm_failures()
+    );
+}
+
+#[test]
+fn keys_are_isolated_and_unmatched_paths_are_not_limited() {
+    let mut plugin = start(ORDERS, 1);
+    for _ in 0..15 {
+        assert_eq!(plugin.send(orders("alice")).unwrap().status(), Some(200));
+    }
+    assert_eq!(plugin.send(orders("alice")).unwrap().status(), Some(429));
+    assert_eq!(plugin.send(orders("bob")).unwrap().status(), Some(200));
+    for _ in 0..30 {
+        let outcome = plugin
+            .send(Request::get("/api/products").header("x-user", "alice"))
+            .unwrap();
+        assert_eq!(outcome.status(), Some(200));
+    }
+}
+
+#[test]
+fn a_per_second_limit_refills_its_whole_budget() {
+    let config = r#"{"limits":[{"name":"search","match":{"path":{"prefix":"/api/search"}},
+        "key":[{"header":"x-user"}],"rate":{"requests":4,"per":"second"}}],"headers":"xRateLimit"}"#;
+    let mut plugin = start(config, 2);
+    let search = || Request::get("/api/search?q=shoe").header("x-user", "carol");
+    let statuses = |plugin: &mut Plugin| -> Vec<u16> {
+        (0..6)
+            .map(|_| plugin.send(search()).unwrap().status().unwrap())
+            .collect()
+    };
+    assert_eq!(statuses(&mut plugin), vec![200, 200, 200, 200, 429, 429]);
+    plugin.advance(Duration::from_secs(1)).unwrap();
+    assert_eq!(statuses(&mut plugin), vec![200, 200, 200, 200, 429, 429]);
+}
+
+#[test]
+fn ticks_run_on_every_vm_without_failing_it() {
+    let mut plugin = start(ORDERS, 2);
+    plugin.advance(Duration::from_secs(90)).unwrap();
+    assert!(
+        plugin.vm_failures().is_empty(),
+        "{:?}",
+        plugin.vm_failures()
+    );
+    assert_eq!(plugin.send(orders("dave")).unwrap().status(), Some(200));
+}
+
+#[test]
+fn invalid_configuration_names_the_field() {
+    let config = r#"{"limits":[{"name":"x","key":[{"header":"x-user"}],"rate":{"requests":0,"per":"second"}}]}"#;
+    let err = Plugin::start(&module(), PluginOptions::new(config)).unwrap_err();
+    assert!(matches!(err, HostError::ConfigRejected { .. }));
+    assert!(err.to_string().contains("limits[0].rate.requests"), "{err}");
+}
