@@ -1,0 +1,132 @@
+//! meshguard's policy engine: Gatekeeper ConstraintTemplates and Constraints evaluated with
+//! [regorus], with Gatekeeper's semantics, so a template and constraint that work in Gatekeeper
+//! behave the same here. The admission webhook and the CLI (`meshguard policy verify/check`) share
+//! it; it has no server dependencies.
+//!
+//! # Using it
+//!
+//! ```
+//! use meshguard_policy_engine::{AdmissionRequest, Inventory, PolicySet, document};
+//!
+//! let yaml = r#"
+//! apiVersion: templates.gatekeeper.sh/v1
+//! kind: ConstraintTemplate
+//! metadata: {name: k8srequiredlabels}
+//! spec:
+//!   crd: {spec: {names: {kind: K8sRequiredLabels}}}
+//!   targets:
+//!   - target: admission.k8s.gatekeeper.sh
+//!     rego: |
+//!       package k8srequiredlabels
+//!       violation[{"msg": msg}] {
+//!         required := {l | l := input.parameters.labels[_]}
+//!         provided := {l | input.review.object.metadata.labels[l]}
+//!         missing := required - provided
+//!         count(missing) > 0
+//!         msg := sprintf("missing labels: %v", [missing])
+//!       }
+//! ---
+//! apiVersion: constraints.gatekeeper.sh/v1beta1
+//! kind: K8sRequiredLabels
+//! metadata: {name: must-have-team}
+//! spec:
+//!   match: {kinds: [{apiGroups: ["apps"], kinds: ["Deployment"]}]}
+//!   parameters: {labels: ["team"]}
+//! "#;
+//! let docs = document::parse_documents("policies.yaml", yaml)?;
+//! let policies = PolicySet::from_documents(&docs)?;
+//!
+//! let deployment = serde_json::json!({
+//!     "apiVersion": "apps/v1", "kind": "Deployment",
+//!     "metadata": {"name": "cart", "namespace": "shop"}
+//! });
+//! let request = AdmissionRequest::from_object(&deployment)?;
+//! let violations = policies.review(&request, &Inventory::new())?;
+//! assert_eq!(violations.len(), 1);
+//! assert_eq!(violations[0].gatekeeper_line(), r#"[must-have-team] missing labels: {"team"}"#);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - Load: [`PolicySet::load_paths`] (files and folders, multi-document YAML; other documents
+//!   such as suites and samples are skipped), [`PolicySet::from_documents`], or one document at a
+//!   time with [`Template::from_document`] / [`Constraint::from_document`] (what a test of
+//!   `invalid: true` needs) and [`PolicySet::insert_template`] / [`PolicySet::add_constraint`].
+//!   Errors ([`LoadError`]) name the file, the document and the field; a Rego error names the
+//!   template, the file and the line.
+//! - Review: [`AdmissionRequest`] from an AdmissionReview or AdmissionRequest JSON exactly as the
+//!   API server sends it (`input.review` is that request, unchanged), or from a plain object the
+//!   way gator builds one; [`PolicySet::review`] / [`PolicySet::review_with`] (enforcement point
+//!   and deadline in [`ReviewOptions`]) return [`Violation`]s; [`PolicySet::audit`] reports
+//!   violations per constraint for existing objects.
+//! - Inventory: [`Inventory`] is `data.inventory` in Gatekeeper's layout and the Namespaces used
+//!   by `namespaceSelector`.
+//!
+//! # Semantics
+//!
+//! - Templates: `templates.gatekeeper.sh` v1/v1beta1/v1alpha1; Rego v0 unless the template's
+//!   `code[engine: Rego].source.version` is `"v1"`; `libs` in packages `lib.*` (read as
+//!   `data.lib.*`); the Rego may read only `data.lib` and `data.inventory`; one prepared engine
+//!   per template (libs of different templates may share package names); see [`template`].
+//! - Constraints: `constraints.gatekeeper.sh`, any kind a loaded template defines; parameters
+//!   default to `{}`; `match` as Gatekeeper documents it ([`matching`]); `enforcementAction` deny
+//!   (default), dryrun, warn or scoped with enforcement points ([`enforcement`]).
+//! - Evaluation: only constraints whose kinds can match the object are considered (kind index);
+//!   each matching constraint evaluates `violation` on a clone of its template's prepared engine
+//!   with `input = {"review": <request>, "parameters": <spec.parameters>}`; results are the
+//!   `violation` entries with a `msg` (`details` defaults to `{}`); builtin errors are undefined
+//!   (OPA's default); a run-time error becomes a violation carrying the error, as in Gatekeeper;
+//!   the whole review has a deadline enforced by regorus' execution timer.
+//!
+//! # Known regorus divergences (REGORUS.md) and how they are handled
+//!
+//! Each has a test stating OPA's result (`tests/divergences.rs`, `src/rewrite/tests.rs`,
+//! `src/rego_scan.rs`); rewrites keep every line where it was and are listed in
+//! [`Template::notes`].
+//!
+//! | divergence | evaluator | handling |
+//! |---|---|---|
+//! | 1. a body line starting with `(` read as a call | both | rewritten before compiling: `;` inserted (OPA's reading) |
+//! | 2. chained rule bodies `{..} {..}` read as `else` | both | rewritten into separate rules with the same head |
+//! | 3. `not f(x)` with `x` undefined is true | both | rewritten as OPA does: each non-plain call argument bound to a fresh variable (`__mg_not_N = arg;`) before the `not`, so it is undefined |
+//! | 4. `sprintf` with fewer arguments than verbs is undefined | both | literal format and literal argument array: the verbs without an argument rewritten to print `%!v(MISSING)` as OPA does; a computed format or argument list is left as regorus evaluates it (undefined) |
+//! | OPA's deprecated `any` / `all` builtins are missing | both | calls redirected to Rego functions with OPA's definitions appended to the module |
+//! | VM only: `x := <undefined>` succeeds | VM | the VM's program gets `; x == x` after each local assignment (fails when undefined, as in the interpreter) |
+//!
+//! Not compensated (OPA's expansion also hoists dynamic references inside a negated reference,
+//! `not obj[input.key]`): regorus gives true where OPA is undefined.
+//!
+//! # Evaluators
+//!
+//! [`EvalMode::Vm`] (the default) runs regorus' bytecode VM; [`EvalMode::Interpreter`] its tree
+//! interpreter ([`PolicySet::set_eval_mode`]). `tests/vm_equivalence.rs` checks both give the
+//! same violations on every template, constraint and sample of `gatekeeper/` and of the
+//! benchmark's larger set; a template the VM compiler refuses runs on the interpreter
+//! ([`Template::vm_unavailable`]).
+
+pub mod constraint;
+pub mod corpus;
+pub mod document;
+pub mod enforcement;
+pub mod error;
+pub mod inventory;
+pub mod matching;
+pub mod policy_set;
+mod rego_scan;
+pub mod review;
+mod rewrite;
+pub mod template;
+pub mod vm;
+
+pub use constraint::{Constraint, ConstraintRef};
+pub use corpus::Corpus;
+pub use document::Document;
+pub use enforcement::{Enforcement, EnforcementAction, EnforcementPoint};
+pub use error::{InventoryError, LoadError, Location, ReviewError};
+pub use inventory::Inventory;
+pub use policy_set::{AuditReport, ObjectRef, PolicySet, ReviewOptions, Violation};
+pub use review::AdmissionRequest;
+pub use template::{RegoVersion, Template};
+pub use vm::EvalMode;
+
+/// The regorus version this engine is built on, re-exported for callers that need its types.
+pub use regorus;

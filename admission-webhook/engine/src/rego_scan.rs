@@ -1,0 +1,361 @@
+//! A small Rego tokenizer for the checks and rewrites Gatekeeper's framework applies to template
+//! Rego before compiling it, and for two compensations of regorus divergences (see REGORUS.md):
+//!
+//! - **data references**: a template and its libs may only read `data.lib.*` (their libs) and
+//!   `data.inventory` (synced objects); Gatekeeper rejects any other `data` reference at load time.
+//! - **chained rule bodies** (`head { a } { b }`, OPA: one head, two bodies OR-ed): regorus reads
+//!   the second body as `else`. Rewritten into `head { a } head { b }`, equivalent in OPA.
+//! - **a body line starting with `(`** after a complete expression: OPA ends the expression at
+//!   the newline, regorus reads a call. Rewritten by inserting `;` before the `(`.
+//!
+//! Rewrites keep every line where it was, so Rego errors still point at the right line.
+
+/// A token of Rego source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub kind: TokenKind,
+    /// Byte offsets in the source.
+    pub start: usize,
+    pub end: usize,
+    /// 1-based line.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    Ident,
+    String,
+    Number,
+    /// Any other character (operators are split into single characters).
+    Punct(char),
+}
+
+/// Tokenizes Rego; comments and whitespace are dropped, newlines are not tokens (tokens carry
+/// their line).
+pub(crate) fn tokenize(src: &str) -> Vec<Token> {
+    let bytes = src.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let mut line = 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\n' => {
+                line += 1;
+                i += 1;
+            }
+            b' ' | b'\t' | b'\r' => i += 1,
+            b'#' => {
+                while bytes.get(i).is_some_and(|&c| c != b'\n') {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    i += 1;
+                    match c {
+                        b'\\' => i += 1,
+                        b'"' | b'\n' => break,
+                        _ => {}
+                    }
+                }
+                tokens.push(Token {
+                    kind: TokenKind::String,
+                    start,
+                    end: i.min(bytes.len()),
+                    line,
+                });
+            }
+            b'`' => {
+                let (start, start_line) = (i, line);
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    i += 1;
+                    if c == b'\n' {
+                        line += 1;
+                    }
+                    if c == b'`' {
+                        break;
+                    }
+                }
+                tokens.push(Token {
+                    kind: TokenKind::String,
+                    start,
+                    end: i.min(bytes.len()),
+                    line: start_line,
+                });
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
+                    i += 1;
+                }
+                tokens.push(Token {
+                    kind: TokenKind::Ident,
+                    start,
+                    end: i,
+                    line,
+                });
+            }
+            c if c.is_ascii_digit() => {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.')
+                {
+                    i += 1;
+                }
+                tokens.push(Token {
+                    kind: TokenKind::Number,
+                    start,
+                    end: i,
+                    line,
+                });
+            }
+            _ => {
+                let ch = src.get(i..).and_then(|s| s.chars().next()).unwrap_or(' ');
+                tokens.push(Token {
+                    kind: TokenKind::Punct(ch),
+                    start: i,
+                    end: i + ch.len_utf8(),
+                    line,
+                });
+                i += ch.len_utf8();
+            }
+        }
+    }
+    tokens
+}
+
+pub(crate) fn text<'a>(src: &'a str, token: &Token) -> &'a str {
+    src.get(token.start..token.end).unwrap_or("")
+}
+
+/// A reference to `data` found in Rego source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DataRef {
+    /// 1-based line.
+    pub line: usize,
+    /// The first path segment after `data` (`lib`, `inventory`), or None for bare `data` or a
+    /// computed segment.
+    pub root: Option<String>,
+}
+
+/// Every `data` reference in the source (not counting `x.data` field accesses and strings).
+pub(crate) fn data_refs(src: &str) -> Vec<DataRef> {
+    let tokens = tokenize(src);
+    let mut refs = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        if token.kind != TokenKind::Ident || text(src, token) != "data" {
+            continue;
+        }
+        let prev = index.checked_sub(1).and_then(|p| tokens.get(p));
+        if prev.is_some_and(|p| p.kind == TokenKind::Punct('.') && p.end == token.start) {
+            continue;
+        }
+        let next = tokens.get(index + 1);
+        let after = tokens.get(index + 2);
+        let root = match (next.map(|t| t.kind), after) {
+            (Some(TokenKind::Punct('.')), Some(seg)) if seg.kind == TokenKind::Ident => {
+                Some(text(src, seg).to_string())
+            }
+            (Some(TokenKind::Punct('[')), Some(seg)) if seg.kind == TokenKind::String => Some(
+                text(src, seg)
+                    .trim_matches(|c| c == '"' || c == '`')
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        refs.push(DataRef {
+            line: token.line,
+            root,
+        });
+    }
+    refs
+}
+
+/// Whether a token ends an expression (so a following `(` on a new line starts a new one in OPA).
+pub(crate) fn ends_expression(src: &str, token: &Token) -> bool {
+    match token.kind {
+        TokenKind::Ident => !matches!(
+            text(src, token),
+            "if" | "contains"
+                | "else"
+                | "not"
+                | "some"
+                | "every"
+                | "in"
+                | "with"
+                | "as"
+                | "default"
+                | "import"
+                | "package"
+        ),
+        TokenKind::String | TokenKind::Number => true,
+        TokenKind::Punct(c) => matches!(c, ')' | ']' | '}'),
+    }
+}
+
+/// Rewrites the two regorus parse divergences described in the module docs; returns the new
+/// source (unchanged when nothing applies) and one note per rewrite (`line N: ...`).
+pub(crate) fn compensate(src: &str) -> (String, Vec<String>) {
+    let tokens = tokenize(src);
+    // (byte offset, text to insert), applied back to front.
+    let mut inserts: Vec<(usize, String)> = Vec::new();
+    let mut notes = Vec::new();
+    // Open delimiters; for `{` at top level, whether it opens a rule body (not a value literal).
+    let mut stack: Vec<(char, bool)> = Vec::new();
+    let mut last_top_close_was_body = false;
+    // Start of the current top-level statement and the offset of its first body `{`.
+    let mut statement_start: Option<usize> = None;
+    let mut first_body: Option<usize> = None;
+    let mut statement_has_else = false;
+    let mut prev: Option<&Token> = None;
+    for token in &tokens {
+        let new_line = prev.is_some_and(|p| p.line != token.line);
+        if stack.is_empty() {
+            let continues = prev.is_some_and(|p| {
+                matches!(p.kind, TokenKind::Punct('=' | ':' | ',' | '|'))
+                    || (p.kind == TokenKind::Ident
+                        && matches!(text(src, p), "if" | "contains" | "else" | "default"))
+            });
+            let chained_body = token.kind == TokenKind::Punct('{')
+                && last_top_close_was_body
+                && prev.is_some_and(|p| p.kind == TokenKind::Punct('}'));
+            let else_keyword = token.kind == TokenKind::Ident && text(src, token) == "else";
+            if chained_body {
+                if let (Some(start), Some(body)) = (statement_start, first_body)
+                    && !statement_has_else
+                {
+                    let head = src.get(start..body).unwrap_or("").trim_end();
+                    let head = head.split_whitespace().collect::<Vec<_>>().join(" ");
+                    inserts.push((token.start, format!("{head} ")));
+                    notes.push(format!(
+                            "line {}: chained rule body `{{ ... }} {{ ... }}` split into two rules with the head `{head}`",
+                            token.line
+                        ));
+                }
+            } else if else_keyword {
+                statement_has_else = true;
+            } else if (new_line && !continues) || statement_start.is_none() {
+                statement_start = Some(token.start);
+                first_body = None;
+                statement_has_else = false;
+            }
+        }
+        if new_line
+            && token.kind == TokenKind::Punct('(')
+            && matches!(stack.last(), Some(('{' | '[', _)))
+            && prev.is_some_and(|p| ends_expression(src, p))
+        {
+            inserts.push((token.start, "; ".to_string()));
+            notes.push(format!(
+                "line {}: a line starting with `(` ends the previous expression (as in OPA)",
+                token.line
+            ));
+        }
+        match token.kind {
+            TokenKind::Punct(c @ ('{' | '[' | '(')) => {
+                let is_body = c == '{'
+                    && stack.is_empty()
+                    && !prev.is_some_and(|p| matches!(p.kind, TokenKind::Punct('=' | ',')));
+                if is_body && first_body.is_none() {
+                    first_body = Some(token.start);
+                }
+                stack.push((c, is_body));
+            }
+            TokenKind::Punct('}' | ']' | ')') => {
+                if let Some((_, is_body)) = stack.pop()
+                    && stack.is_empty()
+                {
+                    last_top_close_was_body = is_body;
+                }
+            }
+            _ => {}
+        }
+        prev = Some(token);
+    }
+    if inserts.is_empty() {
+        return (src.to_string(), notes);
+    }
+    let mut out = src.to_string();
+    inserts.sort_by_key(|(offset, _)| std::cmp::Reverse(*offset));
+    for (offset, text) in inserts {
+        out.insert_str(offset, &text);
+    }
+    (out, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_refs_are_found_outside_strings_and_fields() {
+        let src = "package x\n# data.comment\nv { data.inventory.a; input.data.b; \"data.s\"\n data[\"lib\"].y; data }";
+        let refs = data_refs(src);
+        assert_eq!(
+            refs,
+            vec![
+                DataRef {
+                    line: 3,
+                    root: Some("inventory".into())
+                },
+                DataRef {
+                    line: 4,
+                    root: Some("lib".into())
+                },
+                DataRef {
+                    line: 4,
+                    root: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn chained_bodies_are_split() {
+        let src = "package t\nv[m] { input.a == 1; m := \"one\" } { input.b == 2; m := \"two\" }\n";
+        let (out, notes) = compensate(src);
+        assert_eq!(
+            out,
+            "package t\nv[m] { input.a == 1; m := \"one\" } v[m] { input.b == 2; m := \"two\" }\n"
+        );
+        assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn multi_line_chained_bodies_keep_lines() {
+        let src = "package t\nf(x) = y {\n  x == 1\n  y := 1\n} {\n  x == 2\n  y := 2\n}\n";
+        let (out, _) = compensate(src);
+        assert_eq!(out.lines().count(), src.lines().count());
+        assert!(out.contains("} f(x) = y {"), "{out}");
+    }
+
+    #[test]
+    fn value_literals_are_not_bodies() {
+        let src = "package t\np = {\"a\": 1} { input.x }\nq := {1, 2}\n";
+        assert_eq!(compensate(src).0, src);
+    }
+
+    #[test]
+    fn else_chains_are_left_alone() {
+        let src = "package t\np = 1 { input.a } else = 2 { input.b }\n";
+        assert_eq!(compensate(src).0, src);
+    }
+
+    #[test]
+    fn paren_lines_end_the_previous_expression() {
+        let src = "package t\np {\n  input.x\n  (input.a - input.b) >= input.x\n}\n";
+        let (out, notes) = compensate(src);
+        assert!(out.contains("  input.x\n  ; (input.a"), "{out}");
+        assert_eq!(notes.len(), 1);
+        // Inside call arguments and after an operator nothing changes.
+        let src = "package t\np {\n  x := f(1,\n  (2))\n  y := 1 +\n  (2)\n}\n";
+        assert_eq!(compensate(src).0, src);
+    }
+}

@@ -1,0 +1,211 @@
+//! The object under review: an AdmissionRequest exactly as the API server sends it (or as gator
+//! builds one from a plain object), which becomes `input.review` unchanged, plus the facts the
+//! match criteria need, extracted once.
+
+use std::collections::BTreeMap;
+
+use regorus::Value;
+use serde_json::Value as Json;
+
+use crate::error::ReviewError;
+
+/// The facts about one object (the new or the old one) that matching needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectFacts {
+    /// API group (`""` for core), from the object's `apiVersion`.
+    pub group: String,
+    /// Version, from the object's `apiVersion`.
+    pub version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ObjectFacts {
+    /// Reads the facts from an object (missing fields are empty).
+    pub fn of(object: &Value) -> Self {
+        let str_at = |v: &Value| v.as_string().map(|s| s.to_string()).unwrap_or_default();
+        let (group, version) = split_api_version(&str_at(&object["apiVersion"]));
+        let metadata = &object["metadata"];
+        let mut labels = BTreeMap::new();
+        if let Ok(map) = metadata["labels"].as_object() {
+            for (key, value) in map.iter() {
+                if let (Ok(key), Ok(value)) = (key.as_string(), value.as_string()) {
+                    labels.insert(key.to_string(), value.to_string());
+                }
+            }
+        }
+        Self {
+            group,
+            version,
+            kind: str_at(&object["kind"]),
+            name: str_at(&metadata["name"]),
+            namespace: str_at(&metadata["namespace"]),
+            labels,
+        }
+    }
+
+    /// Whether the object is a core Namespace.
+    pub fn is_namespace(&self) -> bool {
+        self.kind == "Namespace" && self.group.is_empty()
+    }
+}
+
+/// Splits `apps/v1` into (`apps`, `v1`) and `v1` into (``, `v1`).
+pub fn split_api_version(api_version: &str) -> (String, String) {
+    match api_version.split_once('/') {
+        Some((group, version)) => (group.to_string(), version.to_string()),
+        None => (String::new(), api_version.to_string()),
+    }
+}
+
+/// An AdmissionRequest under review.
+#[derive(Debug, Clone)]
+pub struct AdmissionRequest {
+    value: Value,
+    operation: String,
+    namespace: String,
+    objects: Vec<ObjectFacts>,
+}
+
+impl AdmissionRequest {
+    /// Wraps an AdmissionRequest value (the `request` field of an AdmissionReview).
+    pub fn from_value(value: Value) -> Result<Self, ReviewError> {
+        if value.as_object().is_err() {
+            return Err(ReviewError::Malformed(
+                "the admission request is not an object".into(),
+            ));
+        }
+        let str_at = |v: &Value| v.as_string().map(|s| s.to_string()).unwrap_or_default();
+        let operation = str_at(&value["operation"]);
+        let namespace = str_at(&value["namespace"]);
+        let mut objects = Vec::new();
+        for field in ["object", "oldObject"] {
+            let object = &value[field];
+            if object.as_object().is_ok() {
+                objects.push(ObjectFacts::of(object));
+            }
+        }
+        Ok(Self {
+            value,
+            operation,
+            namespace,
+            objects,
+        })
+    }
+
+    /// Parses an AdmissionRequest from JSON.
+    pub fn from_json(json: &str) -> Result<Self, ReviewError> {
+        let value =
+            Value::from_json_str(json).map_err(|err| ReviewError::Malformed(err.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// Parses an AdmissionReview (`admission.k8s.io/v1` or `v1beta1`) and takes its `request`.
+    pub fn from_review_json(json: &str) -> Result<Self, ReviewError> {
+        let review =
+            Value::from_json_str(json).map_err(|err| ReviewError::Malformed(err.to_string()))?;
+        let request = review["request"].clone();
+        if request == Value::Undefined {
+            return Err(ReviewError::Malformed(
+                "the AdmissionReview has no request".into(),
+            ));
+        }
+        Self::from_value(request)
+    }
+
+    /// Converts an AdmissionRequest given as a JSON value.
+    pub fn from_json_value(request: &Json) -> Result<Self, ReviewError> {
+        Self::from_value(Value::from(request.clone()))
+    }
+
+    /// Builds the AdmissionRequest gator and Gatekeeper's audit build for a plain object: `kind`
+    /// from its apiVersion/kind, `name`, `namespace` and `object`; no operation or user.
+    pub fn from_object(object: &Json) -> Result<Self, ReviewError> {
+        let facts = ObjectFacts::of(&Value::from(object.clone()));
+        if facts.kind.is_empty() || facts.version.is_empty() {
+            return Err(ReviewError::Malformed(
+                "the object has no apiVersion or kind".into(),
+            ));
+        }
+        let mut request = serde_json::json!({
+            "uid": "",
+            "kind": {"group": facts.group, "version": facts.version, "kind": facts.kind},
+            "resource": {"group": "", "version": "", "resource": ""},
+            "operation": "",
+            "userInfo": {},
+            "object": object,
+        });
+        if let Some(map) = request.as_object_mut() {
+            if !facts.name.is_empty() {
+                map.insert("name".into(), Json::from(facts.name.clone()));
+            }
+            if !facts.namespace.is_empty() {
+                map.insert("namespace".into(), Json::from(facts.namespace.clone()));
+            }
+        }
+        Self::from_json_value(&request)
+    }
+
+    /// The request as `input.review` sees it.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// `operation` (`CREATE`, `UPDATE`, `DELETE`, `CONNECT`, or "" for a plain object).
+    pub fn operation(&self) -> &str {
+        &self.operation
+    }
+
+    /// `namespace` of the request ("" for cluster-scoped objects).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The object (or, without one, the old object) facts.
+    pub fn object(&self) -> Option<&ObjectFacts> {
+        self.objects.first()
+    }
+
+    /// Facts of `object` and `oldObject`, in that order, for those present.
+    pub fn objects(&self) -> &[ObjectFacts] {
+        &self.objects
+    }
+
+    /// A string field of the request (`uid`, `name`, `userInfo.username` via
+    /// [`AdmissionRequest::user`]).
+    pub fn field(&self, name: &str) -> String {
+        self.value[name]
+            .as_string()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    /// `userInfo.username`.
+    pub fn user(&self) -> String {
+        self.value["userInfo"]["username"]
+            .as_string()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    /// For DELETE, Gatekeeper's webhook reviews the old object as `object`: the request is
+    /// rewritten so `input.review.object` is the old object. Other operations are unchanged.
+    pub fn with_delete_object(mut self) -> Self {
+        if self.operation == "DELETE"
+            && self.value["object"].as_object().is_err()
+            && self.value["oldObject"].as_object().is_ok()
+        {
+            let old = self.value["oldObject"].clone();
+            if let Ok(map) = self.value.as_object_mut() {
+                map.insert(Value::from("object"), old);
+            }
+        }
+        self
+    }
+}

@@ -1,0 +1,411 @@
+//! Source rewrites that make regorus decide as OPA does (REGORUS.md divergences 3 and 4) and that
+//! keep regorus' bytecode VM deciding as its interpreter does. Like [`crate::rego_scan`], every
+//! rewrite keeps each line where it was (inserted text goes on the same line), so Rego errors
+//! still point at the template's lines.
+//!
+//! - **`not f(args)`** (divergence 3): OPA binds each call argument that is not a plain term (a
+//!   variable or a scalar literal) to a fresh variable in an expression placed before the `not`,
+//!   so an undefined argument makes the expression undefined; regorus negates the undefined call
+//!   and gets true. Rewritten as OPA does: `not f(1, input.x)` becomes
+//!   `__mg_not_1 = input.x; not f(1, __mg_not_1)`.
+//! - **`sprintf` with fewer arguments than verbs** (divergence 4): OPA (Go's fmt) writes
+//!   `%!v(MISSING)` for each verb without an argument; regorus returns undefined. When the format
+//!   is a string literal and the arguments an array literal (how templates call it), the verbs
+//!   without an argument are rewritten into the literal text `%!v(MISSING)` (`%%!v(MISSING)` in
+//!   the format), which is what OPA prints.
+//! - **`x := <undefined>` in the VM**: regorus 0.14.1's VM lets a local assignment of an
+//!   undefined value succeed (the interpreter and OPA fail the body). Only for the VM program,
+//!   each `x := expr` in a body is followed by `; x == x`, which fails when `x` is undefined and
+//!   is always true otherwise.
+//! - **`any`/`all`** (OPA's deprecated builtins, still used by gatekeeper-library templates) are
+//!   missing from regorus: calls are redirected to Rego functions appended to the module.
+
+use crate::rego_scan::{Token, TokenKind, ends_expression, text, tokenize};
+
+/// An edit: replace `start..end` with `text` (an insertion when `start == end`).
+struct Edit {
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+fn apply(src: &str, mut edits: Vec<Edit>) -> String {
+    edits.sort_by_key(|edit| std::cmp::Reverse(edit.start));
+    let mut out = src.to_string();
+    for edit in edits {
+        if edit.start <= edit.end && edit.end <= out.len() {
+            out.replace_range(edit.start..edit.end, &edit.text);
+        }
+    }
+    out
+}
+
+fn is_punct(token: Option<&Token>, c: char) -> bool {
+    token.is_some_and(|t| t.kind == TokenKind::Punct(c))
+}
+
+/// For each token, how many delimiters are open before it.
+fn depths(tokens: &[Token]) -> Vec<usize> {
+    let mut depth = 0usize;
+    tokens
+        .iter()
+        .map(|token| match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => {
+                depth += 1;
+                depth - 1
+            }
+            TokenKind::Punct('}' | ']' | ')') => {
+                depth = depth.saturating_sub(1);
+                depth
+            }
+            _ => depth,
+        })
+        .collect()
+}
+
+/// The index of the token closing the delimiter opened at `open`.
+fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (index, token) in tokens.iter().enumerate().skip(open) {
+        match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => depth += 1,
+            TokenKind::Punct('}' | ']' | ')') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(index);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The index of the last token of the body expression starting at `from`.
+fn expression_end(src: &str, tokens: &[Token], from: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut index = from;
+    loop {
+        let token = tokens.get(index)?;
+        match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => depth += 1,
+            TokenKind::Punct('}' | ']' | ')') if depth == 0 => return index.checked_sub(1),
+            TokenKind::Punct('}' | ']' | ')') => depth -= 1,
+            TokenKind::Punct(';' | '|') if depth == 0 => return index.checked_sub(1),
+            _ => {}
+        }
+        let next = tokens.get(index + 1);
+        if depth == 0
+            && next.is_none_or(|n| n.line != token.line)
+            && ends_expression(src, token)
+            && !next.is_some_and(|n| n.kind == TokenKind::Ident && text(src, n) == "with")
+        {
+            return Some(index);
+        }
+        index += 1;
+    }
+}
+
+/// Divergences 3 and 4 (applied for both evaluators); returns the source and notes.
+pub(crate) fn opa_semantics(src: &str) -> (String, Vec<String>) {
+    let tokens = tokenize(src);
+    let depth = depths(&tokens);
+    let mut edits = Vec::new();
+    let mut notes = Vec::new();
+    let mut fresh = 0usize;
+    for (index, token) in tokens.iter().enumerate() {
+        if token.kind != TokenKind::Ident || depth.get(index).copied().unwrap_or(0) == 0 {
+            continue;
+        }
+        match text(src, token) {
+            "not" => {
+                if let Some((bindings, replaced)) = not_call(src, &tokens, index, &mut fresh) {
+                    notes.push(format!(
+                        "line {}: `not` call arguments bound before the negation (as in OPA)",
+                        token.line
+                    ));
+                    edits.push(Edit {
+                        start: token.start,
+                        end: token.start,
+                        text: bindings,
+                    });
+                    edits.extend(replaced);
+                }
+            }
+            "sprintf" => {
+                if let Some(edit) = sprintf_call(src, &tokens, index) {
+                    notes.push(format!(
+                        "line {}: sprintf verbs without arguments print %!v(MISSING) (as in OPA)",
+                        token.line
+                    ));
+                    edits.push(edit);
+                }
+            }
+            _ => {}
+        }
+    }
+    (apply(src, edits), notes)
+}
+
+/// `not name(.args)`: the bindings to insert before `not` and the argument replacements.
+fn not_call(
+    src: &str,
+    tokens: &[Token],
+    not: usize,
+    fresh: &mut usize,
+) -> Option<(String, Vec<Edit>)> {
+    // The function name: ident (. ident)*, then `(`.
+    let mut index = not + 1;
+    tokens.get(index).filter(|t| t.kind == TokenKind::Ident)?;
+    while is_punct(tokens.get(index + 1), '.')
+        && tokens
+            .get(index + 2)
+            .is_some_and(|t| t.kind == TokenKind::Ident)
+    {
+        index += 2;
+    }
+    let open = index + 1;
+    let open_token = tokens
+        .get(open)
+        .filter(|t| t.kind == TokenKind::Punct('('))?;
+    if tokens.get(index)?.end != open_token.start {
+        return None;
+    }
+    let close = matching_close(tokens, open)?;
+    // Split the arguments at top-level commas.
+    let mut args: Vec<(usize, usize)> = Vec::new();
+    let mut start = open + 1;
+    let mut depth = 0usize;
+    for i in open + 1..close {
+        match tokens.get(i)?.kind {
+            TokenKind::Punct('{' | '[' | '(') => depth += 1,
+            TokenKind::Punct('}' | ']' | ')') => depth = depth.saturating_sub(1),
+            TokenKind::Punct(',') if depth == 0 => {
+                args.push((start, i));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < close {
+        args.push((start, close));
+    }
+    let mut bindings = String::new();
+    let mut replaced = Vec::new();
+    for (first, end) in args {
+        let plain = end == first + 1
+            && tokens.get(first).is_some_and(|t| {
+                matches!(t.kind, TokenKind::String | TokenKind::Number)
+                    || (t.kind == TokenKind::Ident && !is_punct(tokens.get(first + 1), '('))
+            });
+        // `-1` and similar literals are plain too.
+        let negative_number = end == first + 2
+            && is_punct(tokens.get(first), '-')
+            && tokens
+                .get(first + 1)
+                .is_some_and(|t| t.kind == TokenKind::Number);
+        if plain || negative_number || end <= first {
+            continue;
+        }
+        let (from, to) = (tokens.get(first)?.start, tokens.get(end - 1)?.end);
+        *fresh += 1;
+        let var = format!("__mg_not_{fresh}");
+        bindings.push_str(&format!("{var} = {}; ", src.get(from..to)?));
+        replaced.push(Edit {
+            start: from,
+            end: to,
+            text: var,
+        });
+    }
+    (!replaced.is_empty()).then_some((bindings, replaced))
+}
+
+/// `sprintf("literal", [a, b])` with fewer elements than verbs: the format rewritten.
+fn sprintf_call(src: &str, tokens: &[Token], name: usize) -> Option<Edit> {
+    let open = tokens
+        .get(name + 1)
+        .filter(|t| t.kind == TokenKind::Punct('('))?;
+    if tokens.get(name)?.end != open.start {
+        return None;
+    }
+    let format = tokens
+        .get(name + 2)
+        .filter(|t| t.kind == TokenKind::String)?;
+    if !is_punct(tokens.get(name + 3), ',') || !is_punct(tokens.get(name + 4), '[') {
+        return None;
+    }
+    let close = matching_close(tokens, name + 4)?;
+    if !is_punct(tokens.get(close + 1), ')') {
+        return None;
+    }
+    let mut count = usize::from(close > name + 5);
+    let mut depth = 0usize;
+    for i in name + 5..close {
+        match tokens.get(i)?.kind {
+            TokenKind::Punct('{' | '[' | '(') => depth += 1,
+            TokenKind::Punct('}' | ']' | ')') => depth = depth.saturating_sub(1),
+            TokenKind::Punct(',') if depth == 0 && i + 1 < close => count += 1,
+            // An array comprehension: the count is not static.
+            TokenKind::Punct('|') if depth == 0 => return None,
+            _ => {}
+        }
+    }
+    let literal = text(src, format);
+    let rewritten = mark_missing(literal, count)?;
+    Some(Edit {
+        start: format.start,
+        end: format.end,
+        text: rewritten,
+    })
+}
+
+/// Rewrites the verbs past the `args`-th into `%%!X(MISSING)`; None when none is missing.
+pub(crate) fn mark_missing(literal: &str, args: usize) -> Option<String> {
+    let chars: Vec<char> = literal.chars().collect();
+    let mut out = String::with_capacity(literal.len());
+    let mut verbs = 0usize;
+    let mut changed = false;
+    let mut i = 0usize;
+    while let Some(&c) = chars.get(i) {
+        if c != '%' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while chars
+            .get(j)
+            .is_some_and(|c| matches!(c, '-' | '+' | '#' | ' ' | '0'..='9' | '.'))
+        {
+            j += 1;
+        }
+        let Some(&verb) = chars.get(j) else {
+            out.extend(chars.get(i..).unwrap_or_default());
+            break;
+        };
+        if verb == '%' && j == i + 1 {
+            out.push_str("%%");
+        } else if verb.is_ascii_alphabetic() {
+            if verbs >= args {
+                out.push_str(&format!("%%!{verb}(MISSING)"));
+                changed = true;
+            } else {
+                out.extend(chars.get(i..=j).unwrap_or_default());
+            }
+            verbs += 1;
+        } else {
+            out.extend(chars.get(i..=j).unwrap_or_default());
+        }
+        i = j + 1;
+    }
+    changed.then_some(out)
+}
+
+/// The VM-only guard after each local `x := expr` in a body (see the module docs).
+pub(crate) fn vm_assignment_guards(src: &str) -> String {
+    let tokens = tokenize(src);
+    let depth = depths(&tokens);
+    let mut edits = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        let next = tokens.get(index + 1);
+        let assign = token.kind == TokenKind::Punct(':')
+            && next.is_some_and(|n| n.kind == TokenKind::Punct('=') && n.start == token.end);
+        if !assign || depth.get(index).copied().unwrap_or(0) == 0 {
+            continue;
+        }
+        let Some(var) = index.checked_sub(1).and_then(|i| tokens.get(i)) else {
+            continue;
+        };
+        let name = text(src, var);
+        if var.kind != TokenKind::Ident || name == "_" {
+            continue;
+        }
+        let before = index.checked_sub(2).and_then(|i| tokens.get(i));
+        let starts_expression = before.is_none_or(|b| {
+            b.line != var.line || matches!(b.kind, TokenKind::Punct('{' | '[' | ';' | '|'))
+        });
+        if !starts_expression {
+            continue;
+        }
+        if let Some(end) = expression_end(src, &tokens, index + 2).and_then(|e| tokens.get(e)) {
+            edits.push(Edit {
+                start: end.end,
+                end: end.end,
+                text: format!("; {name} == {name}"),
+            });
+        }
+    }
+    apply(src, edits)
+}
+
+/// OPA's deprecated `any`/`all` builtins (gatekeeper-library's allowed-repos template calls
+/// `any`) are missing from regorus; calls become calls of Rego functions with OPA's definitions,
+/// appended to the module.
+pub(crate) fn deprecated_builtins(src: &str) -> String {
+    let tokens = tokenize(src);
+    let mut edits = Vec::new();
+    let mut used = [false, false];
+    for (index, token) in tokens.iter().enumerate() {
+        let name = text(src, token);
+        let slot = match name {
+            "any" => 0,
+            "all" => 1,
+            _ => continue,
+        };
+        let call = tokens
+            .get(index + 1)
+            .is_some_and(|n| n.kind == TokenKind::Punct('(') && n.start == token.end);
+        let field = index
+            .checked_sub(1)
+            .and_then(|i| tokens.get(i))
+            .is_some_and(|p| p.kind == TokenKind::Punct('.') && p.end == token.start);
+        if token.kind == TokenKind::Ident && call && !field {
+            if let Some(flag) = used.get_mut(slot) {
+                *flag = true;
+            }
+            edits.push(Edit {
+                start: token.start,
+                end: token.end,
+                text: format!("__mg_{name}"),
+            });
+        }
+    }
+    let mut out = apply(src, edits);
+    let [any_used, all_used] = used;
+    if any_used {
+        out.push_str("\n__mg_any(xs) = r { r = count([x | x = xs[_]; x == true]) > 0 }\n");
+    }
+    if all_used {
+        out.push_str("\n__mg_all(xs) = r { r = count([x | x = xs[_]; x != true]) == 0 }\n");
+    }
+    out
+}
+
+/// A complete rule (not a function, not a partial set or object) defined by more than one rule
+/// in the module: regorus' VM does not raise OPA's conflict error when two definitions give
+/// different values, so such templates stay on the interpreter. Returns the first such name.
+pub(crate) fn multi_definition_complete_rule(src: &str) -> Option<String> {
+    let tokens = tokenize(src);
+    let depth = depths(&tokens);
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, token) in tokens.iter().enumerate() {
+        if token.kind != TokenKind::Ident || depth.get(index).copied().unwrap_or(1) != 0 {
+            continue;
+        }
+        let prev = index.checked_sub(1).and_then(|i| tokens.get(i));
+        let starts_line = prev.is_none_or(|p| p.line != token.line);
+        let next = tokens.get(index + 1);
+        let complete = next.is_some_and(|n| matches!(n.kind, TokenKind::Punct('=' | ':' | '{')));
+        let name = text(src, token);
+        if !starts_line || !complete || matches!(name, "package" | "import" | "default") {
+            continue;
+        }
+        if !seen.insert(name) {
+            return Some(name.to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

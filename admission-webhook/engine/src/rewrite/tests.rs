@@ -1,0 +1,59 @@
+//! Unit tests of the rewrites (their effect on decisions is tested in `tests/divergences.rs`).
+
+use super::*;
+
+#[test]
+fn not_call_arguments_are_bound_before_the_negation() {
+    let src = "package t\np {\n  not f(1, input.missing, x, \"s\", -1)\n}\n";
+    let (out, notes) = opa_semantics(src);
+    assert_eq!(
+        out,
+        "package t\np {\n  __mg_not_1 = input.missing; not f(1, __mg_not_1, x, \"s\", -1)\n}\n"
+    );
+    assert_eq!(notes.len(), 1);
+}
+
+#[test]
+fn nested_calls_and_dotted_names_are_bound() {
+    let src = "package t\np { not lib.helpers.ok(lower(input.a), [input.b]) }\n";
+    let (out, _) = opa_semantics(src);
+    assert_eq!(
+        out,
+        "package t\np { __mg_not_1 = lower(input.a); __mg_not_2 = [input.b]; not lib.helpers.ok(__mg_not_1, __mg_not_2) }\n"
+    );
+}
+
+#[test]
+fn plain_not_and_references_are_left_alone() {
+    let src = "package t\np { not f(x, 1); not input.a; not x == 1 }\n";
+    assert_eq!(opa_semantics(src).0, src);
+}
+
+#[test]
+fn missing_sprintf_arguments_are_marked() {
+    assert_eq!(
+        mark_missing("\"%v and %d, 100%%\"", 1).as_deref(),
+        Some("\"%v and %%!d(MISSING), 100%%\"")
+    );
+    assert_eq!(mark_missing("\"%v %v\"", 2), None);
+    let src = "package t\np := msg { msg := sprintf(\"%v and %v\", [1]) }\n";
+    let (out, notes) = opa_semantics(src);
+    assert!(
+        out.contains("sprintf(\"%v and %%!v(MISSING)\", [1])"),
+        "{out}"
+    );
+    assert_eq!(notes.len(), 1);
+    // Computed argument lists are not counted.
+    let src = "package t\np := msg { msg := sprintf(\"%v %v\", [x | x := 1]) }\n";
+    assert_eq!(opa_semantics(src).0, src);
+}
+
+#[test]
+fn vm_guards_follow_local_assignments_on_the_same_line() {
+    let src = "package t\np := 1 {\n  c := input.c\n  v := c[q]; w := {\"a\": 1,\n    \"b\": 2}\n  n := count([x | x := v[_]])\n}\n";
+    let out = vm_assignment_guards(src);
+    assert_eq!(
+        out,
+        "package t\np := 1 {\n  c := input.c; c == c\n  v := c[q]; v == v; w := {\"a\": 1,\n    \"b\": 2}; w == w\n  n := count([x | x := v[_]; x == x]); n == n\n}\n"
+    );
+}

@@ -1,0 +1,526 @@
+//! ConstraintTemplates (`templates.gatekeeper.sh/v1`, `v1beta1`, `v1alpha1`): parsed, checked the
+//! way Gatekeeper's constraint framework checks them, and compiled once into a prepared regorus
+//! engine that every evaluation clones.
+//!
+//! Gatekeeper's rules applied here:
+//! - the template's name is the lowercase of the kind it defines; exactly one target,
+//!   `admission.k8s.gatekeeper.sh`;
+//! - the Rego comes from `targets[0].code[engine: Rego].source` (`rego`, `libs`, `version`) or the
+//!   legacy `targets[0].rego` / `targets[0].libs`; it is Rego v0 unless `version: "v1"`;
+//! - the Rego must define `violation`; libs must be in packages under `lib` (`package lib.x`),
+//!   read as `data.lib.x`; the only other `data` the Rego may read is `data.inventory`;
+//! - each template gets its own engine, so libs of different templates may reuse package names.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use regorus::Value;
+use regorus::rvm::Program;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::document::{self, Document};
+use crate::error::{LoadError, Location};
+use crate::inventory::Inventory;
+use crate::rego_scan;
+use crate::rewrite;
+use crate::vm::{self, EvalMode};
+
+/// The API group of templates.
+pub const TEMPLATES_GROUP: &str = "templates.gatekeeper.sh";
+/// The only target Gatekeeper's validating webhook evaluates.
+pub const ADMISSION_TARGET: &str = "admission.k8s.gatekeeper.sh";
+
+/// Which Rego syntax a template is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegoVersion {
+    /// Rego v0 (Gatekeeper's default).
+    V0,
+    /// Rego v1 (`code[engine: Rego].source.version: "v1"`).
+    V1,
+}
+
+/// A compiled ConstraintTemplate.
+#[derive(Debug)]
+pub struct Template {
+    /// `metadata.name`.
+    pub name: String,
+    /// The constraint kind it defines (`spec.crd.spec.names.kind`).
+    pub kind: String,
+    /// Rego syntax version.
+    pub rego_version: RegoVersion,
+    /// Where it was defined.
+    pub location: Location,
+    /// Rewrites applied to compensate regorus divergences (empty for most templates).
+    pub notes: Vec<String>,
+    /// Whether the Rego reads `data.inventory`.
+    pub uses_inventory: bool,
+    pub(crate) rule: String,
+    pub(crate) base: regorus::Engine,
+    pub(crate) with_inventory: Mutex<Option<(u64, regorus::Engine)>>,
+    /// The VM program, or why the VM compiler refused the template.
+    pub(crate) program: Result<Arc<Program>, String>,
+    /// The whole document as loaded (cluster mode compares it to skip unchanged updates).
+    pub source: Json,
+}
+
+// === impl raw (serde) ===
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTemplate {
+    api_version: String,
+    kind: String,
+    metadata: RawMetadata,
+    spec: RawSpec,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMetadata {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    crd: RawCrd,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrd {
+    spec: RawCrdSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrdSpec {
+    names: RawNames,
+    #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "the parameter schema is validated by the API server, not here"
+    )]
+    validation: Option<Json>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNames {
+    kind: String,
+    #[serde(default)]
+    #[allow(dead_code, reason = "short names only matter to kubectl")]
+    short_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    target: String,
+    #[serde(default)]
+    rego: Option<String>,
+    #[serde(default)]
+    libs: Vec<String>,
+    #[serde(default)]
+    code: Vec<RawCode>,
+    #[serde(default)]
+    #[allow(dead_code, reason = "operations narrow generated VAP bindings only")]
+    operations: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCode {
+    engine: String,
+    source: Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegoSource {
+    rego: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    libs: Vec<String>,
+}
+
+/// Whether a document is a ConstraintTemplate.
+pub fn is_template(doc: &Document) -> bool {
+    doc.kind() == "ConstraintTemplate"
+        && doc
+            .api_version()
+            .split_once('/')
+            .is_some_and(|(group, _)| group == TEMPLATES_GROUP)
+}
+
+/// The Rego of a template: main module, libs and version.
+struct RegoSource {
+    rego: String,
+    libs: Vec<String>,
+    version: RegoVersion,
+}
+
+impl Template {
+    /// Parses and compiles a ConstraintTemplate document.
+    pub fn from_document(doc: &Document) -> Result<Self, LoadError> {
+        let what = format!("ConstraintTemplate {}", doc.name());
+        let field_error = |field: &str, message: String| LoadError::Field {
+            location: doc.location.clone(),
+            what: what.clone(),
+            field: field.to_string(),
+            message,
+        };
+        let raw: RawTemplate = serde_path_to_error::deserialize(&doc.value)
+            .map_err(|err| field_error(&err.path().to_string(), err.inner().to_string()))?;
+        match raw.api_version.split_once('/') {
+            Some((TEMPLATES_GROUP, "v1" | "v1beta1" | "v1alpha1")) => {}
+            _ => {
+                return Err(field_error(
+                    "apiVersion",
+                    format!(
+                        "{:?} is not a ConstraintTemplate version (expected {TEMPLATES_GROUP}/v1)",
+                        raw.api_version
+                    ),
+                ));
+            }
+        }
+        if raw.kind != "ConstraintTemplate" {
+            return Err(field_error("kind", "must be ConstraintTemplate".into()));
+        }
+        let kind = raw.spec.crd.spec.names.kind;
+        if kind.is_empty() {
+            return Err(field_error(
+                "spec.crd.spec.names.kind",
+                "must not be empty".into(),
+            ));
+        }
+        if raw.metadata.name != kind.to_lowercase() {
+            return Err(field_error(
+                "metadata.name",
+                format!(
+                    "{:?} must be the lowercase of spec.crd.spec.names.kind ({:?}), as Gatekeeper requires",
+                    raw.metadata.name,
+                    kind.to_lowercase()
+                ),
+            ));
+        }
+        let target = match raw.spec.targets.as_slice() {
+            [target] => target,
+            [] => return Err(field_error("spec.targets", "must have one target".into())),
+            _ => {
+                return Err(field_error(
+                    "spec.targets",
+                    "must have exactly one target (Gatekeeper supports one per template)".into(),
+                ));
+            }
+        };
+        if target.target != ADMISSION_TARGET {
+            return Err(field_error(
+                "spec.targets[0].target",
+                format!(
+                    "{:?} is not supported (expected {ADMISSION_TARGET})",
+                    target.target
+                ),
+            ));
+        }
+        let source =
+            rego_source(target).map_err(|(field, message)| field_error(&field, message))?;
+        compile(doc, raw.metadata.name, kind, source)
+    }
+
+    /// The rule evaluated for violations (`data.<package>.violation`).
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+
+    /// Why the VM cannot run this template (it then runs on the interpreter), or None.
+    pub fn vm_unavailable(&self) -> Option<&str> {
+        self.program.as_ref().err().map(String::as_str)
+    }
+
+    /// Evaluates `violation` for one input; returns the set of results, or why it failed.
+    pub(crate) fn evaluate(
+        &self,
+        input: Value,
+        inventory: &Inventory,
+        limit: Duration,
+        mode: EvalMode,
+    ) -> Result<Value, Failure> {
+        if let (EvalMode::Vm, Ok(program)) = (mode, &self.program) {
+            let data = self.uses_inventory.then(|| {
+                let mut data = Value::new_object();
+                if let Ok(map) = data.as_object_mut() {
+                    map.insert(Value::from("inventory"), inventory.value().clone());
+                }
+                data
+            });
+            return vm::evaluate(program, input, data, limit);
+        }
+        let mut engine = if self.uses_inventory {
+            self.engine_with(inventory)?
+        } else {
+            self.base.clone()
+        };
+        engine.set_execution_timer_config(vm::timer(limit));
+        engine.set_input(input);
+        engine.eval_rule(self.rule.clone()).map_err(Failure::from)
+    }
+
+    fn engine_with(&self, inventory: &Inventory) -> Result<regorus::Engine, Failure> {
+        let mut cache = self
+            .with_inventory
+            .lock()
+            .map_err(|_| Failure::Error("inventory cache poisoned".into()))?;
+        if let Some((id, engine)) = cache.as_ref()
+            && *id == inventory.id()
+        {
+            return Ok(engine.clone());
+        }
+        let mut engine = self.base.clone();
+        let mut data = Value::new_object();
+        if let Ok(map) = data.as_object_mut() {
+            map.insert(Value::from("inventory"), inventory.value().clone());
+        }
+        engine
+            .add_data(data)
+            .map_err(|err| Failure::Error(format!("loading data.inventory: {err}")))?;
+        // Prepares the engine (analysis, scheduling) once for this inventory.
+        let _ = prepare(&mut engine, &self.rule);
+        *cache = Some((inventory.id(), engine.clone()));
+        Ok(engine)
+    }
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// The execution timer fired.
+    Timeout,
+    /// Anything else.
+    Error(String),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        let timed_out = err.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<regorus::utils::limits::LimitError>(),
+                Some(regorus::utils::limits::LimitError::TimeLimitExceeded { .. })
+            )
+        }) || err.to_string().contains("exceeded time limit");
+        if timed_out {
+            Failure::Timeout
+        } else {
+            Failure::Error(format!("{err:#}"))
+        }
+    }
+}
+
+fn rego_source(target: &RawTarget) -> Result<RegoSource, (String, String)> {
+    let rego_code = target
+        .code
+        .iter()
+        .enumerate()
+        .find(|(_, code)| code.engine == "Rego");
+    if let Some((index, code)) = rego_code {
+        let field = format!("spec.targets[0].code[{index}].source");
+        let source: RawRegoSource = serde_path_to_error::deserialize(&code.source)
+            .map_err(|err| (format!("{field}.{}", err.path()), err.inner().to_string()))?;
+        let version = match source.version.as_deref() {
+            None | Some("") | Some("v0") => RegoVersion::V0,
+            Some("v1") => RegoVersion::V1,
+            Some(other) => {
+                return Err((
+                    format!("{field}.version"),
+                    format!("unsupported Rego version {other:?} (expected \"v0\" or \"v1\")"),
+                ));
+            }
+        };
+        return Ok(RegoSource {
+            rego: source.rego,
+            libs: source.libs,
+            version,
+        });
+    }
+    match &target.rego {
+        Some(rego) if !rego.trim().is_empty() => Ok(RegoSource {
+            rego: rego.clone(),
+            libs: target.libs.clone(),
+            version: RegoVersion::V0,
+        }),
+        _ => {
+            let engines: Vec<&str> = target.code.iter().map(|c| c.engine.as_str()).collect();
+            Err((
+                "spec.targets[0].rego".into(),
+                if engines.is_empty() {
+                    "the template has no Rego".into()
+                } else {
+                    format!(
+                        "the template has no Rego (only {}); meshguard evaluates Rego templates",
+                        engines.join(", ")
+                    )
+                },
+            ))
+        }
+    }
+}
+
+fn compile(
+    doc: &Document,
+    name: String,
+    kind: String,
+    source: RegoSource,
+) -> Result<Template, LoadError> {
+    let rego_error = |module: &str, text: &str, message: String| {
+        let (line_in_rego, message) = split_position(module, &message);
+        let base = document::locate_block(&doc.text, text).unwrap_or(doc.location.line);
+        LoadError::Rego {
+            source_name: doc.location.source.clone(),
+            line: line_in_rego.map_or(base, |l| base + l.saturating_sub(1)),
+            template: name.clone(),
+            module: match line_in_rego {
+                Some(line) => format!("{module} line {line}"),
+                None => module.to_string(),
+            },
+            message,
+        }
+    };
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(source.version == RegoVersion::V0);
+    // OPA (and so Gatekeeper) evaluates a failing builtin call to undefined; regorus raises an
+    // error unless told otherwise.
+    engine.set_strict_builtin_errors(false);
+    let mut notes = Vec::new();
+    let mut uses_inventory = false;
+    let modules = std::iter::once(("rego".to_string(), &source.rego)).chain(
+        source
+            .libs
+            .iter()
+            .enumerate()
+            .map(|(index, lib)| (format!("libs[{index}]"), lib)),
+    );
+    let mut package = String::new();
+    let mut vm_modules = Vec::new();
+    for (module, text) in modules {
+        for data_ref in rego_scan::data_refs(text) {
+            match data_ref.root.as_deref() {
+                Some("lib" | "inventory") => {
+                    uses_inventory |= data_ref.root.as_deref() == Some("inventory");
+                }
+                other => {
+                    return Err(rego_error(
+                        &module,
+                        text,
+                        format!(
+                            "{module}:{}: disallowed reference data{} (templates may read only data.lib.* and data.inventory)",
+                            data_ref.line,
+                            other.map(|root| format!(".{root}")).unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+        let (rewritten, module_notes) = rego_scan::compensate(text);
+        let (rewritten, opa_notes) = rewrite::opa_semantics(&rewritten);
+        let module_notes = module_notes.into_iter().chain(opa_notes);
+        notes.extend(
+            module_notes
+                .into_iter()
+                .map(|note| format!("{module} {note}")),
+        );
+        let rewritten = rewrite::deprecated_builtins(&rewritten);
+        vm_modules.push((module.clone(), rewrite::vm_assignment_guards(&rewritten)));
+        let pkg = engine
+            .add_policy(module.clone(), rewritten)
+            .map_err(|err| rego_error(&module, text, format!("{err:#}")))?;
+        if module == "rego" {
+            package = pkg;
+        } else if !pkg.starts_with("data.lib.") {
+            return Err(rego_error(
+                &module,
+                text,
+                format!(
+                    "package {} is not under `lib` (Gatekeeper requires libs in packages lib.*)",
+                    pkg.trim_start_matches("data.")
+                ),
+            ));
+        }
+    }
+    let declares_violation = engine
+        .has_declared_rule_rooted_at("rego", "violation")
+        .unwrap_or(false);
+    if !declares_violation {
+        return Err(rego_error(
+            "rego",
+            &source.rego,
+            "missing required rule `violation`".into(),
+        ));
+    }
+    let rule = format!("{package}.violation");
+    // Prepare once (analysis and scheduling); compile errors surface here.
+    if let Err(err) = prepare(&mut engine, &rule) {
+        let message = format!("{err:#}");
+        let module = if message.contains("libs[") {
+            message
+                .split_once("libs[")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(index, _)| format!("libs[{index}]"))
+                .unwrap_or_else(|| "rego".into())
+        } else {
+            "rego".into()
+        };
+        let text = module
+            .strip_prefix("libs[")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .and_then(|index| index.parse::<usize>().ok())
+            .and_then(|index| source.libs.get(index))
+            .unwrap_or(&source.rego);
+        return Err(rego_error(&module, text, message));
+    }
+    let program = match vm_modules
+        .iter()
+        .find_map(|(module, text)| Some((module, rewrite::multi_definition_complete_rule(text)?)))
+    {
+        Some((module, name)) => Err(format!(
+            "{module}: the complete rule `{name}` has several definitions; regorus' VM does not \
+             report OPA's conflict error when they disagree, so the interpreter runs this template"
+        )),
+        None => vm::compile(&vm_modules, source.version, &rule),
+    };
+    Ok(Template {
+        name,
+        kind,
+        rego_version: source.version,
+        location: doc.location.clone(),
+        notes,
+        uses_inventory,
+        rule,
+        base: engine,
+        with_inventory: Mutex::new(None),
+        program,
+        source: doc.value.clone(),
+    })
+}
+
+/// Prepares an engine (analysis, scheduling, function and rule tables) without evaluating the
+/// template.
+fn prepare(engine: &mut regorus::Engine, _rule: &str) -> anyhow::Result<()> {
+    engine.set_input(Value::new_object());
+    // A constant query prepares the modules and evaluates none of their rules.
+    engine.eval_query("true".to_string(), false).map(|_| ())
+}
+
+/// Finds `module:LINE:` in a regorus message; returns the line and the message.
+fn split_position(module: &str, message: &str) -> (Option<usize>, String) {
+    let needle = format!("{module}:");
+    let line = message.find(&needle).and_then(|at| {
+        let rest = message.get(at + needle.len()..)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    (line, message.trim().to_string())
+}

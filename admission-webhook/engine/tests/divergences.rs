@@ -1,0 +1,114 @@
+//! REGORUS.md's divergences from OPA, each stated as OPA's result and checked through the engine
+//! (templates are rewritten before compiling), on both evaluators.
+
+use meshguard_policy_engine::{AdmissionRequest, EvalMode, Inventory, PolicySet, document};
+use serde_json::{Value as Json, json};
+
+/// A template around `rego` (package `t`, Rego v0), one constraint with `parameters`, and the
+/// messages for `object` on the given evaluator.
+fn messages(rego: &str, parameters: Json, object: Json, mode: EvalMode) -> Vec<String> {
+    let indented: String = rego.lines().map(|l| format!("        {l}\n")).collect();
+    let yaml = format!(
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: t}}\nspec:\n  crd: {{spec: {{names: {{kind: T}}}}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    rego: |\n        package t\n{indented}---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: T\nmetadata: {{name: c}}\nspec:\n  parameters: {parameters}\n"
+    );
+    let docs = document::parse_documents("t.yaml", &yaml).unwrap();
+    let set = PolicySet::from_documents(&docs)
+        .unwrap_or_else(|err| panic!("{err}"))
+        .with_eval_mode(mode);
+    let request = AdmissionRequest::from_object(&object).unwrap();
+    set.review(&request, &Inventory::new())
+        .unwrap()
+        .into_iter()
+        .map(|v| v.message)
+        .collect()
+}
+
+fn pod(image: &str) -> Json {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "app", "image": image}]}})
+}
+
+const MODES: [EvalMode; 2] = [EvalMode::Interpreter, EvalMode::Vm];
+
+/// Divergence 3, REGORUS.md's minimal Rego: OPA leaves `p` and `q` undefined (an undefined
+/// argument makes `not f(..)` undefined), so no violation.
+#[test]
+fn divergence_3_not_with_an_undefined_argument_is_undefined() {
+    let rego = "f(_, _)\np { not f(1, input.missing) }\nq { not startswith(input.missing, \"x\") }\nviolation[{\"msg\": \"p\"}] { p }\nviolation[{\"msg\": \"q\"}] { q }";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("a"), mode),
+            Vec::<String>::new(),
+            "{mode:?}"
+        );
+    }
+}
+
+/// Divergence 3 in a template: an optional `exemptPrefix` parameter left out. OPA: the `not`
+/// expression is undefined, so an image without the prefix is not reported by that rule; the
+/// parameter given, the rule works as written.
+#[test]
+fn divergence_3_optional_parameter_in_a_template() {
+    let rego = "violation[{\"msg\": msg}] {\n  c := input.review.object.spec.containers[_]\n  not startswith(c.image, input.parameters.exemptPrefix)\n  msg := sprintf(\"image <%v> is not exempt\", [c.image])\n}";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("nginx"), mode),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            messages(rego, json!({"exemptPrefix": "corp/"}), pod("nginx"), mode),
+            vec!["image <nginx> is not exempt".to_string()]
+        );
+        assert!(messages(rego, json!({"exemptPrefix": "corp/"}), pod("corp/x"), mode).is_empty());
+    }
+}
+
+/// Divergence 4, REGORUS.md's minimal Rego: OPA formats a missing argument as `%!v(MISSING)`.
+#[test]
+fn divergence_4_sprintf_with_missing_arguments() {
+    let rego = "violation[{\"msg\": msg}] { msg := sprintf(\"%v and %v\", [1]) }";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("a"), mode),
+            vec!["1 and %!v(MISSING)".to_string()]
+        );
+    }
+}
+
+/// Divergence 4 in a template: a message that forgot an argument still denies, with OPA's text.
+#[test]
+fn divergence_4_in_a_template_message() {
+    let rego = "violation[{\"msg\": msg}] {\n  c := input.review.object.spec.containers[_]\n  endswith(c.image, \":latest\")\n  msg := sprintf(\"container <%v> uses image <%v> with tag %s\", [c.name, c.image])\n}";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("nginx:latest"), mode),
+            vec!["container <app> uses image <nginx:latest> with tag %!s(MISSING)".to_string()]
+        );
+    }
+}
+
+/// The VM's own divergence (found by the equivalence tests): `x := <undefined>` must fail.
+#[test]
+fn an_undefined_assignment_fails_the_body_on_the_vm() {
+    let rego = "violation[{\"msg\": \"reached\"}] {\n  c := input.review.object.spec.containers[_]\n  p := c.readinessProbe\n  handlers := {t | p[t]}\n  count(handlers) == 0\n}";
+    for mode in MODES {
+        assert!(
+            messages(rego, json!({}), pod("a"), mode).is_empty(),
+            "{mode:?}"
+        );
+    }
+}
+
+/// OPA's deprecated `any` (gatekeeper-library's allowed-repos uses it) works on both evaluators.
+#[test]
+fn deprecated_any_is_available() {
+    let rego = "violation[{\"msg\": \"bad repo\"}] {\n  c := input.review.object.spec.containers[_]\n  ok := [g | r := input.parameters.repos[_]; g := startswith(c.image, r)]\n  not any(ok)\n}";
+    for mode in MODES {
+        let params = json!({"repos": ["corp/"]});
+        assert_eq!(
+            messages(rego, params.clone(), pod("nginx"), mode),
+            vec!["bad repo".to_string()]
+        );
+        assert!(messages(rego, params, pod("corp/x"), mode).is_empty());
+    }
+}

@@ -1,0 +1,86 @@
+//! The bytecode VM is the default evaluator only because it decides exactly as the tree
+//! interpreter does: every template of the repository's `gatekeeper/` folder and of the
+//! benchmark's larger set compiles for the VM, and every constraint gives the same violations
+//! (messages and details) on both evaluators for every sample object, with and without an
+//! inventory holding all of them.
+
+use std::path::{Path, PathBuf};
+
+use meshguard_policy_engine::{
+    AdmissionRequest, Corpus, EnforcementPoint, EvalMode, Inventory, PolicySet, ReviewOptions,
+    Violation, document,
+};
+
+fn repo_dir(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn review(
+    set: &PolicySet,
+    request: &AdmissionRequest,
+    inventory: &Inventory,
+    mode: EvalMode,
+) -> Result<Vec<Violation>, String> {
+    let set = set.clone().with_eval_mode(mode);
+    set.review_with(
+        request,
+        inventory,
+        &ReviewOptions::at(EnforcementPoint::Gator),
+    )
+    .map_err(|err| err.to_string())
+}
+
+fn check_corpus(paths: &[PathBuf]) -> usize {
+    let corpus = Corpus::load(paths).unwrap_or_else(|err| panic!("{err}"));
+    for template in corpus.policies.templates() {
+        if let Some(reason) = template.vm_unavailable() {
+            eprintln!("{} runs on the interpreter: {reason}", template.name);
+        }
+    }
+    let docs: Vec<_> = document::read_paths(paths)
+        .unwrap()
+        .into_iter()
+        .filter(|doc| !doc.kind().is_empty() && !doc.api_version().contains("gatekeeper.sh"))
+        .collect();
+    let full = Inventory::from_documents(&docs).unwrap_or_default();
+    let requests = corpus.requests();
+    assert!(!requests.is_empty());
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for inventory in [Inventory::new(), full] {
+        for (label, request) in &requests {
+            let interpreter = review(&corpus.policies, request, &inventory, EvalMode::Interpreter);
+            let vm = review(&corpus.policies, request, &inventory, EvalMode::Vm);
+            compared += interpreter.as_ref().map_or(0, Vec::len);
+            if interpreter != vm {
+                failures.push(format!(
+                    "{label}:\n  interpreter: {interpreter:?}\n  vm:          {vm:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} difference(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    compared
+}
+
+#[test]
+fn vm_and_interpreter_agree_on_the_gatekeeper_folder() {
+    let violations = check_corpus(&[repo_dir("../../gatekeeper")]);
+    assert!(violations > 10, "only {violations} violations compared");
+}
+
+#[test]
+fn vm_and_interpreter_agree_on_the_larger_set() {
+    let violations = check_corpus(&[repo_dir("benches-data")]);
+    assert!(violations > 10, "only {violations} violations compared");
+}
+
+#[test]
+fn vm_is_the_default() {
+    assert_eq!(PolicySet::new().eval_mode(), EvalMode::Vm);
+}
