@@ -1,0 +1,371 @@
+//! Cluster mode: policies and inventory from the Kubernetes API with kube watchers.
+//!
+//! - ConstraintTemplates (`templates.gatekeeper.sh/v1`) are watched; for each kind they define a
+//!   watcher on that constraint kind (`constraints.gatekeeper.sh/v1beta1`, resource = lowercase
+//!   kind, as Gatekeeper names the generated CRDs) is started, and stopped when the template goes.
+//! - The kinds of the `sync` list (Gatekeeper's Config `sync.syncOnly`) are watched into
+//!   `data.inventory`; Namespaces are always watched for `namespaceSelector` matching.
+//! - Every watcher keeps its own store (a relist replaces it atomically); a rebuild task turns the
+//!   stores into a new policy set and inventory at most every [`REBUILD_DEBOUNCE`], compiling only
+//!   templates whose content changed. The webhook is ready once every watcher has listed.
+//! - With policies from files, [`ClusterSync::start_inventory`] runs only the inventory side
+//!   (Namespaces and the sync list), so templates that read `data.inventory` (a Deployment needs
+//!   a PodDisruptionBudget) see the cluster's objects while the policies stay GitOps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use meshguard_policy_engine::{Constraint, Document, Inventory, Location, PolicySet, Template};
+use serde_json::Value as Json;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::SyncKind;
+use crate::state::State;
+
+/// Minimum time between two rebuilds.
+pub const REBUILD_DEBOUNCE: Duration = Duration::from_millis(100);
+
+const TEMPLATES: &str = "templates";
+const NAMESPACES: &str = "namespaces";
+
+#[derive(Default)]
+struct SourceStore {
+    objects: BTreeMap<String, Json>,
+    buffer: Option<BTreeMap<String, Json>>,
+    listed: bool,
+}
+
+#[derive(Default)]
+struct Stores {
+    sources: HashMap<String, SourceStore>,
+    constraint_watchers: HashMap<String, JoinHandle<()>>,
+    compiled: HashMap<String, (Json, Result<Arc<Template>, String>)>,
+}
+
+/// The running cluster sync.
+pub struct ClusterSync {
+    state: Arc<State>,
+    client: Client,
+    /// Whether templates and constraints come from the cluster (else only the inventory does).
+    policies: bool,
+    stores: Mutex<Stores>,
+    dirty: Notify,
+}
+
+fn key_of(object: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        object.metadata.namespace.as_deref().unwrap_or(""),
+        object.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// The object as JSON with `apiVersion` and `kind` (list items from the API server omit them).
+fn to_json(object: &DynamicObject, resource: &ApiResource) -> Json {
+    let mut value = serde_json::to_value(object).unwrap_or(Json::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.entry("apiVersion")
+            .or_insert_with(|| Json::from(resource.api_version.clone()));
+        map.entry("kind")
+            .or_insert_with(|| Json::from(resource.kind.clone()));
+    }
+    value
+}
+
+impl ClusterSync {
+    /// Starts watching policies and inventory; returns the sync, whose tasks run until the
+    /// process ends.
+    pub fn start(state: Arc<State>, client: Client) -> Arc<Self> {
+        Self::start_with(state, client, true)
+    }
+
+    /// Starts watching only the inventory (Namespaces and the sync list); the policies stay
+    /// those loaded from files.
+    pub fn start_inventory(state: Arc<State>, client: Client) -> Arc<Self> {
+        Self::start_with(state, client, false)
+    }
+
+    fn start_with(state: Arc<State>, client: Client, policies: bool) -> Arc<Self> {
+        let sync = Arc::new(Self {
+            state: state.clone(),
+            client,
+            policies,
+            stores: Mutex::new(Stores::default()),
+            dirty: Notify::new(),
+        });
+        if policies {
+            let templates = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("templates.gatekeeper.sh", "v1", "ConstraintTemplate"),
+                "constrainttemplates",
+            );
+            sync.register(TEMPLATES);
+            tokio::spawn(sync.clone().watch(TEMPLATES.to_string(), templates));
+        }
+        sync.register(NAMESPACES);
+        let namespaces = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Namespace"),
+            "namespaces",
+        );
+        tokio::spawn(sync.clone().watch(NAMESPACES.to_string(), namespaces));
+        for kind in &state.settings.sync {
+            let source = sync_source(kind);
+            sync.register(&source);
+            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+                &kind.group,
+                &kind.version,
+                &kind.kind,
+            ));
+            tokio::spawn(sync.clone().watch(source, resource));
+        }
+        tokio::spawn(sync.clone().rebuild_loop());
+        sync
+    }
+
+    fn register(&self, source: &str) {
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.sources.entry(source.to_string()).or_default();
+        }
+    }
+
+    async fn watch(self: Arc<Self>, source: String, resource: ApiResource) {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let mut stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => self.apply(&source, event, &resource),
+                Err(e) => tracing::warn!(source = %source, error = %e, "watch error; retrying"),
+            }
+        }
+    }
+
+    fn apply(self: &Arc<Self>, source: &str, event: Event<DynamicObject>, resource: &ApiResource) {
+        {
+            let Ok(mut stores) = self.stores.lock() else {
+                return;
+            };
+            let store = stores.sources.entry(source.to_string()).or_default();
+            match event {
+                Event::Apply(object) => {
+                    store
+                        .objects
+                        .insert(key_of(&object), to_json(&object, resource));
+                }
+                Event::Delete(object) => {
+                    store.objects.remove(&key_of(&object));
+                }
+                Event::Init => store.buffer = Some(BTreeMap::new()),
+                Event::InitApply(object) => {
+                    store
+                        .buffer
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(key_of(&object), to_json(&object, resource));
+                }
+                Event::InitDone => {
+                    store.objects = store.buffer.take().unwrap_or_default();
+                    store.listed = true;
+                }
+            }
+        }
+        if source == TEMPLATES {
+            self.reconcile_constraint_watchers();
+        }
+        self.dirty.notify_one();
+    }
+
+    /// Starts a watcher for each constraint kind the templates define; stops the others.
+    fn reconcile_constraint_watchers(self: &Arc<Self>) {
+        let Ok(mut stores) = self.stores.lock() else {
+            return;
+        };
+        let kinds: Vec<String> = stores
+            .sources
+            .get(TEMPLATES)
+            .map(|store| {
+                store
+                    .objects
+                    .values()
+                    .filter_map(|t| {
+                        t.pointer("/spec/crd/spec/names/kind")?
+                            .as_str()
+                            .map(String::from)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        stores.constraint_watchers.retain(|kind, handle| {
+            let keep = kinds.contains(kind);
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        let Stores {
+            sources,
+            constraint_watchers,
+            ..
+        } = &mut *stores;
+        sources.retain(|source, _| {
+            source
+                .strip_prefix("constraints/")
+                .is_none_or(|kind| kinds.iter().any(|k| k == kind))
+        });
+        for kind in kinds {
+            if constraint_watchers.contains_key(&kind) {
+                continue;
+            }
+            let source = format!("constraints/{kind}");
+            sources.entry(source.clone()).or_default();
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("constraints.gatekeeper.sh", "v1beta1", &kind),
+                &kind.to_lowercase(),
+            );
+            let handle = tokio::spawn(self.clone().watch(source, resource));
+            constraint_watchers.insert(kind, handle);
+        }
+    }
+
+    async fn rebuild_loop(self: Arc<Self>) {
+        loop {
+            self.dirty.notified().await;
+            tokio::time::sleep(REBUILD_DEBOUNCE).await;
+            let sync = self.clone();
+            let _ = tokio::task::spawn_blocking(move || sync.rebuild()).await;
+        }
+    }
+
+    /// Builds the policy set and inventory from the stores and installs them.
+    fn rebuild(&self) {
+        let Ok(mut stores) = self.stores.lock() else {
+            return;
+        };
+        let all_listed = stores.sources.values().all(|s| s.listed);
+        let templates: Vec<Json> = stores
+            .sources
+            .get(TEMPLATES)
+            .map(|s| s.objects.values().cloned().collect())
+            .unwrap_or_default();
+        let mut set = PolicySet::new();
+        let mut fresh = HashMap::new();
+        for value in templates {
+            let name = value
+                .pointer("/metadata/name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            let compiled = match stores.compiled.remove(&name) {
+                Some((source, compiled)) if source == value => compiled,
+                _ => {
+                    let doc = Document {
+                        location: Location::inline(format!("ConstraintTemplate {name}")),
+                        value: value.clone(),
+                        text: String::new(),
+                    };
+                    let compiled = Template::from_document(&doc)
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &compiled {
+                        tracing::error!(template = %name, error = %e, "ConstraintTemplate rejected");
+                    }
+                    compiled
+                }
+            };
+            if let Ok(template) = &compiled {
+                set.insert_template(template.clone());
+            }
+            fresh.insert(name, (value, compiled));
+        }
+        stores.compiled = fresh;
+        let mut inventory = Inventory::new();
+        for (source, store) in &stores.sources {
+            if let Some(kind) = source.strip_prefix("constraints/") {
+                for value in store.objects.values() {
+                    let doc = Document {
+                        location: Location::inline(format!("{kind} constraint")),
+                        value: value.clone(),
+                        text: String::new(),
+                    };
+                    if let Err(e) =
+                        Constraint::from_document(&doc).and_then(|c| set.add_constraint(c))
+                    {
+                        tracing::error!(error = %e, "Constraint rejected");
+                    }
+                }
+            } else if source.starts_with("sync/") {
+                for value in store.objects.values() {
+                    let _ = inventory.add(strip(value));
+                }
+            }
+        }
+        if let Some(namespaces) = stores.sources.get(NAMESPACES) {
+            for value in namespaces.objects.values() {
+                let name = value
+                    .pointer("/metadata/name")
+                    .and_then(Json::as_str)
+                    .unwrap_or("");
+                let labels = value
+                    .pointer("/metadata/labels")
+                    .and_then(Json::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                inventory.add_namespace_for_matching(name, labels);
+            }
+        }
+        drop(stores);
+        let synced: BTreeMap<String, usize> =
+            inventory.objects().fold(BTreeMap::new(), |mut acc, o| {
+                *acc.entry(o["kind"].as_str().unwrap_or("").to_string())
+                    .or_default() += 1;
+                acc
+            });
+        self.state.metrics.clear_gauge("gatekeeper_sync");
+        for (kind, count) in &synced {
+            self.state.metrics.set(
+                "gatekeeper_sync",
+                &[("kind", kind), ("status", "active")],
+                *count as f64,
+            );
+        }
+        if self.policies {
+            tracing::info!(
+                templates = set.templates().count(),
+                constraints = set.constraints().count(),
+                inventory = inventory.len(),
+                "cluster policies rebuilt"
+            );
+            self.state.set_policies(set);
+        } else {
+            tracing::info!(inventory = inventory.len(), "cluster inventory rebuilt");
+        }
+        self.state.set_inventory(inventory);
+        // Policies from files: readiness is the files' (set once they load).
+        if all_listed && self.policies {
+            self.state.set_ready();
+        }
+    }
+}
+
+fn sync_source(kind: &SyncKind) -> String {
+    format!("sync/{}/{}/{}", kind.group, kind.version, kind.kind)
+}
+
+/// Drops `metadata.managedFields` (bulky, never read by policies).
+fn strip(value: &Json) -> Json {
+    let mut value = value.clone();
+    if let Some(metadata) = value.get_mut("metadata").and_then(Json::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    value
+}

@@ -1,0 +1,336 @@
+//! Cluster mode against a fake API server on loopback that serves real Kubernetes list and watch
+//! JSON (the shapes kube's watcher reads from a real API server): templates, constraints of the
+//! kinds they define, Namespaces and a synced kind; changes arrive as watch events.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State as Extract};
+use axum::response::{IntoResponse, Response};
+use meshguard_admission_webhook::cluster::ClusterSync;
+use meshguard_admission_webhook::config::{PolicySource, Settings, SyncKind};
+use meshguard_admission_webhook::state::State;
+use meshguard_policy_engine::{AdmissionRequest, ConstraintRef};
+use serde_json::{Value as Json, json};
+use tokio::sync::broadcast;
+
+#[derive(Clone, Default)]
+struct FakeApi {
+    lists: Arc<Mutex<HashMap<String, Vec<Json>>>>,
+    watches: Arc<Mutex<HashMap<String, broadcast::Sender<Json>>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeApi {
+    fn list(&self, path: &str, items: Vec<Json>) {
+        self.lists.lock().unwrap().insert(path.to_string(), items);
+    }
+
+    fn sender(&self, path: &str) -> broadcast::Sender<Json> {
+        self.watches
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_insert_with(|| broadcast::channel(64).0)
+            .clone()
+    }
+
+    /// Sends a watch event once a watch on `path` is open.
+    async fn event(&self, path: &str, kind: &str, object: Json) {
+        let sender = self.sender(path);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sender.receiver_count() == 0 {
+            assert!(Instant::now() < deadline, "no watch on {path}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sender
+            .send(json!({"type": kind, "object": object}))
+            .unwrap();
+    }
+}
+
+async fn handle(Extract(api): Extract<FakeApi>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    api.requests.lock().unwrap().push(format!("{path}?{query}"));
+    if query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1")
+    {
+        let receiver = api.sender(&path).subscribe();
+        let stream = watch_stream(receiver);
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
+    let items = api.lists.lock().unwrap().get(&path).cloned();
+    match items {
+        Some(items) => axum::Json(json!({
+            "kind": "List",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": "1000"},
+            "items": items,
+        }))
+        .into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                              "message": format!("the server could not find the requested resource ({path})"),
+                              "reason": "NotFound", "code": 404})),
+        )
+            .into_response(),
+    }
+}
+
+fn watch_stream(
+    receiver: broadcast::Receiver<Json>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        match receiver.recv().await {
+            Ok(event) => {
+                let mut line = serde_json::to_vec(&event).unwrap();
+                line.push(b'\n');
+                Some((Ok(line), receiver))
+            }
+            Err(_) => None,
+        }
+    })
+}
+
+fn template() -> Json {
+    let docs = meshguard_policy_engine::document::read_file(&support::testdata(
+        "policies/required-labels.yaml",
+    ))
+    .unwrap();
+    let mut template = docs[0].value.clone();
+    template["metadata"]["resourceVersion"] = json!("10");
+    template["metadata"]["uid"] = json!("5f8f0e4a-0000-4000-8000-000000000001");
+    template
+}
+
+fn constraint(name: &str, action: &str, selector: Json) -> Json {
+    json!({
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": "K8sRequiredLabels",
+        "metadata": {"name": name, "resourceVersion": "20", "uid": format!("uid-{name}"), "generation": 1},
+        "spec": {
+            "enforcementAction": action,
+            "match": {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaceSelector": selector},
+            "parameters": {"labels": ["team"]}
+        },
+        "status": {"totalViolations": 0}
+    })
+}
+
+fn namespace(name: &str, labels: Json) -> Json {
+    // List items from the API server carry no apiVersion/kind.
+    json!({"metadata": {"name": name, "labels": labels, "resourceVersion": "5", "uid": format!("ns-{name}")},
+           "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+}
+
+fn service(name: &str) -> Json {
+    json!({"metadata": {"name": name, "namespace": "commerce", "resourceVersion": "7", "uid": format!("svc-{name}"),
+                        "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+           "spec": {"selector": {"app": name}, "ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}], "type": "ClusterIP"}})
+}
+
+async fn wait_for(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn policies_and_inventory_follow_the_cluster() {
+    let api = FakeApi::default();
+    api.list(
+        "/apis/templates.gatekeeper.sh/v1/constrainttemplates",
+        vec![template()],
+    );
+    api.list(
+        "/apis/constraints.gatekeeper.sh/v1beta1/k8srequiredlabels",
+        vec![constraint(
+            "commerce-needs-team",
+            "deny",
+            json!({"matchLabels": {"team": "commerce"}}),
+        )],
+    );
+    api.list(
+        "/api/v1/namespaces",
+        vec![
+            namespace("commerce", json!({"team": "commerce"})),
+            namespace("payments", json!({"team": "payments"})),
+        ],
+    );
+    api.list("/api/v1/services", vec![service("cart")]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(handle).with_state(api.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let state = State::new(Settings {
+        policies: PolicySource::Cluster,
+        sync: vec![SyncKind {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Service".into(),
+        }],
+        ..Settings::default()
+    });
+    let _sync = ClusterSync::start(state.clone(), client);
+
+    wait_for("readiness", || state.is_ready()).await;
+    let policies = state.policies();
+    assert_eq!(policies.templates().count(), 1);
+    assert_eq!(policies.constraints().count(), 1);
+    let inventory = state.inventory();
+    assert_eq!(
+        inventory.len(),
+        1,
+        "Services are synced; Namespaces only used for matching"
+    );
+    let synced: Vec<&Json> = inventory.objects().collect();
+    assert_eq!(synced[0]["kind"], "Service");
+    assert_eq!(synced[0]["apiVersion"], "v1");
+    assert!(synced[0]["metadata"].get("managedFields").is_none());
+    assert_eq!(
+        inventory.namespace("commerce").unwrap().labels["team"],
+        "commerce"
+    );
+
+    // The namespaceSelector uses the watched Namespaces.
+    let deployment = |ns: &str| {
+        AdmissionRequest::from_object(&json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "cart", "namespace": ns}}))
+        .unwrap()
+    };
+    let review = |ns: &str| {
+        state
+            .policies()
+            .review(&deployment(ns), &state.inventory())
+            .unwrap()
+    };
+    assert_eq!(review("commerce").len(), 1);
+    assert_eq!(review("payments").len(), 0);
+
+    // A constraint added in the cluster arrives as a watch event.
+    api.event(
+        "/apis/constraints.gatekeeper.sh/v1beta1/k8srequiredlabels",
+        "ADDED",
+        constraint(
+            "payments-needs-team",
+            "warn",
+            json!({"matchLabels": {"team": "payments"}}),
+        ),
+    )
+    .await;
+    wait_for("the new constraint", || {
+        state.policies().constraints().count() == 2
+    })
+    .await;
+    let warned = review("payments");
+    assert_eq!(warned.len(), 1);
+    assert!(warned[0].warns());
+
+    // A synced object arrives, and a constraint is deleted.
+    let mut added = service("order");
+    added["apiVersion"] = json!("v1");
+    added["kind"] = json!("Service");
+    api.event("/api/v1/services", "ADDED", added).await;
+    wait_for("the new Service", || state.inventory().len() == 2).await;
+    api.event(
+        "/apis/constraints.gatekeeper.sh/v1beta1/k8srequiredlabels",
+        "DELETED",
+        constraint("commerce-needs-team", "deny", json!({})),
+    )
+    .await;
+    wait_for("the deletion", || {
+        state
+            .policies()
+            .constraint(&ConstraintRef {
+                kind: "K8sRequiredLabels".into(),
+                name: "commerce-needs-team".into(),
+            })
+            .is_none()
+    })
+    .await;
+
+    // Removing the template stops its constraints.
+    api.event(
+        "/apis/templates.gatekeeper.sh/v1/constrainttemplates",
+        "DELETED",
+        template(),
+    )
+    .await;
+    wait_for("the template removal", || {
+        state.policies().templates().count() == 0
+    })
+    .await;
+    assert_eq!(state.policies().constraints().count(), 0);
+
+    let requests = api.requests.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|r| r
+            .starts_with("/apis/constraints.gatekeeper.sh/v1beta1/k8srequiredlabels?")
+            && r.contains("watch=true")),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn policies_from_files_with_the_inventory_from_the_cluster() {
+    let api = FakeApi::default();
+    api.list(
+        "/api/v1/namespaces",
+        vec![namespace("commerce", json!({"team": "commerce"}))],
+    );
+    api.list("/api/v1/services", vec![service("cart")]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(handle).with_state(api.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
+            .unwrap();
+    let policies = meshguard_policy_engine::PolicySet::load_paths(&[support::testdata(
+        "policies/required-labels.yaml",
+    )])
+    .unwrap();
+    let state = State::with_policies(
+        Settings {
+            sync: vec![SyncKind {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Service".into(),
+            }],
+            ..Settings::default()
+        },
+        policies,
+    );
+    let _sync = ClusterSync::start_inventory(state.clone(), client);
+    wait_for("the synced Service", || state.inventory().len() == 1).await;
+    let mut added = service("order");
+    added["apiVersion"] = json!("v1");
+    added["kind"] = json!("Service");
+    api.event("/api/v1/services", "ADDED", added).await;
+    wait_for("the new Service", || state.inventory().len() == 2).await;
+    // The file policies stay; the cluster's templates and constraints are never asked for.
+    assert_eq!(state.policies().templates().count(), 1);
+    assert_eq!(state.policies().constraints().count(), 1);
+    let requests = api.requests.lock().unwrap().clone();
+    assert!(
+        requests.iter().all(|r| !r.contains("gatekeeper.sh")),
+        "{requests:?}"
+    );
+    assert!(requests.iter().any(|r| r.starts_with("/api/v1/namespaces")));
+}
