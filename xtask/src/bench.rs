@@ -19,6 +19,8 @@ use serde::Serialize;
 use crate::build::build_filters;
 use crate::process::{output, run as run_command};
 
+mod jwt;
+
 /// Command-line options.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,7 +33,7 @@ pub struct Args {
     /// Connections for the throughput pass.
     #[arg(long, default_value_t = 16)]
     connections: u32,
-    /// Only rows whose name contains this text (the baseline always runs).
+    /// Only rows whose name contains this text (the baseline and the floor always run).
     #[arg(long)]
     only: Option<String>,
 }
@@ -61,6 +63,8 @@ struct Result {
     p50_us: f64,
     p99_us: f64,
     added_p50_us: f64,
+    /// Added p50 over the trivial filter's added p50: the issues' targets are stated this way.
+    added_vs_floor: f64,
     p50_ratio: f64,
     rps_ratio: f64,
     errors: u64,
@@ -83,7 +87,82 @@ fn rows() -> anyhow::Result<Vec<Row>> {
                 r#"{"header":"x-meshguard-stamp","value":"1"}"#,
             )),
         ),
-    ])
+        // A realistic canary: sticky user header, gated override header, 90/10. The routes
+        // only match the header the filter sets, so a request it failed to route is an error.
+        Row {
+            name: "canary (sticky header, 90/10)".to_string(),
+            listener: Listener::new("canary")
+                .filter(FilterSpec::wasm(
+                    "canary",
+                    filter_module("meshguard_canary")?,
+                    r#"{"services":[{"name":"product","hosts":["*"],"pathPrefix":"/api/products",
+                        "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
+                        "stickyKey":[{"header":"x-user-id"},{"cookie":"session"}],
+                        "overrides":{"header":"x-canary-version",
+                                     "onlyWithHeader":{"name":"x-meshguard-internal"}}}]}"#,
+                ))
+                .route(Route::prefix("/", "backend").header("x-mesh-version", "v1"))
+                .route(Route::prefix("/", "backend").header("x-mesh-version", "v2")),
+            headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
+            path: "/api/products".to_string(),
+        },
+        // The circuit breaker in its steady state: closed, every request admitted after a
+        // shared-data read and every outcome written back with CAS (count window of 100 calls,
+        // failure-rate and slow-call thresholds).
+        plain(
+            "circuit breaker (closed, count window 100)",
+            Listener::new("circuitbreaker").filter(FilterSpec::wasm(
+                "circuit-breaker",
+                filter_module("meshguard_circuit_breaker")?,
+                r#"{"breakers":[{"name":"product","match":{"pathPrefix":"/api/products"},
+                    "window":{"type":"count","size":100},"minimumCalls":20,
+                    "failureRateThreshold":50,"slowCall":{"duration":"2s","rateThreshold":80},
+                    "openFor":"30s","halfOpen":{"permittedCalls":5,"successToClose":3}}]}"#,
+            )),
+        ),
+        // The rate limiter in its steady state: one limit keyed by a header, never exceeded
+        // (one GCRA read + CAS write of the key's bucket in shared data per request).
+        Row {
+            name: "rate limit (1 limit keyed by header)".to_string(),
+            listener: Listener::new("ratelimit")
+                .filter(FilterSpec::wasm(
+                    "rate-limit",
+                    filter_module("meshguard_rate_limit")?,
+                    r#"{"limits":[{"name":"per-user","key":[{"header":"x-user-id"}],
+                        "rate":{"requests":1000000,"per":"second"}}]}"#,
+                ))
+                .route(Route::prefix("/", "backend")),
+            headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
+            path: "/api/products".to_string(),
+        },
+        // Envoy's native token bucket at the same rate, enabled and enforced for every request.
+        plain(
+            "native local_ratelimit (same rate)",
+            Listener::new("localratelimit").filter(FilterSpec::native(
+                "envoy.filters.http.local_ratelimit",
+                serde_json::json!({
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                    "stat_prefix": "bench_local_ratelimit",
+                    "token_bucket": {
+                        "max_tokens": 1_000_000,
+                        "tokens_per_fill": 1_000_000,
+                        "fill_interval": "1s"
+                    },
+                    "filter_enabled": {
+                        "runtime_key": "local_rate_limit_enabled",
+                        "default_value": {"numerator": 100, "denominator": "HUNDRED"}
+                    },
+                    "filter_enforced": {
+                        "runtime_key": "local_rate_limit_enforced",
+                        "default_value": {"numerator": 100, "denominator": "HUNDRED"}
+                    }
+                }),
+            )),
+        ),
+    ]
+    .into_iter()
+    .chain(jwt::rows()?)
+    .collect())
 }
 
 /// Installs wrk from Debian's packages if it is missing.
@@ -175,7 +254,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let mut index = 0;
         rows.retain(|row| {
             index += 1;
-            index == 1 || row.name.contains(only.as_str())
+            // The baseline and the trivial-filter floor: every target is stated against them.
+            index <= 2 || row.name.contains(only.as_str())
         });
     }
     let upstream = Upstream::start("backend")?;
@@ -187,6 +267,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let script = target_dir().join("bench").join("report.lua");
     fs::create_dir_all(script.parent().unwrap_or(&target_dir()))?;
     fs::write(&script, REPORT_LUA)?;
+    // Rows that send a different token on every request get their own script (bench/jwt.rs).
+    let scripts = rows
+        .iter()
+        .map(|row| jwt::script(&row.listener.name, &script, REPORT_LUA))
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     let (rounds, seconds) = plan(args.budget, rows.len() as u64, u64::from(args.rounds));
     println!(
@@ -195,14 +280,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.connections
     );
     let started = Instant::now();
-    for row in &rows {
+    for (row, script) in rows.iter().zip(&scripts) {
         // Warm-up: lets V8 tier up the module before anything is measured.
         wrk(
             &format!("{}{}", envoy.url(&row.listener.name), row.path),
             &row.headers,
             1,
             1,
-            &script,
+            script,
         )?;
     }
     let mut latency: Vec<Vec<Sample>> = vec![Vec::new(); rows.len()];
@@ -210,8 +295,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for round in 0..rounds {
         for (index, row) in rows.iter().enumerate() {
             let url = format!("{}{}", envoy.url(&row.listener.name), row.path);
-            latency[index].push(wrk(&url, &row.headers, 1, seconds, &script)?);
-            throughput[index].push(wrk(&url, &row.headers, args.connections, seconds, &script)?);
+            latency[index].push(wrk(&url, &row.headers, 1, seconds, &scripts[index])?);
+            throughput[index].push(wrk(
+                &url,
+                &row.headers,
+                args.connections,
+                seconds,
+                &scripts[index],
+            )?);
         }
         eprintln!(
             "round {}/{rounds} done ({:.0?})",
@@ -240,6 +331,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             p50_us: p50,
             p99_us: p99,
             added_p50_us: 0.0,
+            added_vs_floor: 0.0,
             p50_ratio: 1.0,
             rps_ratio: 1.0,
             errors,
@@ -250,6 +342,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         result.added_p50_us = result.p50_us - base_p50;
         result.p50_ratio = result.p50_us / base_p50.max(f64::EPSILON);
         result.rps_ratio = result.requests_per_second / base_rps.max(f64::EPSILON);
+    }
+    let floor_added = results
+        .iter()
+        .find(|r| r.name.contains("floor"))
+        .map_or(f64::NAN, |r| r.added_p50_us);
+    for result in &mut results {
+        result.added_vs_floor = result.added_p50_us / floor_added;
     }
     let table = render(&results);
     println!("\n{table}");
@@ -273,18 +372,19 @@ fn render(results: &[Result]) -> String {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| configuration | req/s | p50 µs | p99 µs | added p50 µs | p50 / no filter | req/s / no filter | errors |"
+        "| configuration | req/s | p50 µs | p99 µs | added p50 µs | added / floor's added | p50 / no filter | req/s / no filter | errors |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.1} | {:.1} | {:+.1} | {:.2}x | {:.2}x | {} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:+.1} | {:.2}x | {:.2}x | {:.2}x | {} |",
             r.name,
             r.requests_per_second,
             r.p50_us,
             r.p99_us,
             r.added_p50_us,
+            r.added_vs_floor,
             r.p50_ratio,
             r.rps_ratio,
             r.errors

@@ -104,6 +104,9 @@ pub fn test() -> anyhow::Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        // Lints the demo and benchmark code too, with the workspace's own feature set.
+        "--features",
+        "xtask/full",
         "--",
         "-D",
         "warnings",
@@ -119,5 +122,15 @@ pub fn test() -> anyhow::Result<()> {
     let envoy = meshguard_testkit::envoy::envoy_binary()?;
     eprintln!("meshguard: using {}", envoy.display());
     run(cargo().args(["test", "--workspace"]))?;
+    // The repository's own policy set, through the CLI exactly as a developer runs it. The
+    // binary is the one `cargo test` just built (`cargo run -p meshguard-cli` would resolve
+    // other features and build the engine a second time).
+    let meshguard = target_dir().join("debug").join("meshguard");
+    for policy in [["verify", "gatekeeper/"], ["test", "policies/"]] {
+        run(std::process::Command::new(&meshguard)
+            .current_dir(workspace_root())
+            .args(["policy"])
+            .args(policy))?;
+    }
     Ok(())
 }

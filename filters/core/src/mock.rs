@@ -17,6 +17,26 @@ pub struct SharedStore {
     next_cas: u32,
 }
 
+impl SharedStore {
+    /// Number of keys stored (lets a test check that a filter's shared memory stays bounded).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of keys and values stored.
+    pub fn bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(key, (value, _))| key.len() + value.len())
+            .sum()
+    }
+}
+
 /// A foreign function offered by the mock host.
 pub type ForeignFn = fn(&[u8]) -> Option<Vec<u8>>;
 

@@ -5,7 +5,12 @@
 //! (upstreams, an Envoy) and returns the steps it took with their outcome. Adding a capability
 //! means adding a module and one line to [`ACTS`].
 
+mod admission;
+mod canary;
+mod circuit_breaker;
 mod gateway;
+mod jwt_auth;
+mod rate_limit;
 
 use anyhow::ensure;
 
@@ -35,7 +40,14 @@ impl Step {
 type Act = fn() -> anyhow::Result<Vec<Step>>;
 
 /// The acts in order: name and function.
-const ACTS: &[(&str, Act)] = &[("gateway", gateway::run)];
+const ACTS: &[(&str, Act)] = &[
+    ("gateway", gateway::run),
+    ("jwt-auth", jwt_auth::run),
+    ("canary", canary::run),
+    ("circuit-breaker", circuit_breaker::run),
+    ("rate-limit", rate_limit::run),
+    ("admission", admission::run),
+];
 
 /// Runs every act and prints the summary; fails if any step did not go as expected.
 pub fn run() -> anyhow::Result<()> {
