@@ -222,7 +222,8 @@ pub fn bulkhead_full(breaker: &Breaker) -> LocalResponse {
 }
 
 impl CircuitBreakerHttp {
-    fn settle(&mut self, host: &mut dyn Host, verdict: Verdict) {
+    /// Acts on `verdict`, reached at `now`.
+    fn settle(&mut self, host: &mut dyn Host, verdict: Verdict, now: SystemTime) {
         let (Some(runtime), Some(call)) = (&self.runtime, &mut self.call) else {
             return;
         };
@@ -237,7 +238,7 @@ impl CircuitBreakerHttp {
             Verdict::AwaitTrailers => call.awaiting_trailers = true,
             Verdict::Record(outcome) => {
                 call.settled = true;
-                guard.record(host, breaker, ticket, outcome);
+                guard.record(host, breaker, ticket, outcome, now);
             }
             Verdict::Ignore => {
                 call.settled = true;
@@ -246,8 +247,8 @@ impl CircuitBreakerHttp {
         }
     }
 
-    fn latency(host: &dyn Host, call: &Call) -> Duration {
-        host.now().duration_since(call.started).unwrap_or_default()
+    fn latency(now: SystemTime, call: &Call) -> Duration {
+        now.duration_since(call.started).unwrap_or_default()
     }
 }
 
@@ -272,7 +273,7 @@ impl HttpFilter for CircuitBreakerHttp {
             return Decision::Continue;
         };
         let started = host.now();
-        let ticket = match guard.admit(host, breaker) {
+        let ticket = match guard.admit(host, breaker, started) {
             Some(Admission::Reject(rejection)) => {
                 guard.count(host, Count::ShortCircuited);
                 return Decision::Respond(short_circuit(breaker, rejection));
@@ -318,7 +319,8 @@ impl HttpFilter for CircuitBreakerHttp {
         let Some((breaker, _)) = runtime.breaker(call.breaker) else {
             return Decision::Continue;
         };
-        let latency = Self::latency(host, &call);
+        let now = host.now();
+        let latency = Self::latency(now, &call);
         let status = host
             .header(HeaderMap::Response, ":status")
             .and_then(|status| status.parse().ok());
@@ -347,7 +349,7 @@ impl HttpFilter for CircuitBreakerHttp {
                 .and_then(|status| outcome::parse_grpc_status(&status)),
         };
         let verdict = outcome::at_headers(breaker, &facts, latency);
-        self.settle(host, verdict);
+        self.settle(host, verdict, now);
         Decision::Continue
     }
 
@@ -359,7 +361,8 @@ impl HttpFilter for CircuitBreakerHttp {
             return;
         };
         if !call.settled && call.ticket.is_some() {
-            let latency = Self::latency(host, &call);
+            let now = host.now();
+            let latency = Self::latency(now, &call);
             let flags = response_flags(host);
             let verdict = if call.awaiting_trailers {
                 let status = int_property(host, &["response", "grpc_status"])
@@ -371,7 +374,7 @@ impl HttpFilter for CircuitBreakerHttp {
             if let Some(call) = &mut self.call {
                 call.awaiting_trailers = false;
             }
-            self.settle(host, verdict);
+            self.settle(host, verdict, now);
         }
         if call.holds_slot {
             guard.release_slot(host, breaker);

@@ -13,7 +13,7 @@ use meshguard_filter_core::{Host, LogLevel, MetricKind};
 use crate::codec;
 use crate::config::Breaker;
 use crate::machine::{Admission, Effect, Header, Outcome, Phase, State, Ticket};
-use crate::store::{StoreError, Write, update};
+use crate::store::{Snapshot, StoreError, Write, update, update_cached};
 
 /// Milliseconds since the epoch.
 pub fn millis(time: SystemTime) -> u64 {
@@ -68,6 +68,9 @@ pub struct Guard {
     /// Shared-data key of the bulkhead's in-flight counter.
     pub inflight_key: String,
     metrics: Metrics,
+    /// This worker's last read of `key`, so recording an outcome right after an admission can
+    /// write without reading again.
+    snapshot: Snapshot,
 }
 
 impl Guard {
@@ -95,6 +98,7 @@ impl Guard {
             inflight_key: format!("{key}.inflight"),
             key,
             metrics,
+            snapshot: Snapshot::default(),
         }
     }
 
@@ -160,12 +164,14 @@ impl Guard {
     /// corrupt or shaped for another window) and shows its phase. Called at configure time.
     pub fn init(&self, host: &mut dyn Host, breaker: &Breaker) {
         let now_ms = millis(host.now());
-        let result = update(host, &self.key, |bytes| match bytes.map(codec::decode) {
-            Some(Ok(state)) if state.fits(breaker) => (Write::Keep, state.header.phase),
-            _ => (
-                Write::Put(codec::encode(&State::new(breaker, now_ms))),
-                Phase::Closed,
-            ),
+        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
+            match bytes.map(codec::decode) {
+                Some(Ok(state)) if state.fits(breaker) => (Write::Keep, state.header.phase),
+                _ => (
+                    Write::Put(codec::encode(&State::new(breaker, now_ms))),
+                    Phase::Closed,
+                ),
+            }
         });
         match result {
             Ok(phase) => self.show(host, phase),
@@ -175,9 +181,15 @@ impl Guard {
 
     /// Admission of one request. On a store failure the request is admitted without a ticket
     /// (failing open: a breaker that cannot reach its state must not take the service down).
-    pub fn admit(&self, host: &mut dyn Host, breaker: &Breaker) -> Option<Admission> {
-        let now_ms = millis(host.now());
-        let result = update(host, &self.key, |bytes| {
+    /// `now` is the request's start (the caller has it already; a clock read is a hostcall).
+    pub fn admit(
+        &self,
+        host: &mut dyn Host,
+        breaker: &Breaker,
+        now: SystemTime,
+    ) -> Option<Admission> {
+        let now_ms = millis(now);
+        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
             let header = bytes.and_then(|bytes| codec::decode_header(bytes).ok());
             match (bytes, header) {
                 (Some(bytes), Some(mut header)) => {
@@ -205,8 +217,15 @@ impl Guard {
         }
     }
 
-    /// Records the outcome of a call admitted with `ticket`.
-    pub fn record(&self, host: &mut dyn Host, breaker: &Breaker, ticket: Ticket, outcome: Outcome) {
+    /// Records the outcome of a call admitted with `ticket`, judged at `now`.
+    pub fn record(
+        &self,
+        host: &mut dyn Host,
+        breaker: &Breaker,
+        ticket: Ticket,
+        outcome: Outcome,
+        now: SystemTime,
+    ) {
         self.count(
             host,
             if outcome.failed {
@@ -218,8 +237,8 @@ impl Guard {
         if outcome.slow {
             self.count(host, Count::Slow);
         }
-        let now_ms = millis(host.now());
-        let result = update(host, &self.key, |bytes| {
+        let now_ms = millis(now);
+        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
             let stored = bytes
                 .and_then(|bytes| codec::decode(bytes).ok())
                 .filter(|state| state.fits(breaker));
@@ -249,7 +268,7 @@ impl Guard {
         if !ticket.probe {
             return;
         }
-        let result = update(host, &self.key, |bytes| {
+        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
             let Some(bytes) = bytes else {
                 return (Write::Keep, ());
             };
@@ -273,7 +292,7 @@ impl Guard {
     /// traffic) and refreshing the gauge from the shared state.
     pub fn tick(&self, host: &mut dyn Host, breaker: &Breaker) {
         let now_ms = millis(host.now());
-        let result = update(host, &self.key, |bytes| {
+        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
             let Some(bytes) = bytes else {
                 return (Write::Keep, None);
             };

@@ -5,6 +5,16 @@
 //! re-run on the fresh value. The step is a pure function of the bytes it is given, so a retry
 //! can never double-apply anything; side effects (logs, metrics) happen only after the write
 //! that won.
+//!
+//! Every hostcall costs several microseconds in Envoy (far more than the step itself), so a
+//! worker may keep a [`Snapshot`] of the value it last read: a read-modify-write then first
+//! tries the step on the snapshot and writes with the snapshot's CAS token, skipping the read.
+//! Envoy's tokens come from one counter bumped on every write, so a token still matching means
+//! nobody wrote since and the snapshot is the current value; a mismatch falls back to a fresh
+//! read. A step that wants to write nothing is never answered from a snapshot (its answer
+//! could rest on stale data), so reads that decide anything still see the live value.
+
+use std::cell::RefCell;
 
 use meshguard_filter_core::{Host, SharedDataError};
 
@@ -50,6 +60,56 @@ pub fn update<T>(
         let Write::Put(bytes) = write else {
             return Ok(result);
         };
+        match host.shared_set(key, &bytes, cas) {
+            Ok(()) => return Ok(result),
+            Err(SharedDataError::CasMismatch) => continue,
+            Err(SharedDataError::Refused) => return Err(StoreError::Refused),
+        }
+    }
+    Err(StoreError::Contended)
+}
+
+/// A worker's copy of a key's value as last read, with its CAS token.
+#[derive(Debug, Default)]
+pub struct Snapshot(RefCell<Option<(Vec<u8>, u32)>>);
+
+impl Snapshot {
+    fn take(&self) -> Option<(Vec<u8>, u32)> {
+        self.0.borrow_mut().take()
+    }
+
+    fn keep(&self, value: Option<(Vec<u8>, u32)>) {
+        *self.0.borrow_mut() = value.filter(|(_, cas)| *cas != 0);
+    }
+}
+
+/// [`update`] that starts from `snapshot` when it holds one (see the module docs) and leaves
+/// in it what a read that wrote nothing saw. A write consumes the snapshot: the new token is
+/// only known from the next read.
+pub fn update_cached<T>(
+    host: &mut dyn Host,
+    key: &str,
+    snapshot: &Snapshot,
+    mut step: impl FnMut(Option<&[u8]>) -> (Write, T),
+) -> Result<T, StoreError> {
+    // Token 0 would mean "no check" to Envoy: `keep` never stores it.
+    if let Some((value, cas)) = snapshot.take()
+        && let (Write::Put(bytes), result) = step(Some(&value))
+    {
+        match host.shared_set(key, &bytes, Some(cas)) {
+            Ok(()) => return Ok(result),
+            Err(SharedDataError::CasMismatch) => {}
+            Err(SharedDataError::Refused) => return Err(StoreError::Refused),
+        }
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let current = host.shared_get(key);
+        let (write, result) = step(current.as_ref().map(|(value, _)| value.as_slice()));
+        let Write::Put(bytes) = write else {
+            snapshot.keep(current);
+            return Ok(result);
+        };
+        let cas = current.as_ref().map(|(_, cas)| *cas);
         match host.shared_set(key, &bytes, cas) {
             Ok(()) => return Ok(result),
             Err(SharedDataError::CasMismatch) => continue,
@@ -127,5 +187,63 @@ mod tests {
         assert_eq!(add(&mut host, 1), Err(StoreError::Contended));
         // Only the other worker's writes landed.
         assert_eq!(read(&host), 1 + 10 * MAX_ATTEMPTS);
+    }
+
+    fn add_cached(host: &mut dyn Host, snapshot: &Snapshot, n: u32) -> Result<u32, StoreError> {
+        update_cached(host, "k", snapshot, |value| {
+            let next = value.map_or(0, crate::codec::decode_count) + n;
+            (Write::Put(crate::codec::encode_count(next).to_vec()), next)
+        })
+    }
+
+    fn peek_cached(host: &mut dyn Host, snapshot: &Snapshot) -> u32 {
+        update_cached(host, "k", snapshot, |value| {
+            (Write::Keep, value.map_or(0, crate::codec::decode_count))
+        })
+        .unwrap()
+    }
+
+    /// Our worker (through a counting host) and another one on the same shared data.
+    fn two_workers() -> (RacingHost, MockHost) {
+        let shared = SharedHandle::default();
+        let mut seed = MockHost::new().with_shared(shared.clone());
+        add(&mut seed, 1).unwrap();
+        let ours = RacingHost::new(MockHost::new().with_shared(shared.clone()));
+        (ours, MockHost::new().with_shared(shared))
+    }
+
+    #[test]
+    fn a_snapshot_spares_the_read_when_nobody_wrote() {
+        let (mut host, _) = two_workers();
+        let snapshot = Snapshot::default();
+        assert_eq!(peek_cached(&mut host, &snapshot), 1);
+        assert_eq!(host.gets(), 1);
+        assert_eq!(add_cached(&mut host, &snapshot, 2), Ok(3));
+        assert_eq!((host.gets(), host.sets()), (1, 1));
+        // The write used the snapshot up: the next step reads again.
+        assert_eq!(add_cached(&mut host, &snapshot, 2), Ok(5));
+        assert_eq!((host.gets(), host.sets()), (2, 2));
+        assert_eq!(read(&host), 5);
+    }
+
+    #[test]
+    fn a_stale_snapshot_loses_its_write_and_the_step_reruns_on_the_live_value() {
+        let (mut host, mut other) = two_workers();
+        let snapshot = Snapshot::default();
+        assert_eq!(peek_cached(&mut host, &snapshot), 1);
+        add(&mut other, 10).unwrap();
+        // Applied once, on top of the other worker's write, not on the stale 1.
+        assert_eq!(add_cached(&mut host, &snapshot, 1), Ok(12));
+        assert_eq!((host.gets(), host.sets()), (2, 2));
+        assert_eq!(read(&host), 12);
+    }
+
+    #[test]
+    fn a_step_that_writes_nothing_is_never_answered_from_the_snapshot() {
+        let (mut host, mut other) = two_workers();
+        let snapshot = Snapshot::default();
+        assert_eq!(peek_cached(&mut host, &snapshot), 1);
+        add(&mut other, 10).unwrap();
+        assert_eq!(peek_cached(&mut host, &snapshot), 11);
     }
 }

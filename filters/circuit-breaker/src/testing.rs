@@ -1,6 +1,7 @@
 //! Test support: a host that lets "another worker" act between a read and the write that
 //! follows it, to provoke real CAS conflicts deterministically.
 
+use std::cell::Cell;
 use std::time::SystemTime;
 
 use meshguard_filter_core::mock::MockHost;
@@ -13,6 +14,7 @@ pub struct RacingHost {
     /// The host proper.
     pub inner: MockHost,
     interference: Box<dyn FnMut()>,
+    gets: Cell<u32>,
     sets: u32,
 }
 
@@ -22,6 +24,7 @@ impl RacingHost {
         Self {
             inner,
             interference: Box::new(|| {}),
+            gets: Cell::new(0),
             sets: 0,
         }
     }
@@ -30,6 +33,11 @@ impl RacingHost {
     pub fn interfere(mut self, interference: impl FnMut() + 'static) -> Self {
         self.interference = Box::new(interference);
         self
+    }
+
+    /// Reads so far.
+    pub fn gets(&self) -> u32 {
+        self.gets.get()
     }
 
     /// Writes attempted so far.
@@ -68,6 +76,7 @@ impl Host for RacingHost {
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.gets.set(self.gets.get() + 1);
         self.inner.shared_get(key)
     }
 
