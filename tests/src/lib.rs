@@ -8,6 +8,7 @@
 pub mod bootstrap;
 pub mod envoy;
 pub mod http;
+pub mod istio;
 pub mod paths;
 pub mod upstream;
 

@@ -3,31 +3,11 @@
 //! set, the VirtualServices route a request carrying that route header to the DestinationRule
 //! subset of the same name (and a request without it to the stable subset).
 
-use std::fs;
-use std::path::PathBuf;
-
 use meshguard_canary::parse_config;
-use serde::Deserialize;
 use serde_yaml::Value;
 
 fn manifests() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../istio/canary");
-    let mut docs = Vec::new();
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    files.sort();
-    for path in files {
-        let text = fs::read_to_string(&path).unwrap();
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = Value::deserialize(document)
-                .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-            docs.push((path.display().to_string(), value));
-        }
-    }
-    docs
+    meshguard_testkit::istio::documents("canary")
 }
 
 fn kind<'a>(docs: &'a [(String, Value)], kind: &str) -> Vec<&'a Value> {

@@ -3,37 +3,12 @@
 //! through the filter's own parser, so an example can never drift into something Envoy would
 //! refuse at configure time.
 
-use std::path::PathBuf;
-
 use meshguard_circuit_breaker::config::{Config, parse_config};
-use serde::Deserialize;
 use serde_yaml::Value;
-
-fn manifests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../istio/circuit-breaker")
-}
 
 /// Every document of every manifest: (file name, document).
 fn documents() -> Vec<(String, Value)> {
-    let dir = manifests_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no manifests in {}", dir.display());
-    let mut documents = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = Value::deserialize(document)
-                .unwrap_or_else(|err| panic!("{name} is not valid YAML: {err}"));
-            documents.push((name.clone(), value));
-        }
-    }
-    documents
+    meshguard_testkit::istio::documents("circuit-breaker")
 }
 
 /// The filter configurations in a document, each with where it was found.

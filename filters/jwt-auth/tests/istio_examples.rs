@@ -3,31 +3,11 @@
 //! own parser, so an example cannot drift into something Envoy would refuse at configure time.
 //! The examples must also keep the promises their comments make.
 
-use std::path::PathBuf;
-
 use meshguard_jwt_auth::config::{Config, KeySource, Requirement, parse_config};
-use serde::Deserialize;
 use serde_yaml::Value;
 
 fn documents() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../istio/jwt-auth");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    files.sort();
-    let mut documents = Vec::new();
-    for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&file).unwrap();
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = Value::deserialize(document)
-                .unwrap_or_else(|err| panic!("{name} is not valid YAML: {err}"));
-            documents.push((name.clone(), value));
-        }
-    }
-    documents
+    meshguard_testkit::istio::documents("jwt-auth")
 }
 
 fn parse(name: &str, bytes: &[u8]) -> Config {
