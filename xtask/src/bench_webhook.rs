@@ -4,7 +4,9 @@
 //!
 //! The release webhook binary runs as its own process with its production defaults (JSON logs at
 //! info, written to a file); the release `loadgen` example drives it with AdmissionReview JSON as
-//! the API server sends it (a compliant Deployment, a denied Deployment, a Pod, in turn):
+//! the API server sends it, cycling through 64 rounds of three distinct reviews (a compliant
+//! Deployment rolled out to a new image tag, a denied Deployment under a new name, the next
+//! replica of a ReplicaSet's Pod):
 //! 1. saturation: closed loop on many kept-alive connections, reviews per second;
 //! 2. fixed rate: 500 reviews/s open loop, p50/p99 from each request's scheduled time.
 //!
@@ -38,6 +40,8 @@ pub struct Args {
 
 const TARGET_RPS: f64 = 2000.0;
 const TARGET_P99_MS: f64 = 10.0;
+/// Rounds of three distinct reviews the load generator cycles through.
+const ROUNDS: u32 = 64;
 
 fn deployment(app: &str, labels: Json, image: &str) -> Json {
     json!({
@@ -121,38 +125,36 @@ pub fn run_bench(args: &Args) -> anyhow::Result<()> {
     pod = json!({"apiVersion": "v1", "kind": "Pod",
                  "metadata": {"name": "search-6d8f7c9b5-x2lkq", "namespace": "commerce", "labels": template["metadata"]["labels"]},
                  "spec": template["spec"]});
-    let reviews = [
-        (
-            "allowed-deployment.json",
-            review(
-                &deployment(
-                    "order",
-                    labels("order"),
-                    "registry.example.com/commerce/order:2.4.1",
-                ),
-                "deployments",
-                1,
-            ),
-        ),
-        (
-            "denied-deployment.json",
-            review(
-                &deployment(
-                    "cart",
-                    json!({"app": "cart", "version": "v2"}),
-                    "docker.io/library/cart:latest",
-                ),
-                "deployments",
-                2,
-            ),
-        ),
-        ("pod.json", review(&pod, "pods", 3)),
-    ];
+    // A realistic stream, not one review repeated: each round is a rollout of the order
+    // Deployment to a new image tag (a new spec), a denied cart Deployment under a new name, and
+    // the next replica of the search ReplicaSet (new name and uid). The decision cache can reuse
+    // only what really repeats.
     let mut paths = Vec::new();
-    for (name, review) in &reviews {
-        let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_vec(review)?)?;
-        paths.push(path.display().to_string());
+    for round in 0..ROUNDS {
+        let uid = 3 * round;
+        let allowed = deployment(
+            "order",
+            labels("order"),
+            &format!("registry.example.com/commerce/order:2.4.{round}"),
+        );
+        let mut denied = deployment(
+            "cart",
+            json!({"app": "cart", "version": "v2"}),
+            "docker.io/library/cart:latest",
+        );
+        denied["metadata"]["name"] = format!("cart-{round}").into();
+        let mut replica = pod.clone();
+        replica["metadata"]["name"] = format!("search-6d8f7c9b5-{round:05x}").into();
+        replica["metadata"]["uid"] = format!("0b5e2c7a-0000-4000-8000-{round:012x}").into();
+        for (name, review) in [
+            ("allowed-deployment", review(&allowed, "deployments", uid)),
+            ("denied-deployment", review(&denied, "deployments", uid + 1)),
+            ("pod", review(&replica, "pods", uid + 2)),
+        ] {
+            let path = dir.join(format!("{name}-{round}.json"));
+            std::fs::write(&path, serde_json::to_vec(&review)?)?;
+            paths.push(path.display().to_string());
+        }
     }
     let config = format!(
         "listen: 127.0.0.1:0\ntls: {{certFile: {d}/tls.crt, keyFile: {d}/tls.key}}\n\

@@ -3,6 +3,13 @@
 //! and sample constraint of the repository's `gatekeeper/` folder plus the larger set in
 //! `benches-data/`, on regorus' tree interpreter and on its bytecode VM, in the same run.
 //!
+//! Every row reviews a stream of 256 copies of the object that differ in name and uids, as a
+//! ReplicaSet's replicas (or re-created objects) do. The interpreter and VM columns evaluate every
+//! review (decision cache off); the last column is the chosen configuration, the VM with the
+//! decision cache on, which evaluates a template again only when the part of the request it reads
+//! changed; its hit rate is printed. The last column shows the cache's cost when it can reuse
+//! little: every copy has its own image tags and a distinct label.
+//!
 //! Usage: `bench_engine [--seconds S] [--json PATH] [--markdown PATH]`; the table goes to stdout.
 
 use std::path::{Path, PathBuf};
@@ -17,29 +24,97 @@ struct Row {
     violations: usize,
     interpreter: (f64, f64),
     vm: (f64, f64),
+    cached: (f64, f64),
+    hit_rate: f64,
+    cold: (f64, f64),
+    cold_hits: f64,
 }
 
-/// Reviews per second and mean microseconds per review for `seconds` of repeated reviews.
+/// Reviews per second and mean microseconds per review for `seconds` of reviews cycling through
+/// `requests`, and the decision cache's hit rate over the run.
 fn measure(
     corpus: &Corpus,
-    request: &AdmissionRequest,
+    requests: &[AdmissionRequest],
     mode: EvalMode,
+    cached: bool,
     seconds: f64,
-) -> (f64, f64) {
-    let set = corpus.policies.clone().with_eval_mode(mode);
+) -> ((f64, f64), f64) {
+    // A fresh load per measurement: empty caches, nothing carried over between columns.
+    let set = corpus
+        .policies
+        .clone()
+        .with_eval_mode(mode)
+        .with_decision_cache(cached);
     let inventory = Inventory::new();
     let budget = Duration::from_secs_f64(seconds);
-    // Warm up.
-    let _ = set.review(request, &inventory);
+    let before = set.cache_stats();
     let started = Instant::now();
     let mut reviews = 0u64;
-    while started.elapsed() < budget {
+    for request in requests.iter().cycle() {
+        if started.elapsed() >= budget {
+            break;
+        }
         let _ = set.review(request, &inventory);
         reviews += 1;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let after = set.cache_stats();
+    let lookups = (after.hits + after.misses).saturating_sub(before.hits + before.misses);
+    let hit_rate = if lookups == 0 {
+        0.0
+    } else {
+        (after.hits - before.hits) as f64 / lookups as f64
+    };
     let per_second = reviews as f64 / elapsed;
-    (per_second, 1e6 / per_second)
+    ((per_second, 1e6 / per_second), hit_rate)
+}
+
+/// Appends `-{index}` to every `image` string, so each copy has different container specs.
+fn retag(value: &mut serde_json::Value, index: usize) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                match field {
+                    serde_json::Value::String(image) if key == "image" => {
+                        image.push_str(&format!("-{index}"));
+                    }
+                    other => retag(other, index),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| retag(item, index)),
+        _ => {}
+    }
+}
+
+/// `count` copies of an object with distinct names and uids, as a controller creates them; with
+/// `distinct_specs`, also a distinct label and distinct image tags (a cache can reuse little).
+fn replicas(
+    object: &serde_json::Value,
+    count: usize,
+    distinct_specs: bool,
+) -> anyhow::Result<Vec<AdmissionRequest>> {
+    (0..count)
+        .map(|index| {
+            let mut copy = object.clone();
+            if distinct_specs {
+                retag(&mut copy, index);
+                copy["metadata"]["labels"]["rollout"] = format!("r{index}").into();
+            }
+            if let Some(metadata) = copy["metadata"].as_object_mut() {
+                let name = metadata
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("obj");
+                metadata.insert("name".into(), format!("{name}-{index:05x}").into());
+                metadata.insert(
+                    "uid".into(),
+                    format!("00000000-0000-4000-8000-{index:012x}").into(),
+                );
+            }
+            Ok(AdmissionRequest::from_object(&copy)?)
+        })
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,7 +140,10 @@ fn main() -> anyhow::Result<()> {
     let objects = ["pod.yaml", "deployment.yaml", "service.yaml"];
     let mut rows = Vec::new();
     for (set_name, paths) in &sets {
-        let corpus = Corpus::load(paths)?;
+        // Templates are shared between clones of a set (and so are their caches): load each
+        // measurement's set afresh.
+        let load = || Corpus::load(paths);
+        let corpus = load()?;
         let constraints = corpus.policies.constraints().count();
         for object in objects {
             let doc = document::read_file(&larger.join("objects").join(object))?;
@@ -73,10 +151,17 @@ fn main() -> anyhow::Result<()> {
                 .first()
                 .ok_or_else(|| anyhow::anyhow!("{object} is empty"))?
                 .value;
-            let request = AdmissionRequest::from_object(value)?;
-            let violations = corpus.policies.review(&request, &Inventory::new())?.len();
-            let interpreter = measure(&corpus, &request, EvalMode::Interpreter, seconds);
-            let vm = measure(&corpus, &request, EvalMode::Vm, seconds);
+            let requests = replicas(value, 256, false)?;
+            let distinct = replicas(value, 4096, true)?;
+            let first = requests
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("no requests"))?;
+            let violations = corpus.policies.review(first, &Inventory::new())?.len();
+            let (interpreter, _) =
+                measure(&load()?, &requests, EvalMode::Interpreter, false, seconds);
+            let (vm, _) = measure(&load()?, &requests, EvalMode::Vm, false, seconds);
+            let (cached, hit_rate) = measure(&load()?, &requests, EvalMode::Vm, true, seconds);
+            let (cold, cold_hits) = measure(&load()?, &distinct, EvalMode::Vm, true, seconds);
             rows.push(Row {
                 object: value["kind"].as_str().unwrap_or("?").to_string(),
                 set: set_name.to_string(),
@@ -84,17 +169,22 @@ fn main() -> anyhow::Result<()> {
                 violations,
                 interpreter,
                 vm,
+                cached,
+                hit_rate,
+                cold,
+                cold_hits,
             });
         }
     }
     let mut md = String::from(
-        "| object | policy set | constraints | violations | interpreter reviews/s | interpreter µs/review | vm reviews/s | vm µs/review | speed-up |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| object | policy set | constraints | violations | interpreter reviews/s | µs/review | vm reviews/s | µs/review | vm / interpreter | vm + decision cache reviews/s | µs/review | cache hits | chosen / interpreter | distinct specs: vm + cache µs/review (hits) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut json = Vec::new();
     for row in &rows {
         let ratio = row.vm.0 / row.interpreter.0;
+        let chosen = row.cached.0 / row.interpreter.0;
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}x |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}x | {:.0} | {:.0} | {:.0}% | {:.1}x | {:.0} ({:.0}%) |\n",
             row.object,
             row.set,
             row.constraints,
@@ -103,7 +193,13 @@ fn main() -> anyhow::Result<()> {
             row.interpreter.1,
             row.vm.0,
             row.vm.1,
-            ratio
+            ratio,
+            row.cached.0,
+            row.cached.1,
+            row.hit_rate * 100.0,
+            chosen,
+            row.cold.1,
+            row.cold_hits * 100.0
         ));
         json.push(serde_json::json!({
             "object": row.object, "set": row.set, "constraints": row.constraints,
@@ -111,6 +207,9 @@ fn main() -> anyhow::Result<()> {
             "interpreter": {"reviews_per_s": row.interpreter.0, "us_per_review": row.interpreter.1},
             "vm": {"reviews_per_s": row.vm.0, "us_per_review": row.vm.1},
             "speedup": ratio,
+            "vm_cached": {"reviews_per_s": row.cached.0, "us_per_review": row.cached.1, "hit_rate": row.hit_rate},
+            "chosen_speedup": chosen,
+            "vm_cached_distinct_specs": {"reviews_per_s": row.cold.0, "us_per_review": row.cold.1, "hit_rate": row.cold_hits},
         }));
     }
     print!("{md}");

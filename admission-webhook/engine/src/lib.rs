@@ -76,6 +76,13 @@
 //!   `violation` entries with a `msg` (`details` defaults to `{}`); builtin errors are undefined
 //!   (OPA's default); a run-time error becomes a violation carrying the error, as in Gatekeeper;
 //!   the whole review has a deadline enforced by regorus' execution timer.
+//! - Decision cache (on by default, [`PolicySet::set_decision_cache`]): each template keeps the
+//!   decisions of recent evaluations keyed by exactly the part of `input` its Rego can read (the
+//!   static prefix of every `input` reference, see [`decision_cache`]) and the inventory generation; a
+//!   review that agrees on that part (the next replica of a ReplicaSet, a re-applied object)
+//!   gets the same decision without evaluating. Templates calling clock, network or random
+//!   builtins are never cached ([`Template::uncacheable`]). `tests/vm_equivalence.rs` checks
+//!   cached decisions against uncached ones on every suite, including renamed replicas.
 //!
 //! # Known regorus divergences (REGORUS.md) and how they are handled
 //!
@@ -105,12 +112,14 @@
 
 pub mod constraint;
 pub mod corpus;
+pub mod decision_cache;
 pub mod document;
 pub mod enforcement;
 pub mod error;
 pub mod inventory;
 pub mod matching;
 pub mod policy_set;
+mod read_set;
 mod rego_scan;
 pub mod review;
 mod rewrite;
@@ -119,6 +128,7 @@ pub mod vm;
 
 pub use constraint::{Constraint, ConstraintRef};
 pub use corpus::Corpus;
+pub use decision_cache::CacheStats;
 pub use document::Document;
 pub use enforcement::{Enforcement, EnforcementAction, EnforcementPoint};
 pub use error::{InventoryError, LoadError, Location, ReviewError};

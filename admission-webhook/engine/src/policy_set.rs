@@ -10,6 +10,7 @@ use regorus::Value;
 use serde_json::Value as Json;
 
 use crate::constraint::{Constraint, ConstraintRef, is_constraint};
+use crate::decision_cache::CacheStats;
 use crate::document::{self, Document};
 use crate::enforcement::{EnforcementAction, EnforcementPoint};
 use crate::error::{LoadError, Location, ReviewError};
@@ -142,13 +143,27 @@ impl AuditReport {
 }
 
 /// Compiled templates and their constraints.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PolicySet {
     templates: BTreeMap<String, Arc<Template>>,
     constraints: BTreeMap<ConstraintRef, Arc<Constraint>>,
     by_kind: HashMap<String, Vec<Arc<Constraint>>>,
     any_kind: Vec<Arc<Constraint>>,
     eval_mode: EvalMode,
+    decision_cache: bool,
+}
+
+impl Default for PolicySet {
+    fn default() -> Self {
+        Self {
+            templates: BTreeMap::new(),
+            constraints: BTreeMap::new(),
+            by_kind: HashMap::new(),
+            any_kind: Vec::new(),
+            eval_mode: EvalMode::default(),
+            decision_cache: true,
+        }
+    }
 }
 
 impl PolicySet {
@@ -255,6 +270,29 @@ impl PolicySet {
     /// comparison and benchmarks).
     pub fn set_eval_mode(&mut self, mode: EvalMode) {
         self.eval_mode = mode;
+    }
+
+    /// Turns the decision cache on (the default) or off. With it on, a constraint whose template
+    /// reads the same part of the request as an earlier review (and calls no clock, network or
+    /// random builtin) gets that review's decision without evaluating; see
+    /// [`crate::decision_cache`]. Off, every review evaluates (benchmarks compare both).
+    pub fn set_decision_cache(&mut self, on: bool) {
+        self.decision_cache = on;
+    }
+
+    /// [`PolicySet::set_decision_cache`] by value.
+    pub fn with_decision_cache(mut self, on: bool) -> Self {
+        self.decision_cache = on;
+        self
+    }
+
+    /// Hits and misses of every template's decision cache, summed.
+    pub fn cache_stats(&self) -> CacheStats {
+        let mut total = CacheStats::default();
+        for template in self.templates.values() {
+            total += template.cache_stats();
+        }
+        total
     }
 
     /// [`PolicySet::set_eval_mode`] by value.
@@ -393,15 +431,14 @@ impl PolicySet {
                     elapsed,
                 });
             }
-            let mut input = Value::new_object();
-            if let Ok(map) = input.as_object_mut() {
-                map.insert(Value::from("review"), request.value().clone());
-                map.insert(
-                    Value::from("parameters"),
-                    constraint.parameters_value.clone(),
-                );
-            }
-            match template.evaluate(input, inventory, remaining, self.eval_mode) {
+            match template.decide(
+                request.value(),
+                &constraint.parameters_value,
+                inventory,
+                remaining,
+                self.eval_mode,
+                self.decision_cache,
+            ) {
                 Ok(results) => collect(&results, constraint, &actions, &mut violations),
                 Err(Failure::Timeout) => {
                     return Err(ReviewError::Timeout {

@@ -19,9 +19,11 @@ use regorus::rvm::Program;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use crate::decision_cache::{self, CacheStats, DecisionCache};
 use crate::document::{self, Document};
 use crate::error::{LoadError, Location};
 use crate::inventory::Inventory;
+use crate::read_set::ReadSet;
 use crate::rego_scan;
 use crate::rewrite;
 use crate::vm::{self, EvalMode};
@@ -62,6 +64,9 @@ pub struct Template {
     pub(crate) program: Result<Arc<Program>, String>,
     /// The whole document as loaded (cluster mode compares it to skip unchanged updates).
     pub source: Json,
+    /// What the Rego reads of `input`, and whether its decisions may be cached.
+    pub(crate) reads: ReadSet,
+    pub(crate) cache: DecisionCache,
 }
 
 // === impl raw (serde) ===
@@ -240,6 +245,53 @@ impl Template {
     /// Why the VM cannot run this template (it then runs on the interpreter), or None.
     pub fn vm_unavailable(&self) -> Option<&str> {
         self.program.as_ref().err().map(String::as_str)
+    }
+
+    /// Why this template's decisions are never cached (it calls a builtin whose result is not a
+    /// function of its arguments), or None.
+    pub fn uncacheable(&self) -> Option<&str> {
+        self.reads.impure.as_deref()
+    }
+
+    /// Hits and misses of this template's decision cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Decides one constraint: `violation` on `input = {"review": review, "parameters":
+    /// parameters}`, answered from the decision cache when `cached` and the template allows it.
+    pub(crate) fn decide(
+        &self,
+        review: &Value,
+        parameters: &Value,
+        inventory: &Inventory,
+        limit: Duration,
+        mode: EvalMode,
+        cached: bool,
+    ) -> Result<Value, Failure> {
+        let key = (cached && self.reads.cacheable()).then(|| {
+            let generation = self.uses_inventory.then(|| inventory.id());
+            decision_cache::key(&self.reads, review, parameters, generation)
+        });
+        if let Some(key) = &key
+            && let Some(outcome) = self.cache.get(key)
+        {
+            return outcome.map_err(Failure::Error);
+        }
+        let mut input = Value::new_object();
+        if let Ok(map) = input.as_object_mut() {
+            map.insert(Value::from("review"), review.clone());
+            map.insert(Value::from("parameters"), parameters.clone());
+        }
+        let outcome = self.evaluate(input, inventory, limit, mode);
+        if let Some(key) = key {
+            match &outcome {
+                Ok(value) => self.cache.insert(key, Ok(value.clone())),
+                Err(Failure::Error(message)) => self.cache.insert(key, Err(message.clone())),
+                Err(Failure::Timeout) => {}
+            }
+        }
+        outcome
     }
 
     /// Evaluates `violation` for one input; returns the set of results, or why it failed.
@@ -503,6 +555,10 @@ fn compile(
         with_inventory: Mutex::new(None),
         program,
         source: doc.value.clone(),
+        reads: ReadSet::of(
+            std::iter::once(source.rego.as_str()).chain(source.libs.iter().map(String::as_str)),
+        ),
+        cache: DecisionCache::new(decision_cache::CAPACITY),
     })
 }
 

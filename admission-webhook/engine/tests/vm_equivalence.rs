@@ -3,6 +3,10 @@
 //! benchmark's larger set compiles for the VM, and every constraint gives the same violations
 //! (messages and details) on both evaluators for every sample object, with and without an
 //! inventory holding all of them.
+//!
+//! The decision cache is checked the same way: with it on, a repeated review, and a copy of each
+//! sample renamed with a new uid (what a ReplicaSet's next replica looks like) reviewed after the
+//! original, decide exactly as an uncached evaluation does.
 
 use std::path::{Path, PathBuf};
 
@@ -20,14 +24,28 @@ fn review(
     request: &AdmissionRequest,
     inventory: &Inventory,
     mode: EvalMode,
+    cached: bool,
 ) -> Result<Vec<Violation>, String> {
-    let set = set.clone().with_eval_mode(mode);
+    let set = set.clone().with_eval_mode(mode).with_decision_cache(cached);
     set.review_with(
         request,
         inventory,
         &ReviewOptions::at(EnforcementPoint::Gator),
     )
     .map_err(|err| err.to_string())
+}
+
+/// The request with the object renamed and new uids, as the next replica of a ReplicaSet.
+fn renamed(request: &AdmissionRequest) -> AdmissionRequest {
+    let mut json = serde_json::to_value(request.value()).expect("request as JSON");
+    json["uid"] = "replica-uid".into();
+    if let Some(metadata) = json["object"]["metadata"].as_object_mut() {
+        let name = metadata.get("name").and_then(|n| n.as_str()).unwrap_or("");
+        metadata.insert("name".into(), format!("{name}-x7k2p").into());
+        metadata.insert("uid".into(), "5f0c-replica".into());
+    }
+    let value = meshguard_policy_engine::regorus::Value::from(json);
+    AdmissionRequest::from_value(value).expect("renamed request")
 }
 
 fn check_corpus(paths: &[PathBuf]) -> usize {
@@ -49,12 +67,29 @@ fn check_corpus(paths: &[PathBuf]) -> usize {
     let mut failures = Vec::new();
     for inventory in [Inventory::new(), full] {
         for (label, request) in &requests {
-            let interpreter = review(&corpus.policies, request, &inventory, EvalMode::Interpreter);
-            let vm = review(&corpus.policies, request, &inventory, EvalMode::Vm);
+            let policies = &corpus.policies;
+            let interpreter = review(policies, request, &inventory, EvalMode::Interpreter, false);
+            let vm = review(policies, request, &inventory, EvalMode::Vm, false);
             compared += interpreter.as_ref().map_or(0, Vec::len);
             if interpreter != vm {
                 failures.push(format!(
                     "{label}:\n  interpreter: {interpreter:?}\n  vm:          {vm:?}"
+                ));
+            }
+            for round in ["first", "repeated"] {
+                let cached = review(policies, request, &inventory, EvalMode::Vm, true);
+                if cached != interpreter {
+                    failures.push(format!(
+                        "{label} ({round}, cached):\n  interpreter: {interpreter:?}\n  cached:      {cached:?}"
+                    ));
+                }
+            }
+            let replica = renamed(request);
+            let fresh = review(policies, &replica, &inventory, EvalMode::Interpreter, false);
+            let cached = review(policies, &replica, &inventory, EvalMode::Vm, true);
+            if cached != fresh {
+                failures.push(format!(
+                    "{label} (renamed replica, cached):\n  uncached: {fresh:?}\n  cached:   {cached:?}"
                 ));
             }
         }

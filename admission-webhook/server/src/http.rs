@@ -43,6 +43,19 @@ async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
 }
 
 async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
+    // The engine counts cache use per template; publish the current totals.
+    let cache = state.policies().cache_stats();
+    let metrics = &state.metrics;
+    metrics.set(
+        "meshguard_decision_cache_hits_total",
+        &[],
+        cache.hits as f64,
+    );
+    metrics.set(
+        "meshguard_decision_cache_misses_total",
+        &[],
+        cache.misses as f64,
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -11,7 +11,10 @@
 //! and meshguard's own: `meshguard_validation_violations_total{constraint_kind, constraint_name,
 //! enforcement_action}` (violations by constraint at admission), `meshguard_validation_errors_total
 //! {reason, failure_policy}` (timeouts and internal errors answered by the failure policy) and
-//! `meshguard_validation_rejected_total{reason}` (malformed or oversized reviews).
+//! `meshguard_validation_rejected_total{reason}` (malformed or oversized reviews), and
+//! `meshguard_decision_cache_hits_total` / `meshguard_decision_cache_misses_total` (constraint
+//! decisions answered from the engine's decision cache or evaluated; they restart from zero when
+//! the policy set is reloaded).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -100,6 +103,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "meshguard_validation_rejected_total",
         "counter",
         "Malformed or oversized admission reviews answered with 400",
+    ),
+    (
+        "meshguard_decision_cache_hits_total",
+        "counter",
+        "Constraint decisions answered from the decision cache (since the policy set was loaded)",
+    ),
+    (
+        "meshguard_decision_cache_misses_total",
+        "counter",
+        "Constraint decisions evaluated because the cache had none (since the policy set was loaded)",
     ),
 ];
 

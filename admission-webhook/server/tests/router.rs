@@ -304,6 +304,34 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn repeated_reviews_are_decided_from_the_cache_with_the_same_answer() {
+    let state = state_with(settings());
+    let first = review(&state, &denied_review()).await;
+    let mut again = denied_review();
+    again["request"]["uid"] = "another-uid".into();
+    let second = review(&state, &again).await;
+    assert_eq!(first["allowed"], false);
+    assert_eq!(first["status"], second["status"]);
+    let metrics = Request::get("/metrics").body(Body::empty()).unwrap();
+    let text = String::from_utf8(call(&state, metrics).await.1).unwrap();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    let (hits, misses) = (
+        value("meshguard_decision_cache_hits_total"),
+        value("meshguard_decision_cache_misses_total"),
+    );
+    assert!(misses >= 1, "{text}");
+    assert_eq!(
+        hits, misses,
+        "the second review reused every decision:\n{text}"
+    );
+}
+
+#[tokio::test]
 async fn concurrency_is_bounded() {
     let state = state_with(Settings {
         max_concurrent_reviews: 1,
