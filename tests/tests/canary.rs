@@ -9,7 +9,9 @@
 //!   sets the header (the request's first route match used the client's header);
 //! - raising the canary weight (a second Envoy with the new config) keeps every earlier canary
 //!   user in the canary;
-//! - anonymous users are pinned with a cookie.
+//! - anonymous users are pinned with a cookie;
+//! - a header value that is not UTF-8 (clients send any bytes) neither panics the filter's VM
+//!   nor breaks later requests on any worker.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -326,6 +328,47 @@ fn anonymous_users_are_pinned_by_a_cookie() {
             .unwrap_or(-1),
         10
     );
+}
+
+/// Sends one raw request with the given `x-user-id` bytes on a new connection; returns the
+/// status line.
+fn raw_status(envoy: &Envoy, user_id: &[u8]) -> String {
+    let address = envoy.url("edge").trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "GET /api/products HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\nx-user-id: "
+    )
+    .into_bytes();
+    request.extend_from_slice(user_id);
+    request.extend_from_slice(b"\r\n\r\n");
+    stream.write_all(&request).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+#[test]
+fn header_values_that_are_not_utf8_do_not_break_the_filter() {
+    let versions = Versions::start();
+    let envoy = envoy(&versions, 10);
+    // New connections spread over both workers.
+    for _ in 0..8 {
+        let status = raw_status(&envoy, b"\xff\xfe-user-\xc3\x28");
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{status}\n{}",
+            envoy.log()
+        );
+    }
+    for user in users(20) {
+        let (version, _) = get(&envoy, "/api/products", &[("x-user-id", &user)]);
+        assert_eq!(version, expected(&user, 10), "{user}");
+    }
+    let log = envoy.log();
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 #[test]

@@ -202,8 +202,19 @@ impl<H: HttpFilter> HttpContext for HttpAdapter<H> {
 
 /// Collects the current HTTP call response; `None` when the call failed (Envoy reports a
 /// failed call as a response without headers).
+/// Header values as text: invalid UTF-8 (untrusted clients and upstreams send anything) is
+/// replaced with U+FFFD instead of failing.
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
+
 fn call_response(body_size: usize) -> Option<CallResponse> {
-    let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let headers: Vec<(String, String)> = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name, lossy(value)))
+        .collect();
     if headers.is_empty() {
         return None;
     }
@@ -246,11 +257,20 @@ impl Host for ProxyHost {
     }
 
     fn header(&self, map: HeaderMap, name: &str) -> Option<String> {
-        hostcalls::get_map_value(map_type(map), name).ok().flatten()
+        // Bytes, not the SDK's `get_map_value`: that unwraps UTF-8 and one client header with
+        // invalid bytes would panic the VM and fail every later request on the worker.
+        hostcalls::get_map_value_bytes(map_type(map), name)
+            .ok()
+            .flatten()
+            .map(lossy)
     }
 
     fn headers(&self, map: HeaderMap) -> Vec<(String, String)> {
-        hostcalls::get_map(map_type(map)).unwrap_or_default()
+        hostcalls::get_map_bytes(map_type(map))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (name, lossy(value)))
+            .collect()
     }
 
     fn set_header(&mut self, map: HeaderMap, name: &str, value: Option<&str>) {
