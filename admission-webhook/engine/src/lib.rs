@@ -98,6 +98,7 @@
 //! | 4. `sprintf` with fewer arguments than verbs is undefined | both | literal format and literal argument array: the verbs without an argument rewritten to print `%!v(MISSING)` as OPA does; a computed format or argument list is left as regorus evaluates it (undefined) |
 //! | OPA's deprecated `any` / `all` builtins are missing | both | calls redirected to Rego functions with OPA's definitions appended to the module |
 //! | VM only: `x := <undefined>` succeeds | VM | the VM's program gets `; x == x` after each local assignment (fails when undefined, as in the interpreter) |
+//! | VM only: no conflict error when definitions of a complete rule disagree | VM | the definitions become one partial set and the rule its only element; more than one element yields a marker violation and the template is decided by the interpreter, which raises OPA's error (see Evaluators below) |
 //!
 //! Not compensated (OPA's expansion also hoists dynamic references inside a negated reference,
 //! `not obj[input.key]`): regorus gives true where OPA is undefined.
@@ -108,7 +109,9 @@
 //! interpreter ([`PolicySet::set_eval_mode`]). `tests/vm_equivalence.rs` checks both give the
 //! same violations on every template, constraint and sample of `gatekeeper/` and of the
 //! benchmark's larger set; a template the VM compiler refuses runs on the interpreter
-//! ([`Template::vm_unavailable`]).
+//! ([`Template::vm_unavailable`]). Two VM-only rewrites keep templates on the VM and fast there:
+//! complete rules with several definitions (checked for conflicts as above) and lookup-table
+//! functions (`mem_multiple("Ki") = 1024000`, one clause per unit) turned into one object lookup.
 
 pub mod constraint;
 pub mod corpus;
@@ -125,6 +128,7 @@ pub mod review;
 mod rewrite;
 pub mod template;
 pub mod vm;
+mod vm_rules;
 
 pub use constraint::{Constraint, ConstraintRef};
 pub use corpus::Corpus;

@@ -27,6 +27,7 @@ use crate::read_set::ReadSet;
 use crate::rego_scan;
 use crate::rewrite;
 use crate::vm::{self, EvalMode};
+use crate::vm_rules;
 
 /// The API group of templates.
 pub const TEMPLATES_GROUP: &str = "templates.gatekeeper.sh";
@@ -62,6 +63,9 @@ pub struct Template {
     pub(crate) with_inventory: Mutex<Option<(u64, regorus::Engine)>>,
     /// The VM program, or why the VM compiler refused the template.
     pub(crate) program: Result<Arc<Program>, String>,
+    /// Whether the VM's program reports [`vm_rules::CONFLICT_MARKER`] (then the interpreter
+    /// decides).
+    vm_checks_conflicts: bool,
     /// The whole document as loaded (cluster mode compares it to skip unchanged updates).
     pub source: Json,
     /// What the Rego reads of `input`, and whether its decisions may be cached.
@@ -310,7 +314,13 @@ impl Template {
                 }
                 data
             });
-            return vm::evaluate(program, input, data, limit);
+            let outcome = vm::evaluate(program, input.clone(), data, limit);
+            let conflict =
+                self.vm_checks_conflicts && outcome.as_ref().is_ok_and(vm_rules::reports_conflict);
+            if !conflict {
+                return outcome;
+            }
+            // Two definitions of a complete rule disagree: the interpreter reports OPA's error.
         }
         let mut engine = if self.uses_inventory {
             self.engine_with(inventory)?
@@ -457,6 +467,8 @@ fn compile(
     );
     let mut package = String::new();
     let mut vm_modules = Vec::new();
+    let mut vm_checks_conflicts = false;
+    let mut vm_refused: Option<String> = None;
     for (module, text) in modules {
         for data_ref in rego_scan::data_refs(text) {
             match data_ref.root.as_deref() {
@@ -485,7 +497,16 @@ fn compile(
                 .map(|note| format!("{module} {note}")),
         );
         let rewritten = rewrite::deprecated_builtins(&rewritten);
-        vm_modules.push((module.clone(), rewrite::vm_assignment_guards(&rewritten)));
+        // The VM's copy: conflicting-definition checks and lookup tables rewritten (see
+        // vm_rules), then the assignment guards.
+        match vm_rules::single_value_rules(&rewritten, source.version, module == "rego") {
+            Ok((single, changed)) => {
+                vm_checks_conflicts |= changed;
+                let (tabled, _) = vm_rules::table_functions(&single, source.version);
+                vm_modules.push((module.clone(), rewrite::vm_assignment_guards(&tabled)));
+            }
+            Err(why) => vm_refused = vm_refused.or(Some(format!("{module}: {why}"))),
+        }
         let pkg = engine
             .add_policy(module.clone(), rewritten)
             .map_err(|err| rego_error(&module, text, format!("{err:#}")))?;
@@ -533,15 +554,19 @@ fn compile(
             .unwrap_or(&source.rego);
         return Err(rego_error(&module, text, message));
     }
-    let program = match vm_modules
+    let leftover = vm_modules
         .iter()
-        .find_map(|(module, text)| Some((module, rewrite::multi_definition_complete_rule(text)?)))
-    {
-        Some((module, name)) => Err(format!(
+        .find_map(|(module, text)| Some((module, rewrite::multi_definition_complete_rule(text)?)));
+    let program = match (vm_refused, leftover) {
+        (Some(why), _) => Err(format!(
+            "{why}; regorus' VM does not report OPA's conflict error when definitions disagree, \
+             so the interpreter runs this template"
+        )),
+        (None, Some((module, name))) => Err(format!(
             "{module}: the complete rule `{name}` has several definitions; regorus' VM does not \
              report OPA's conflict error when they disagree, so the interpreter runs this template"
         )),
-        None => vm::compile(&vm_modules, source.version, &rule),
+        (None, None) => vm::compile(&vm_modules, source.version, &rule),
     };
     Ok(Template {
         name,
@@ -554,6 +579,7 @@ fn compile(
         base: engine,
         with_inventory: Mutex::new(None),
         program,
+        vm_checks_conflicts,
         source: doc.value.clone(),
         reads: ReadSet::of(
             std::iter::once(source.rego.as_str()).chain(source.libs.iter().map(String::as_str)),

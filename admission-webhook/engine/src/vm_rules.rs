@@ -1,0 +1,374 @@
+//! Rewrites applied only to the VM's copy of a template, so that more templates run on regorus'
+//! bytecode VM and run faster there, with the interpreter's decisions (checked by
+//! `tests/vm_equivalence.rs` and the unit tests below). Like the other rewrites, they keep every
+//! line of the template where it was; new rules go at the end of the module.
+//!
+//! - **Complete rules with several definitions** (`ns = x { a }` and `ns = y { b }`): OPA raises a
+//!   conflict error when two definitions give different values; regorus' VM does not. The
+//!   definitions become one partial set (`__mg_defs_ns[x] { a }`, `__mg_defs_ns[y] { b }`) and
+//!   `ns` is its only element when it has exactly one. When the set has more than one element a
+//!   marker violation ([`CONFLICT_MARKER`]) is produced; the engine then evaluates the template on
+//!   the interpreter, which reports OPA's conflict exactly. Without a conflict the VM's answer is
+//!   OPA's: one value, or undefined (and `default` still applies).
+//! - **Lookup-table functions** (`mem_multiple("Ki") = 1024000`, fourteen clauses, as in the
+//!   gatekeeper-library's container-limits templates): each call tries every clause in the VM.
+//!   A function whose every clause maps one distinct string literal to a scalar literal becomes
+//!   one lookup in an object rule, which the VM evaluates once per evaluation. Undefined for any
+//!   other argument, as before.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::rego_scan::{Token, TokenKind, text, tokenize};
+use crate::template::RegoVersion;
+
+/// The `msg` of the violation the VM's program reports when a rewritten rule has conflicting
+/// definitions; the engine then uses the interpreter's decision.
+pub(crate) const CONFLICT_MARKER: &str = "__meshguard_vm_rule_conflict__";
+
+/// Whether a `violation` result from the VM holds the conflict marker.
+pub(crate) fn reports_conflict(results: &regorus::Value) -> bool {
+    let marker = regorus::Value::from(CONFLICT_MARKER);
+    match results {
+        regorus::Value::Set(set) => set.iter().any(|entry| entry["msg"] == marker),
+        regorus::Value::Array(array) => array.iter().any(|entry| entry["msg"] == marker),
+        _ => false,
+    }
+}
+
+struct Edit {
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+fn apply(src: &str, mut edits: Vec<Edit>, appended: &str) -> String {
+    edits.sort_by_key(|edit| std::cmp::Reverse(edit.start));
+    let mut out = src.to_string();
+    for edit in edits {
+        if edit.start <= edit.end && edit.end <= out.len() {
+            out.replace_range(edit.start..edit.end, &edit.text);
+        }
+    }
+    if !appended.is_empty() {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(appended);
+    }
+    out
+}
+
+fn depths(tokens: &[Token]) -> Vec<usize> {
+    let mut depth = 0usize;
+    tokens
+        .iter()
+        .map(|token| match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => {
+                depth += 1;
+                depth - 1
+            }
+            TokenKind::Punct('}' | ']' | ')') => {
+                depth = depth.saturating_sub(1);
+                depth
+            }
+            _ => depth,
+        })
+        .collect()
+}
+
+fn is_punct(token: Option<&Token>, c: char) -> bool {
+    token.is_some_and(|t| t.kind == TokenKind::Punct(c))
+}
+
+fn is_ident(src: &str, token: Option<&Token>, name: &str) -> bool {
+    token.is_some_and(|t| t.kind == TokenKind::Ident && text(src, t) == name)
+}
+
+/// Indices of tokens that start a rule at the top level: an identifier at depth 0 that begins
+/// its line (keywords excluded).
+fn rule_starts<'a>(
+    src: &'a str,
+    tokens: &'a [Token],
+    depth: &'a [usize],
+) -> impl Iterator<Item = usize> + 'a {
+    tokens.iter().enumerate().filter_map(move |(index, token)| {
+        let prev = index.checked_sub(1).and_then(|i| tokens.get(i));
+        let starts_line = prev.is_none_or(|p| p.line != token.line);
+        let top = depth.get(index).copied() == Some(0);
+        let keyword = matches!(text(src, token), "package" | "import" | "default");
+        (token.kind == TokenKind::Ident && starts_line && top && !keyword).then_some(index)
+    })
+}
+
+/// The index of the token closing the delimiter opened at `open`.
+fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (index, token) in tokens.iter().enumerate().skip(open) {
+        match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => depth += 1,
+            TokenKind::Punct('}' | ']' | ')') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(index);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One definition of a complete rule: the head's span to replace and its value text.
+struct Definition {
+    head_start: usize,
+    head_end: usize,
+    value: String,
+    has_body: bool,
+}
+
+/// Reads the definition starting at `index` (`name = value {`, `name {`, `name if {`,
+/// `name = value` alone on its lines); Err says why it cannot be rewritten.
+fn definition(src: &str, tokens: &[Token], index: usize) -> Result<Definition, String> {
+    let name = tokens.get(index).ok_or("no token")?;
+    let next = tokens.get(index + 1);
+    let (value, value_end, body_at) = if is_punct(next, '{') || is_ident(src, next, "if") {
+        ("true".to_string(), name.end, index + 1)
+    } else if is_punct(next, '=') && !is_punct(tokens.get(index + 2), '=') {
+        let first = index + 2;
+        let mut depth = 0usize;
+        let mut at = first;
+        loop {
+            let token = tokens.get(at).ok_or("the rule's value runs to the end")?;
+            match token.kind {
+                TokenKind::Punct('{' | '[' | '(') => depth += 1,
+                TokenKind::Punct('}' | ']' | ')') => {
+                    depth = depth.checked_sub(1).ok_or("unbalanced value")?;
+                }
+                _ => {}
+            }
+            let following = tokens.get(at + 1);
+            if depth == 0
+                && (is_punct(following, '{')
+                    || is_ident(src, following, "if")
+                    || following.is_none_or(|f| f.line != token.line))
+            {
+                break;
+            }
+            at += 1;
+        }
+        let (start, end) = (
+            tokens.get(first).ok_or("empty value")?.start,
+            tokens.get(at).ok_or("empty value")?.end,
+        );
+        (src.get(start..end).unwrap_or("").to_string(), end, at + 1)
+    } else {
+        return Err(format!(
+            "the definition of `{}` on line {} is not `name = value {{ ... }}`",
+            text(src, name),
+            name.line
+        ));
+    };
+    let has_body = match tokens.get(body_at) {
+        Some(t) if t.kind == TokenKind::Punct('{') && t.line == tokens[body_at - 1].line => true,
+        Some(t) if is_ident(src, Some(t), "if") => {
+            if !is_punct(tokens.get(body_at + 1), '{') {
+                return Err(format!("`if` without braces on line {}", t.line));
+            }
+            true
+        }
+        Some(t) if t.line == tokens[body_at - 1].line => {
+            return Err(format!("unexpected text after the head on line {}", t.line));
+        }
+        Some(t) if t.kind == TokenKind::Punct('{') => {
+            return Err(format!("a body on its own line ({})", t.line));
+        }
+        _ => false,
+    };
+    if has_body {
+        let open = if is_ident(src, tokens.get(body_at), "if") {
+            body_at + 1
+        } else {
+            body_at
+        };
+        let close = matching_close(tokens, open).ok_or("unclosed body")?;
+        if is_ident(src, tokens.get(close + 1), "else") {
+            return Err(format!("an `else` chain on line {}", name.line));
+        }
+    }
+    Ok(Definition {
+        head_start: name.start,
+        head_end: value_end,
+        value,
+        has_body,
+    })
+}
+
+/// Rewrites every complete rule of the module that has several definitions (see the module
+/// docs). Returns the new source and whether anything changed; Err names what cannot be
+/// rewritten (the template then runs on the interpreter).
+pub(crate) fn single_value_rules(
+    src: &str,
+    version: RegoVersion,
+    main_module: bool,
+) -> Result<(String, bool), String> {
+    let tokens = tokenize(src);
+    let depth = depths(&tokens);
+    let mut complete: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for index in rule_starts(src, &tokens, &depth) {
+        let next = tokens.get(index + 1);
+        let assigned = is_punct(next, ':') && is_punct(tokens.get(index + 2), '=');
+        if is_punct(next, '=') || is_punct(next, '{') || is_ident(src, next, "if") || assigned {
+            complete
+                .entry(text(src, &tokens[index]))
+                .or_default()
+                .push(index);
+        }
+    }
+    let mut edits = Vec::new();
+    let mut appended = String::new();
+    for (name, starts) in complete.iter().filter(|(_, starts)| starts.len() > 1) {
+        if !main_module {
+            return Err(format!(
+                "the complete rule `{name}` has several definitions in a lib"
+            ));
+        }
+        let defs = format!("__mg_defs_{name}");
+        for &index in starts {
+            let def = definition(src, &tokens, index)
+                .map_err(|why| format!("the complete rule `{name}`: {why}"))?;
+            let head = match (version, def.has_body) {
+                (RegoVersion::V0, true) => format!("{defs}[{}]", def.value),
+                (RegoVersion::V0, false) => format!("{defs}[{}] {{ true }}", def.value),
+                (RegoVersion::V1, _) => format!("{defs} contains {}", def.value),
+            };
+            edits.push(Edit {
+                start: def.head_start,
+                end: def.head_end,
+                text: head,
+            });
+        }
+        let when = if version == RegoVersion::V1 {
+            " if"
+        } else {
+            ""
+        };
+        let violation = match version {
+            RegoVersion::V0 => format!("violation[{{\"msg\": \"{CONFLICT_MARKER}\"}}]"),
+            RegoVersion::V1 => format!("violation contains {{\"msg\": \"{CONFLICT_MARKER}\"}}"),
+        };
+        appended.push_str(&format!(
+            "{name} = __mg_value{when} {{ {defs}[__mg_value]; count({defs}) == 1 }}\n\
+             {violation}{when} {{ count({defs}) > 1 }}\n"
+        ));
+    }
+    let changed = !edits.is_empty();
+    Ok((apply(src, edits, &appended), changed))
+}
+
+/// One clause of a lookup-table function: its first token, key literal, value literal and the
+/// byte where it ends.
+type Clause = (usize, String, String, usize);
+
+/// Rewrites lookup-table functions (see the module docs); returns the new source and the names
+/// of the functions rewritten.
+pub(crate) fn table_functions(src: &str, version: RegoVersion) -> (String, Vec<String>) {
+    let tokens = tokenize(src);
+    let depth = depths(&tokens);
+    // name -> [(start index, key, value text, end byte)], or None once a clause does not fit.
+    let mut clauses: BTreeMap<&str, Option<Vec<Clause>>> = BTreeMap::new();
+    let mut defaults: BTreeSet<&str> = BTreeSet::new();
+    for (index, token) in tokens.iter().enumerate() {
+        if is_ident(src, Some(token), "default")
+            && let Some(next) = tokens.get(index + 1)
+        {
+            defaults.insert(text(src, next));
+        }
+    }
+    for index in rule_starts(src, &tokens, &depth) {
+        let name = text(src, &tokens[index]);
+        if !is_punct(tokens.get(index + 1), '(') {
+            if clauses.contains_key(name) {
+                clauses.insert(name, None);
+            }
+            continue;
+        }
+        let line = tokens[index].line;
+        let fits = (|| {
+            let key = tokens
+                .get(index + 2)
+                .filter(|t| t.kind == TokenKind::String)?;
+            let key = text(src, key);
+            if key.contains('\\') || !key.starts_with('"') {
+                return None;
+            }
+            if !(is_punct(tokens.get(index + 3), ')')
+                && is_punct(tokens.get(index + 4), '=')
+                && !is_punct(tokens.get(index + 5), '='))
+            {
+                return None;
+            }
+            let value = tokens.get(index + 5)?;
+            let scalar = matches!(value.kind, TokenKind::Number | TokenKind::String)
+                || matches!(text(src, value), "true" | "false" | "null");
+            let alone = tokens.get(index + 6).is_none_or(|t| t.line != line);
+            (scalar && alone && value.line == line).then(|| {
+                (
+                    index,
+                    key.to_string(),
+                    text(src, value).to_string(),
+                    value.end,
+                )
+            })
+        })();
+        let entry = clauses.entry(name).or_insert_with(|| Some(Vec::new()));
+        match (entry.as_mut(), fits) {
+            (Some(list), Some(clause)) => list.push(clause),
+            _ => *entry = None,
+        }
+    }
+    let mut edits = Vec::new();
+    let mut appended = String::new();
+    let mut rewritten = Vec::new();
+    for (name, list) in clauses {
+        let Some(list) = list else { continue };
+        let keys: BTreeSet<&str> = list.iter().map(|(_, key, _, _)| key.as_str()).collect();
+        if list.len() < 3 || keys.len() != list.len() || defaults.contains(name) {
+            continue;
+        }
+        let table = format!("__mg_table_{name}");
+        for (position, (index, _, _, end)) in list.iter().enumerate() {
+            let text = if position == 0 {
+                match version {
+                    RegoVersion::V0 => {
+                        format!("{name}(__mg_key) = __mg_out {{ __mg_out := {table}[__mg_key] }}")
+                    }
+                    RegoVersion::V1 => format!(
+                        "{name}(__mg_key) := __mg_out if {{ __mg_out := {table}[__mg_key] }}"
+                    ),
+                }
+            } else {
+                String::new()
+            };
+            edits.push(Edit {
+                start: tokens[*index].start,
+                end: *end,
+                text,
+            });
+        }
+        let entries: Vec<String> = list
+            .iter()
+            .map(|(_, key, value, _)| format!("{key}: {value}"))
+            .collect();
+        let assign = if version == RegoVersion::V1 {
+            ":="
+        } else {
+            "="
+        };
+        appended.push_str(&format!("{table} {assign} {{{}}}\n", entries.join(", ")));
+        rewritten.push(name.to_string());
+    }
+    (apply(src, edits, &appended), rewritten)
+}
+
+#[cfg(test)]
+mod tests;

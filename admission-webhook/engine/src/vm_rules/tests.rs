@@ -1,0 +1,143 @@
+use super::*;
+
+fn lines(src: &str) -> usize {
+    src.lines().count()
+}
+
+#[test]
+fn several_definitions_become_one_set_and_a_single_value_rule() {
+    let src = "package x\nns = n {\n  n := input.a\n}\nns = n { not input.a; n := input.b }\nviolation[{\"msg\": ns}] { ns }\n";
+    let (out, changed) = single_value_rules(src, RegoVersion::V0, true).unwrap();
+    assert!(changed);
+    let body: Vec<&str> = out.lines().collect();
+    assert_eq!(body[1], "__mg_defs_ns[n] {");
+    assert_eq!(body[4], "__mg_defs_ns[n] { not input.a; n := input.b }");
+    assert_eq!(
+        body[5], "violation[{\"msg\": ns}] { ns }",
+        "other rules keep their lines"
+    );
+    assert!(out.contains("ns = __mg_value { __mg_defs_ns[__mg_value]; count(__mg_defs_ns) == 1 }"));
+    assert!(out.contains(&format!(
+        "violation[{{\"msg\": \"{CONFLICT_MARKER}\"}}] {{ count(__mg_defs_ns) > 1 }}"
+    )));
+    assert_eq!(lines(&out), lines(src) + 2);
+}
+
+#[test]
+fn literal_values_bodiless_and_boolean_definitions() {
+    let src = "package x\nprobes = [\"a\",\n  \"b\"] { not input.p }\nprobes = input.p\nflag { input.x }\nflag if { input.y }\n";
+    let (out, _) = single_value_rules(src, RegoVersion::V0, true).unwrap();
+    assert!(
+        out.contains("__mg_defs_probes[[\"a\",\n  \"b\"]] { not input.p }"),
+        "{out}"
+    );
+    assert!(out.contains("__mg_defs_probes[input.p] { true }"), "{out}");
+    assert!(out.contains("__mg_defs_flag[true] { input.x }"), "{out}");
+    assert!(out.contains("__mg_defs_flag[true] if { input.y }"), "{out}");
+    let (v1, _) = single_value_rules(
+        "package x\nns = n if { n := input.a }\nns = \"d\" if { not input.a }\n",
+        RegoVersion::V1,
+        true,
+    )
+    .unwrap();
+    assert!(
+        v1.contains("__mg_defs_ns contains n if { n := input.a }"),
+        "{v1}"
+    );
+    assert!(v1.contains("ns = __mg_value if {"), "{v1}");
+    assert!(v1.contains("violation contains {\"msg\""), "{v1}");
+}
+
+#[test]
+fn single_definitions_functions_and_partial_rules_are_left_alone() {
+    let src = "package x\ndefault ns = \"a\"\nns = n { n := input.a }\nf(x) = 1 { x }\nf(x) = 2 { not x }\np[x] { x := 1 }\np[x] { x := 2 }\n";
+    let (out, changed) = single_value_rules(src, RegoVersion::V0, true).unwrap();
+    assert!(!changed);
+    assert_eq!(out, src);
+}
+
+#[test]
+fn what_cannot_be_rewritten_is_refused_with_the_reason() {
+    let else_chain = "package x\nns = 1 { input.a } else = 2 { true }\nns = 3 { input.b }\n";
+    let err = single_value_rules(else_chain, RegoVersion::V0, true).unwrap_err();
+    assert!(err.contains("else"), "{err}");
+    let colon = "package x\nns := 1 { input.a }\nns := 2 { input.b }\n";
+    assert!(single_value_rules(colon, RegoVersion::V0, true).is_err());
+    let lib = "package lib.x\nns = 1 { input.a }\nns = 2 { input.b }\n";
+    assert!(single_value_rules(lib, RegoVersion::V0, false).is_err());
+}
+
+#[test]
+fn lookup_tables_become_one_object() {
+    let src = "package x\nm(\"k\") = 1000\nm(\"M\") = 1000000\nm(\"\") = 1\nv { m(\"k\") }\n";
+    let (out, names) = table_functions(src, RegoVersion::V0);
+    assert_eq!(names, ["m"]);
+    let body: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        body[1],
+        "m(__mg_key) = __mg_out { __mg_out := __mg_table_m[__mg_key] }"
+    );
+    assert_eq!((body[2], body[3]), ("", ""), "lines are kept");
+    assert_eq!(body[4], "v { m(\"k\") }");
+    assert!(
+        out.contains("__mg_table_m = {\"k\": 1000, \"M\": 1000000, \"\": 1}"),
+        "{out}"
+    );
+}
+
+#[test]
+fn functions_that_are_not_pure_tables_are_left_alone() {
+    for src in [
+        // A clause with a body.
+        "package x\nm(\"a\") = 1\nm(\"b\") = 2\nm(\"c\") = 3 { input.x }\n",
+        // A repeated key (OPA reports a conflict when the values differ).
+        "package x\nm(\"a\") = 1\nm(\"b\") = 2\nm(\"a\") = 3\n",
+        // A non-literal argument.
+        "package x\nm(\"a\") = 1\nm(\"b\") = 2\nm(x) = 3\n",
+        // Too small to matter.
+        "package x\nm(\"a\") = 1\nm(\"b\") = 2\n",
+        // A default.
+        "package x\ndefault m(_) = 0\nm(\"a\") = 1\nm(\"b\") = 2\nm(\"c\") = 3\n",
+    ] {
+        let (out, names) = table_functions(src, RegoVersion::V0);
+        assert!(names.is_empty(), "{src}");
+        assert_eq!(out, src);
+    }
+}
+
+/// Both rewrites decide as the original module on the interpreter.
+#[test]
+fn rewritten_modules_decide_as_the_originals() {
+    let src = "package x\nns = n { n := input.a }\nns = n { not input.a; n := input.b }\nm(\"k\") = 1000\nm(\"M\") = 1000000\nm(\"\") = 1\nviolation[{\"msg\": sprintf(\"%v %v\", [ns, m(input.s)])}] { ns }\n";
+    let (single, _) = single_value_rules(src, RegoVersion::V0, true).unwrap();
+    let (both, _) = table_functions(&single, RegoVersion::V0);
+    let eval = |module: &str, input: &str| {
+        let mut engine = regorus::Engine::new();
+        engine.set_rego_v0(true);
+        engine.add_policy("t.rego".into(), module.into()).unwrap();
+        engine.set_input(regorus::Value::from_json_str(input).unwrap());
+        engine
+            .eval_rule("data.x.violation".into())
+            .map(|v| v.to_string())
+    };
+    for input in [
+        r#"{"a": "one", "s": "k"}"#,
+        r#"{"b": "two", "s": "M"}"#,
+        r#"{"a": "one", "s": "Q"}"#,
+        r#"{"s": ""}"#,
+        r#"{"a": "one", "s": 5}"#,
+    ] {
+        assert_eq!(
+            eval(src, input).unwrap(),
+            eval(&both, input).unwrap(),
+            "{input}"
+        );
+    }
+    // Conflicting definitions: the original is an error; the rewrite reports the marker.
+    let conflict =
+        "package x\nns = 1 { input.a }\nns = 2 { input.b }\nviolation[{\"msg\": \"v\"}] { ns }\n";
+    let (rewritten, _) = single_value_rules(conflict, RegoVersion::V0, true).unwrap();
+    let input = r#"{"a": true, "b": true}"#;
+    assert!(eval(conflict, input).is_err());
+    assert!(eval(&rewritten, input).unwrap().contains(CONFLICT_MARKER));
+}
