@@ -5,6 +5,14 @@
 //! (status, `response.code_details`, `response.flags`, gRPC status, latency since the request
 //! headers) and record it; at stream end (`on_log`), judge calls that never saw response headers
 //! (resets, timeouts) or whose gRPC status came in the trailers, and return the bulkhead slot.
+//!
+//! Every host call is a hostcall crossing into V8 in Envoy, so the common path (closed breaker,
+//! healthy upstream) makes only the ones its decision needs: the request facts the matcher asks
+//! for, one shared-data read at admission, `:status` (plus `content-type` for a 200 while gRPC
+//! statuses are judged), one counter and one CAS write of the outcome. The clock is read at
+//! most once per callback and only when something depends on it: both ends of the call when
+//! `slowCall` is configured (latency), otherwise only for a time window, a non-closed phase or
+//! a transition. `filter/tests/hostcalls.rs` pins these counts.
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -15,7 +23,7 @@ use meshguard_filter_core::{
 };
 
 use crate::config::{Breaker, Config, parse_config};
-use crate::guard::{Count, Guard};
+use crate::guard::{Clock, Count, Guard};
 use crate::machine::{Admission, Rejection, Ticket};
 use crate::matcher::{RequestFacts, host_only, path_only, select};
 use crate::outcome::{self, ResponseFacts, Verdict};
@@ -118,7 +126,8 @@ struct Call {
     breaker: usize,
     /// `None` when admission failed open (no state could be read).
     ticket: Option<Ticket>,
-    started: SystemTime,
+    /// When the request headers arrived; only read (and kept) when `slowCall` judges latency.
+    started: Option<SystemTime>,
     holds_slot: bool,
     settled: bool,
     awaiting_trailers: bool,
@@ -146,7 +155,12 @@ impl RequestFacts for LazyRequest<'_> {
             .get_or_init(|| {
                 self.host
                     .header(HeaderMap::Request, ":path")
-                    .map(|path| path_only(&path).to_string())
+                    .map(|mut path| {
+                        // Cut the query in place instead of copying the path.
+                        let len = path_only(&path).len();
+                        path.truncate(len);
+                        path
+                    })
             })
             .as_deref()
     }
@@ -222,8 +236,8 @@ pub fn bulkhead_full(breaker: &Breaker) -> LocalResponse {
 }
 
 impl CircuitBreakerHttp {
-    /// Acts on `verdict`, reached at `now`.
-    fn settle(&mut self, host: &mut dyn Host, verdict: Verdict, now: SystemTime) {
+    /// Acts on `verdict`, reached at the time of `clock`.
+    fn settle(&mut self, host: &mut dyn Host, verdict: Verdict, clock: &Clock) {
         let (Some(runtime), Some(call)) = (&self.runtime, &mut self.call) else {
             return;
         };
@@ -238,7 +252,7 @@ impl CircuitBreakerHttp {
             Verdict::AwaitTrailers => call.awaiting_trailers = true,
             Verdict::Record(outcome) => {
                 call.settled = true;
-                guard.record(host, breaker, ticket, outcome, now);
+                guard.record(host, breaker, ticket, outcome, clock);
             }
             Verdict::Ignore => {
                 call.settled = true;
@@ -247,8 +261,11 @@ impl CircuitBreakerHttp {
         }
     }
 
-    fn latency(now: SystemTime, call: &Call) -> Duration {
-        now.duration_since(call.started).unwrap_or_default()
+    /// The call's latency so far; zero (without reading the clock) when no `slowCall` judges it.
+    fn latency(host: &dyn Host, clock: &Clock, call: &Call) -> Duration {
+        call.started.map_or(Duration::ZERO, |started| {
+            clock.read(host).duration_since(started).unwrap_or_default()
+        })
     }
 }
 
@@ -272,8 +289,10 @@ impl HttpFilter for CircuitBreakerHttp {
         else {
             return Decision::Continue;
         };
-        let started = host.now();
-        let ticket = match guard.admit(host, breaker, started) {
+        let clock = Clock::new();
+        // Latency only matters to `slowCall`; without it the start time is never needed.
+        let started = breaker.slow_call.map(|_| clock.read(&*host));
+        let ticket = match guard.admit(host, breaker, &clock) {
             Some(Admission::Reject(rejection)) => {
                 guard.count(host, Count::ShortCircuited);
                 return Decision::Respond(short_circuit(breaker, rejection));
@@ -319,8 +338,8 @@ impl HttpFilter for CircuitBreakerHttp {
         let Some((breaker, _)) = runtime.breaker(call.breaker) else {
             return Decision::Continue;
         };
-        let now = host.now();
-        let latency = Self::latency(now, &call);
+        let clock = Clock::new();
+        let latency = Self::latency(&*host, &clock, &call);
         let status = host
             .header(HeaderMap::Response, ":status")
             .and_then(|status| status.parse().ok());
@@ -349,7 +368,7 @@ impl HttpFilter for CircuitBreakerHttp {
                 .and_then(|status| outcome::parse_grpc_status(&status)),
         };
         let verdict = outcome::at_headers(breaker, &facts, latency);
-        self.settle(host, verdict, now);
+        self.settle(host, verdict, &clock);
         Decision::Continue
     }
 
@@ -361,8 +380,8 @@ impl HttpFilter for CircuitBreakerHttp {
             return;
         };
         if !call.settled && call.ticket.is_some() {
-            let now = host.now();
-            let latency = Self::latency(now, &call);
+            let clock = Clock::new();
+            let latency = Self::latency(&*host, &clock, &call);
             let flags = response_flags(host);
             let verdict = if call.awaiting_trailers {
                 let status = int_property(host, &["response", "grpc_status"])
@@ -374,7 +393,7 @@ impl HttpFilter for CircuitBreakerHttp {
             if let Some(call) = &mut self.call {
                 call.awaiting_trailers = false;
             }
-            self.settle(host, verdict, now);
+            self.settle(host, verdict, &clock);
         }
         if call.holds_slot {
             guard.release_slot(host, breaker);

@@ -5,20 +5,63 @@
 //! back only when the step changed something (a closed breaker admits without writing). The
 //! worker whose write carries a transition is the one that logs it and counts it, so a
 //! transition appears once however many workers raced for it.
+//!
+//! The time of a step comes from a [`Clock`], read from the host only when the step asks for
+//! it: a closed breaker admits, and records into a count window, without a clock hostcall.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshguard_filter_core::{Host, LogLevel, MetricKind};
 
 use crate::codec;
 use crate::config::Breaker;
-use crate::machine::{Admission, Effect, Header, Outcome, Phase, State, Ticket};
+use crate::machine::{Admission, Effect, Header, Now, Outcome, Phase, State, Ticket};
 use crate::store::{Snapshot, StoreError, Write, update, update_cached};
 
 /// Milliseconds since the epoch.
 pub fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// The time of one callback: read from the host on first use, then reused, so a step that does
+/// not depend on the time costs no clock hostcall and one that does costs exactly one.
+#[derive(Debug, Default)]
+pub struct Clock(Cell<Option<SystemTime>>);
+
+impl Clock {
+    /// A clock not read yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The time, read from `host` on the first call.
+    pub fn read(&self, host: &dyn Host) -> SystemTime {
+        if let Some(time) = self.0.get() {
+            return time;
+        }
+        let time = host.now();
+        self.0.set(Some(time));
+        time
+    }
+
+    /// This clock as the machine's [`Now`], reading `host` if a step asks.
+    pub fn on<'a>(&'a self, host: &'a dyn Host) -> HostNow<'a> {
+        HostNow { clock: self, host }
+    }
+}
+
+/// A [`Clock`] with the host it reads.
+pub struct HostNow<'a> {
+    clock: &'a Clock,
+    host: &'a dyn Host,
+}
+
+impl Now for HostNow<'_> {
+    fn ms(&self) -> u64 {
+        millis(self.clock.read(self.host))
+    }
 }
 
 /// Metric ids of one breaker (per VM; Envoy aggregates same-named metrics across workers).
@@ -163,12 +206,12 @@ impl Guard {
     /// Makes sure a usable state is stored (a fresh one if none, or if the stored one is
     /// corrupt or shaped for another window) and shows its phase. Called at configure time.
     pub fn init(&self, host: &mut dyn Host, breaker: &Breaker) {
-        let now_ms = millis(host.now());
-        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
+        let clock = Clock::new();
+        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
             match bytes.map(codec::decode) {
                 Some(Ok(state)) if state.fits(breaker) => (Write::Keep, state.header.phase),
                 _ => (
-                    Write::Put(codec::encode(&State::new(breaker, now_ms))),
+                    Write::Put(codec::encode(&State::new(breaker, clock.on(host).ms()))),
                     Phase::Closed,
                 ),
             }
@@ -181,28 +224,29 @@ impl Guard {
 
     /// Admission of one request. On a store failure the request is admitted without a ticket
     /// (failing open: a breaker that cannot reach its state must not take the service down).
-    /// `now` is the request's start (the caller has it already; a clock read is a hostcall).
+    /// `clock` is the request's, read only if admission depends on the time (a breaker that
+    /// is not closed, or no usable stored state).
     pub fn admit(
         &self,
         host: &mut dyn Host,
         breaker: &Breaker,
-        now: SystemTime,
+        clock: &Clock,
     ) -> Option<Admission> {
-        let now_ms = millis(now);
-        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
+        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
+            let now = clock.on(host);
             let header = bytes.and_then(|bytes| codec::decode_header(bytes).ok());
             match (bytes, header) {
                 (Some(bytes), Some(mut header)) => {
-                    let (admission, effect) = header.admit(breaker, now_ms);
+                    let (admission, effect) = header.admit(breaker, &now);
                     match effect.changed {
                         false => (Write::Keep, (admission, effect)),
                         true => match codec::patch_header(bytes, &header) {
                             Ok(patched) => (Write::Put(patched), (admission, effect)),
-                            Err(_) => fresh_admission(breaker, now_ms),
+                            Err(_) => fresh_admission(breaker, now.ms()),
                         },
                     }
                 }
-                _ => fresh_admission(breaker, now_ms),
+                _ => fresh_admission(breaker, now.ms()),
             }
         });
         match result {
@@ -217,14 +261,15 @@ impl Guard {
         }
     }
 
-    /// Records the outcome of a call admitted with `ticket`, judged at `now`.
+    /// Records the outcome of a call admitted with `ticket`, judged at the time of `clock`
+    /// (read only if the step depends on it).
     pub fn record(
         &self,
         host: &mut dyn Host,
         breaker: &Breaker,
         ticket: Ticket,
         outcome: Outcome,
-        now: SystemTime,
+        clock: &Clock,
     ) {
         self.count(
             host,
@@ -237,14 +282,14 @@ impl Guard {
         if outcome.slow {
             self.count(host, Count::Slow);
         }
-        let now_ms = millis(now);
-        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
+        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
+            let now = clock.on(host);
             let stored = bytes
                 .and_then(|bytes| codec::decode(bytes).ok())
                 .filter(|state| state.fits(breaker));
             let fresh = stored.is_none();
-            let mut state = stored.unwrap_or_else(|| State::new(breaker, now_ms));
-            let effect = state.record(breaker, now_ms, ticket, outcome);
+            let mut state = stored.unwrap_or_else(|| State::new(breaker, now.ms()));
+            let effect = state.record(breaker, &now, ticket, outcome);
             if effect.changed || fresh {
                 (Write::Put(codec::encode(&state)), effect)
             } else {
@@ -268,7 +313,7 @@ impl Guard {
         if !ticket.probe {
             return;
         }
-        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
+        let result = update_cached(host, &self.key, &self.snapshot, |_, bytes| {
             let Some(bytes) = bytes else {
                 return (Write::Keep, ());
             };
@@ -291,15 +336,15 @@ impl Guard {
     /// Periodic work: time-driven transitions (so the state gauge moves to half-open without
     /// traffic) and refreshing the gauge from the shared state.
     pub fn tick(&self, host: &mut dyn Host, breaker: &Breaker) {
-        let now_ms = millis(host.now());
-        let result = update_cached(host, &self.key, &self.snapshot, |bytes| {
+        let clock = Clock::new();
+        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
             let Some(bytes) = bytes else {
                 return (Write::Keep, None);
             };
             let Ok(mut header) = codec::decode_header(bytes) else {
                 return (Write::Keep, None);
             };
-            let effect = header.advance(breaker, now_ms);
+            let effect = header.advance(breaker, clock.on(host));
             match (effect.changed, codec::patch_header(bytes, &header)) {
                 (true, Ok(patched)) => (Write::Put(patched), Some((header, effect))),
                 _ => (Write::Keep, Some((header, Effect::default()))),

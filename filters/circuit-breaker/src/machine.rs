@@ -19,10 +19,34 @@
 //! - Every transition bumps a generation; outcomes of calls admitted under an older generation
 //!   are not applied (a call admitted while closed that fails after the breaker opened must not
 //!   count as a probe).
+//!
+//! Steps take the time as a [`Now`] and ask for it only when their result depends on it: a
+//! closed breaker admits, and records into a count window, without it. The shell can then leave
+//! the clock unread on its hot path (in Envoy every clock read is a hostcall).
 
 use crate::config::Breaker;
 use crate::config::WindowConfig;
 use crate::window::{Aggregate, CountWindow, TimeWindow, Window};
+
+/// The time of a step, in milliseconds since the epoch, asked for only when the step's result
+/// depends on it. A plain `u64` is a time already known; the shell passes a clock that is read
+/// on first use.
+pub trait Now {
+    /// Milliseconds since the epoch.
+    fn ms(&self) -> u64;
+}
+
+impl Now for u64 {
+    fn ms(&self) -> u64 {
+        *self
+    }
+}
+
+impl<T: Now + ?Sized> Now for &T {
+    fn ms(&self) -> u64 {
+        (**self).ms()
+    }
+}
 
 /// The three states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,26 +247,33 @@ impl Header {
     }
 
     /// Applies the transitions that only depend on time: open -> half-open after `openFor`,
-    /// half-open -> open after `maxWait`.
-    pub fn advance(&mut self, config: &Breaker, now_ms: u64) -> Effect {
-        match self.phase {
-            Phase::Open if now_ms >= self.open_until_ms(config) => {
-                self.enter(Phase::HalfOpen, now_ms, Reason::OpenElapsed)
-            }
-            Phase::HalfOpen => match config.half_open.max_wait {
-                Some(wait) if now_ms >= self.since_ms.saturating_add(wait.as_millis() as u64) => {
-                    self.enter(Phase::Open, now_ms, Reason::HalfOpenTimedOut)
+    /// half-open -> open after `maxWait`. A closed breaker (or a half-open one without
+    /// `maxWait`) does not ask for the time.
+    pub fn advance(&mut self, config: &Breaker, now: impl Now) -> Effect {
+        match (self.phase, config.half_open.max_wait) {
+            (Phase::Open, _) => {
+                let now_ms = now.ms();
+                if now_ms >= self.open_until_ms(config) {
+                    return self.enter(Phase::HalfOpen, now_ms, Reason::OpenElapsed);
                 }
-                _ => Effect::default(),
-            },
+                Effect::default()
+            }
+            (Phase::HalfOpen, Some(wait)) => {
+                let now_ms = now.ms();
+                if now_ms >= self.since_ms.saturating_add(wait.as_millis() as u64) {
+                    return self.enter(Phase::Open, now_ms, Reason::HalfOpenTimedOut);
+                }
+                Effect::default()
+            }
             _ => Effect::default(),
         }
     }
 
     /// Decides whether a call may go to the upstream now. Closed admits without changing
-    /// anything (the hot path writes nothing); half-open hands out one of the permits.
-    pub fn admit(&mut self, config: &Breaker, now_ms: u64) -> (Admission, Effect) {
-        let advanced = self.advance(config, now_ms);
+    /// anything (the hot path writes nothing) and without asking for the time; half-open hands
+    /// out one of the permits.
+    pub fn admit(&mut self, config: &Breaker, now: impl Now) -> (Admission, Effect) {
+        let advanced = self.advance(config, &now);
         let (admission, effect) = match self.phase {
             Phase::Closed => (
                 Admission::Admit(Ticket {
@@ -252,7 +283,7 @@ impl Header {
                 Effect::default(),
             ),
             Phase::Open => {
-                let remaining_ms = self.open_until_ms(config).saturating_sub(now_ms);
+                let remaining_ms = self.open_until_ms(config).saturating_sub(now.ms());
                 (
                     Admission::Reject(Rejection {
                         phase: Phase::Open,
@@ -324,31 +355,31 @@ impl State {
         }
     }
 
-    /// Applies the outcome of a call admitted with `ticket`.
+    /// Applies the outcome of a call admitted with `ticket`. Asks for the time only for a time
+    /// window, a phase that can time out, or a transition.
     pub fn record(
         &mut self,
         config: &Breaker,
-        now_ms: u64,
+        now: impl Now,
         ticket: Ticket,
         outcome: Outcome,
     ) -> Effect {
-        let advanced = self.header.advance(config, now_ms);
+        let advanced = self.header.advance(config, &now);
         if ticket.generation != self.header.generation {
             // Admitted under an earlier phase: it says nothing about the current one.
             return advanced;
         }
         let effect = match (self.header.phase, ticket.probe) {
-            (Phase::Closed, false) => self.record_closed(config, now_ms, outcome),
-            (Phase::HalfOpen, true) => self.record_probe(config, now_ms, outcome),
+            (Phase::Closed, false) => self.record_closed(config, &now, outcome),
+            (Phase::HalfOpen, true) => self.record_probe(config, &now, outcome),
             _ => Effect::default(),
         };
         advanced.merge(effect)
     }
 
-    fn record_closed(&mut self, config: &Breaker, now_ms: u64, outcome: Outcome) -> Effect {
-        let now_s = now_ms / 1000;
-        self.window.record(now_s, outcome.failed, outcome.slow);
-        let total = self.window.aggregate(now_s);
+    fn record_closed(&mut self, config: &Breaker, now: &dyn Now, outcome: Outcome) -> Effect {
+        self.window.record(now, outcome.failed, outcome.slow);
+        let total = self.window.aggregate(now);
         let recorded = Effect {
             changed: true,
             transition: None,
@@ -359,24 +390,26 @@ impl State {
         if total.failure_rate() >= config.failure_rate_threshold {
             return self
                 .header
-                .enter(Phase::Open, now_ms, Reason::FailureRate(total));
+                .enter(Phase::Open, now.ms(), Reason::FailureRate(total));
         }
         if let Some(slow) = config.slow_call
             && total.slow_rate() >= slow.rate_threshold
         {
             return self
                 .header
-                .enter(Phase::Open, now_ms, Reason::SlowCallRate(total));
+                .enter(Phase::Open, now.ms(), Reason::SlowCallRate(total));
         }
         recorded
     }
 
-    fn record_probe(&mut self, config: &Breaker, now_ms: u64, outcome: Outcome) -> Effect {
+    fn record_probe(&mut self, config: &Breaker, now: &dyn Now, outcome: Outcome) -> Effect {
         if outcome.failed {
-            return self.header.enter(Phase::Open, now_ms, Reason::ProbeFailed);
+            return self
+                .header
+                .enter(Phase::Open, now.ms(), Reason::ProbeFailed);
         }
         if outcome.slow && config.slow_call.is_some() {
-            return self.header.enter(Phase::Open, now_ms, Reason::ProbeSlow);
+            return self.header.enter(Phase::Open, now.ms(), Reason::ProbeSlow);
         }
         self.header.probe_successes += 1;
         if self.header.probe_successes >= config.half_open.success_to_close {
@@ -384,7 +417,7 @@ impl State {
             self.window.clear();
             return self
                 .header
-                .enter(Phase::Closed, now_ms, Reason::ProbesSucceeded(successes));
+                .enter(Phase::Closed, now.ms(), Reason::ProbesSucceeded(successes));
         }
         Effect {
             changed: true,

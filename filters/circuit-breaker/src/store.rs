@@ -13,6 +13,9 @@
 //! nobody wrote since and the snapshot is the current value; a mismatch falls back to a fresh
 //! read. A step that wants to write nothing is never answered from a snapshot (its answer
 //! could rest on stale data), so reads that decide anything still see the live value.
+//!
+//! [`update_cached`] lends the host to its step (read-only, between the read and the write) so
+//! a step can read the clock only if its result depends on the time.
 
 use std::cell::RefCell;
 
@@ -85,16 +88,16 @@ impl Snapshot {
 
 /// [`update`] that starts from `snapshot` when it holds one (see the module docs) and leaves
 /// in it what a read that wrote nothing saw. A write consumes the snapshot: the new token is
-/// only known from the next read.
+/// only known from the next read. The step also gets the host, to read the clock lazily.
 pub fn update_cached<T>(
     host: &mut dyn Host,
     key: &str,
     snapshot: &Snapshot,
-    mut step: impl FnMut(Option<&[u8]>) -> (Write, T),
+    mut step: impl FnMut(&dyn Host, Option<&[u8]>) -> (Write, T),
 ) -> Result<T, StoreError> {
     // Token 0 would mean "no check" to Envoy: `keep` never stores it.
     if let Some((value, cas)) = snapshot.take()
-        && let (Write::Put(bytes), result) = step(Some(&value))
+        && let (Write::Put(bytes), result) = step(&*host, Some(&value))
     {
         match host.shared_set(key, &bytes, Some(cas)) {
             Ok(()) => return Ok(result),
@@ -104,7 +107,7 @@ pub fn update_cached<T>(
     }
     for _ in 0..MAX_ATTEMPTS {
         let current = host.shared_get(key);
-        let (write, result) = step(current.as_ref().map(|(value, _)| value.as_slice()));
+        let (write, result) = step(&*host, current.as_ref().map(|(value, _)| value.as_slice()));
         let Write::Put(bytes) = write else {
             snapshot.keep(current);
             return Ok(result);
@@ -190,14 +193,14 @@ mod tests {
     }
 
     fn add_cached(host: &mut dyn Host, snapshot: &Snapshot, n: u32) -> Result<u32, StoreError> {
-        update_cached(host, "k", snapshot, |value| {
+        update_cached(host, "k", snapshot, |_, value| {
             let next = value.map_or(0, crate::codec::decode_count) + n;
             (Write::Put(crate::codec::encode_count(next).to_vec()), next)
         })
     }
 
     fn peek_cached(host: &mut dyn Host, snapshot: &Snapshot) -> u32 {
-        update_cached(host, "k", snapshot, |value| {
+        update_cached(host, "k", snapshot, |_, value| {
             (Write::Keep, value.map_or(0, crate::codec::decode_count))
         })
         .unwrap()

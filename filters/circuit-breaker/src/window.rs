@@ -5,6 +5,8 @@
 //! window keeps one bucket per second of the last N seconds; a bucket is reused (reset) when its
 //! second comes round again, and only buckets inside the window count.
 
+use crate::machine::Now;
+
 /// Totals over the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Aggregate {
@@ -46,19 +48,19 @@ pub enum Window {
 }
 
 impl Window {
-    /// Records one outcome at `now_s` (seconds since the epoch).
-    pub fn record(&mut self, now_s: u64, failed: bool, slow: bool) {
+    /// Records one outcome at `now` (only a time window asks for it).
+    pub fn record(&mut self, now: impl Now, failed: bool, slow: bool) {
         match self {
             Self::Count(window) => window.record(failed, slow),
-            Self::Time(window) => window.record(now_s, failed, slow),
+            Self::Time(window) => window.record(now.ms() / 1000, failed, slow),
         }
     }
 
-    /// Totals as of `now_s`.
-    pub fn aggregate(&self, now_s: u64) -> Aggregate {
+    /// Totals as of `now` (only a time window asks for it).
+    pub fn aggregate(&self, now: impl Now) -> Aggregate {
         match self {
             Self::Count(window) => window.aggregate(),
-            Self::Time(window) => window.aggregate(now_s),
+            Self::Time(window) => window.aggregate(now.ms() / 1000),
         }
     }
 

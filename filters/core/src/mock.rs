@@ -2,6 +2,11 @@
 //!
 //! Built with `with_*` methods; time and randomness are set by the test. Several mocks can share
 //! one [`SharedStore`] to model Envoy workers racing on shared data.
+//!
+//! Every [`Host`] method call is tallied by name ([`MockHost::hostcall_counts`]): in Envoy each
+//! one is at least one proxy-wasm hostcall crossing into V8 (a microsecond or more), so filters
+//! pin how many their common path makes and a regression fails a unit test instead of hiding in
+//! benchmark noise.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -66,6 +71,8 @@ pub struct MockHost {
     pub metrics: BTreeMap<String, (MetricKind, i64)>,
     /// Foreign functions the host offers.
     pub foreign: HashMap<String, ForeignFn>,
+    /// [`Host`] calls made so far, by method name.
+    hostcalls: RefCell<BTreeMap<&'static str, u32>>,
     metric_names: Vec<String>,
     rng: u64,
     next_token: u32,
@@ -84,6 +91,7 @@ impl Default for MockHost {
             logs: RefCell::new(Vec::new()),
             metrics: BTreeMap::new(),
             foreign: HashMap::new(),
+            hostcalls: RefCell::new(BTreeMap::new()),
             metric_names: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             next_token: 1,
@@ -145,6 +153,27 @@ impl MockHost {
         self.metrics.get(name).map_or(0, |(_, value)| *value)
     }
 
+    /// [`Host`] calls made since creation (or the last [`MockHost::reset_hostcalls`]), by method
+    /// name (`header`, `shared_get`, `increment_metric`...). `random_u64` counts as one: the
+    /// proxy-wasm shim draws it from a clock read.
+    pub fn hostcall_counts(&self) -> BTreeMap<&'static str, u32> {
+        self.hostcalls.borrow().clone()
+    }
+
+    /// Total [`Host`] calls made since creation (or the last reset).
+    pub fn hostcalls(&self) -> u32 {
+        self.hostcalls.borrow().values().sum()
+    }
+
+    /// Forgets the calls counted so far (for example those of `configure`).
+    pub fn reset_hostcalls(&mut self) {
+        self.hostcalls.get_mut().clear();
+    }
+
+    fn tally(&self, name: &'static str) {
+        *self.hostcalls.borrow_mut().entry(name).or_insert(0) += 1;
+    }
+
     fn map(&self, map: HeaderMap) -> &Vec<(String, String)> {
         match map {
             HeaderMap::Request => &self.request_headers,
@@ -162,14 +191,17 @@ impl MockHost {
 
 impl Host for MockHost {
     fn now(&self) -> SystemTime {
+        self.tally("now");
         self.now
     }
 
     fn log(&self, level: LogLevel, message: &str) {
+        self.tally("log");
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 
     fn header(&self, map: HeaderMap, name: &str) -> Option<String> {
+        self.tally("header");
         self.map(map)
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -177,10 +209,12 @@ impl Host for MockHost {
     }
 
     fn headers(&self, map: HeaderMap) -> Vec<(String, String)> {
+        self.tally("headers");
         self.map(map).clone()
     }
 
     fn set_header(&mut self, map: HeaderMap, name: &str, value: Option<&str>) {
+        self.tally("set_header");
         let headers = self.map_mut(map);
         headers.retain(|(key, _)| !key.eq_ignore_ascii_case(name));
         if let Some(value) = value {
@@ -189,15 +223,18 @@ impl Host for MockHost {
     }
 
     fn add_header(&mut self, map: HeaderMap, name: &str, value: &str) {
+        self.tally("add_header");
         self.map_mut(map)
             .push((name.to_string(), value.to_string()));
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.tally("property");
         self.properties.get(&path.join(".")).cloned()
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.tally("shared_get");
         self.shared.borrow().entries.get(key).cloned()
     }
 
@@ -207,6 +244,7 @@ impl Host for MockHost {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), SharedDataError> {
+        self.tally("shared_set");
         let mut store = self.shared.borrow_mut();
         if let Some(expected) = cas {
             let current = store.entries.get(key).map(|(_, token)| *token);
@@ -224,10 +262,12 @@ impl Host for MockHost {
     }
 
     fn send_response(&mut self, response: &LocalResponse) {
+        self.tally("send_response");
         self.responses.push(response.clone());
     }
 
     fn dispatch(&mut self, call: &HttpCall) -> Option<u32> {
+        self.tally("dispatch");
         let token = self.next_token;
         self.next_token += 1;
         self.calls.push((token, call.clone()));
@@ -235,6 +275,7 @@ impl Host for MockHost {
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        self.tally("define_metric");
         self.metrics.entry(name.to_string()).or_insert((kind, 0));
         let id = match self.metric_names.iter().position(|known| known == name) {
             Some(index) => index,
@@ -247,6 +288,7 @@ impl Host for MockHost {
     }
 
     fn increment_metric(&mut self, id: u32, delta: i64) {
+        self.tally("increment_metric");
         if let Some(name) = self.metric_names.get(id as usize)
             && let Some((_, value)) = self.metrics.get_mut(name)
         {
@@ -255,6 +297,7 @@ impl Host for MockHost {
     }
 
     fn record_metric(&mut self, id: u32, value: u64) {
+        self.tally("record_metric");
         if let Some(name) = self.metric_names.get(id as usize)
             && let Some((_, current)) = self.metrics.get_mut(name)
         {
@@ -263,12 +306,14 @@ impl Host for MockHost {
     }
 
     fn foreign_call(&mut self, name: &str, argument: &[u8]) -> Option<Vec<u8>> {
+        self.tally("foreign_call");
         self.foreign
             .get(name)
             .and_then(|function| function(argument))
     }
 
     fn random_u64(&mut self) -> u64 {
+        self.tally("random_u64");
         // xorshift64*: deterministic per seed.
         let mut x = self.rng;
         x ^= x >> 12;
@@ -309,6 +354,29 @@ mod tests {
         );
         host.set_header(HeaderMap::Request, "x-a", None);
         assert!(host.headers(HeaderMap::Request).is_empty());
+    }
+
+    #[test]
+    fn every_host_call_is_counted_by_name() {
+        let mut host = MockHost::new().with_request_header(":path", "/");
+        let _ = host.header(HeaderMap::Request, ":path");
+        let _ = host.header(HeaderMap::Request, "missing");
+        let _ = host.now();
+        host.set_header(HeaderMap::Request, "x", Some("1"));
+        let _ = host.shared_set("k", b"v", None);
+        assert_eq!(host.hostcalls(), 5);
+        assert_eq!(
+            host.hostcall_counts(),
+            BTreeMap::from([
+                ("header", 2),
+                ("now", 1),
+                ("set_header", 1),
+                ("shared_set", 1)
+            ])
+        );
+        host.reset_hostcalls();
+        assert_eq!(host.hostcalls(), 0);
+        assert!(host.hostcall_counts().is_empty());
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl Engine {
 
     /// Judges the request on `host`.
     pub fn decide(&self, host: &mut dyn Host) -> Verdict {
-        let now = now_ns(host);
+        // The clock is read once, and only when a limit applies (a hostcall in Envoy): a request
+        // no limit matches or keys costs just the reads of the match.
+        let mut clock = None;
         let request = Request::default();
         let mut checks = Vec::new();
         for (index, limit) in self.config.limits.iter().enumerate() {
@@ -108,6 +110,7 @@ impl Engine {
                 continue;
             };
             let slot = table.slot(seed, &key.bytes);
+            let now = *clock.get_or_insert_with(|| now_ns(host));
             let Some((outcome, observation)) = self.check(host, index, slot, now, Mode::Deferred)
             else {
                 continue;
@@ -122,9 +125,9 @@ impl Engine {
                 retries: 0,
             });
         }
-        if checks.is_empty() {
+        let (Some(now), false) = (clock, checks.is_empty()) else {
             return Verdict::Admit(Vec::new());
-        }
+        };
         let enforced_denial = checks
             .iter()
             .any(|check| check.denied() && !self.is_shadow(check.index));

@@ -204,9 +204,17 @@ impl<'a> SharedStore<'a> {
         }
     }
 
-    fn prepare(located: &Located, fp: u64, tat: u64) -> (Write, Placement) {
-        let mut records = located.records.clone();
-        let placement = match located.target {
+    /// The write that stores `tat` for the key. Takes the read by value: its key and records
+    /// move into the write instead of being copied (this runs on every admitted request).
+    fn prepare(located: Located, fp: u64, tat: u64) -> (Write, Placement) {
+        let Located {
+            key,
+            cas,
+            mut records,
+            target,
+            ..
+        } = located;
+        let placement = match target {
             Target::Way(index) => {
                 if let Some(record) = records.get_mut(index) {
                     record.tat = tat;
@@ -225,16 +233,16 @@ impl<'a> SharedStore<'a> {
             }
             Target::Overflow => {
                 let write = Write {
-                    key: located.key.clone(),
-                    cas: located.cas,
+                    key,
+                    cas,
                     value: tat.to_le_bytes().to_vec(),
                 };
                 return (write, Placement::Overflow);
             }
         };
         let write = Write {
-            key: located.key.clone(),
-            cas: located.cas,
+            key,
+            cas,
             value: encode(&records),
         };
         (write, placement)
@@ -278,7 +286,7 @@ impl StateStore for SharedStore<'_> {
                 }
             };
             let tat = self.origin.saturating_add(next.as_u64());
-            let (write, placement) = Self::prepare(&located, slot.fp, tat);
+            let (write, placement) = Self::prepare(located, slot.fp, tat);
             observation.after = Some(tat);
             observation.placement = placement;
             if self.mode == Mode::Deferred {

@@ -318,3 +318,5 @@ fn every_stat_is_defined_at_configure_time() {
         ]
     );
 }
+
+mod hostcalls;

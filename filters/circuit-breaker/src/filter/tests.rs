@@ -156,5 +156,6 @@ fn advance_both(a: &mut Worker, b: &mut Worker, ms: u64) {
 }
 
 mod breaking;
+mod hostcalls;
 mod outcomes;
 mod robustness;

@@ -5,6 +5,7 @@ mod config;
 mod eviction;
 mod gcra;
 mod headers;
+mod hostcalls;
 mod keys;
 mod workers;
 

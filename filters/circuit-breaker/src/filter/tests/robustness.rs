@@ -82,7 +82,7 @@ fn outcomes_are_not_lost_when_workers_race_for_the_state() {
     }
     assert_eq!(left.get(), 0);
     let state = codec::decode(&host.shared_get(&key).unwrap().0).unwrap();
-    let total = state.window.aggregate(0);
+    let total = state.window.aggregate(0_u64);
     assert_eq!((total.calls, total.failures), (15, 10));
     assert_eq!(
         host.inner
