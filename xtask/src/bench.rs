@@ -1,7 +1,8 @@
 //! The benchmark: one Envoy (one worker) with one listener per configuration, the programmable
 //! upstream, and wrk as the load generator. Configurations run interleaved in rounds within one
 //! run, so a noisy shared machine affects every row alike; the table reports each row against
-//! the `no filter` baseline measured in the same run.
+//! the `no filter` baseline measured in the same run; a row's added p50 is the median over rounds
+//! of its p50 minus the baseline's p50 in the same round (paired, so drift between rounds cancels).
 //!
 //! Two passes per row and round: latency with one connection (p50/p99, the cost one request
 //! pays) and throughput with several connections (requests/s at saturation).
@@ -33,7 +34,8 @@ pub struct Args {
     /// Connections for the throughput pass.
     #[arg(long, default_value_t = 16)]
     connections: u32,
-    /// Only rows whose name contains this text (the baseline and the floor always run).
+    /// Only rows whose name contains this text, or one of several texts separated by commas
+    /// (the baseline and the floor always run).
     #[arg(long)]
     only: Option<String>,
 }
@@ -255,7 +257,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         rows.retain(|row| {
             index += 1;
             // The baseline and the trivial-filter floor: every target is stated against them.
-            index <= 2 || row.name.contains(only.as_str())
+            index <= 2 || only.split(',').any(|text| row.name.contains(text.trim()))
         });
     }
     let upstream = Upstream::start("backend")?;
@@ -338,8 +340,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         });
     }
     let (base_p50, base_rps) = (results[0].p50_us, results[0].requests_per_second);
-    for result in &mut results {
-        result.added_p50_us = result.p50_us - base_p50;
+    for (index, result) in results.iter_mut().enumerate() {
+        // Paired within each round (the no-filter row ran minutes apart at worst, seconds at
+        // best): the machine's drift between rounds cancels; the median drops outlier rounds.
+        let mut added: Vec<f64> = latency[index]
+            .iter()
+            .zip(&latency[0])
+            .map(|(sample, base)| sample.p50 - base.p50)
+            .collect();
+        result.added_p50_us = median(&mut added);
         result.p50_ratio = result.p50_us / base_p50.max(f64::EPSILON);
         result.rps_ratio = result.requests_per_second / base_rps.max(f64::EPSILON);
     }
