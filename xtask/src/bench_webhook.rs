@@ -10,6 +10,9 @@
 //! 1. saturation: closed loop on many kept-alive connections, reviews per second;
 //! 2. fixed rate: 500 reviews/s open loop, p50/p99 from each request's scheduled time.
 //!
+//! Then the same load against a webhook with the decision cache off (`decisionCache: false`), the
+//! baseline: what the repository's policy costs when every review is evaluated.
+//!
 //! Targets (2-core machine): at least 2,000 reviews/s at saturation, p99 under 10 ms at 500/s.
 //! Results go to target/bench/webhook.{md,json}.
 
@@ -156,19 +159,124 @@ pub fn run_bench(args: &Args) -> anyhow::Result<()> {
             paths.push(path.display().to_string());
         }
     }
+    let (saturate, rate) = serve_and_load(args, &dir, &release, &root, &paths, true)?;
+    // The same load with the cache off: what every review costs when it is evaluated.
+    let (base_saturate, base_rate) = serve_and_load(args, &dir, &release, &root, &paths, false)?;
+    let rps = saturate["reviews_per_second"].as_f64().unwrap_or(0.0);
+    let p99 = rate["p99_ms"].as_f64().unwrap_or(f64::MAX);
+    let rows = [
+        format!(
+            "| saturation ({} conns) | {:.0} reviews/s | p50 {:.2} ms, p99 {:.2} ms | {} requests, {} errors | target >= {TARGET_RPS:.0}/s: {} |",
+            args.connections,
+            rps,
+            saturate["p50_ms"].as_f64().unwrap_or(0.0),
+            saturate["p99_ms"].as_f64().unwrap_or(0.0),
+            saturate["requests"],
+            saturate["errors"],
+            if rps >= TARGET_RPS { "met" } else { "MISSED" }
+        ),
+        format!(
+            "| fixed {}/s | {:.0} reviews/s | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms | {} requests, {} errors | target p99 < {TARGET_P99_MS} ms: {} |",
+            args.rate,
+            rate["reviews_per_second"].as_f64().unwrap_or(0.0),
+            rate["p50_ms"].as_f64().unwrap_or(0.0),
+            p99,
+            rate["max_ms"].as_f64().unwrap_or(0.0),
+            rate["requests"],
+            rate["errors"],
+            if p99 < TARGET_P99_MS { "met" } else { "MISSED" }
+        ),
+    ];
+    let base_rps = base_saturate["reviews_per_second"].as_f64().unwrap_or(0.0);
+    let baseline = [
+        format!(
+            "| saturation, decision cache off (baseline) | {:.0} reviews/s | p50 {:.2} ms, p99 {:.2} ms | {} requests, {} errors | cache on: {:.1}x the throughput |",
+            base_rps,
+            base_saturate["p50_ms"].as_f64().unwrap_or(0.0),
+            base_saturate["p99_ms"].as_f64().unwrap_or(0.0),
+            base_saturate["requests"],
+            base_saturate["errors"],
+            rps / base_rps.max(f64::EPSILON)
+        ),
+        format!(
+            "| fixed {}/s, decision cache off (baseline) | {:.0} reviews/s | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms | {} requests, {} errors | cache on: {:.2}x the p99 |",
+            args.rate,
+            base_rate["reviews_per_second"].as_f64().unwrap_or(0.0),
+            base_rate["p50_ms"].as_f64().unwrap_or(0.0),
+            base_rate["p99_ms"].as_f64().unwrap_or(0.0),
+            base_rate["max_ms"].as_f64().unwrap_or(0.0),
+            base_rate["requests"],
+            base_rate["errors"],
+            p99 / base_rate["p99_ms"].as_f64().unwrap_or(f64::MAX)
+        ),
+    ];
+    let table = format!(
+        "| phase | throughput | latency | volume | target |\n|---|---|---|---|---|\n{}\n{}\n",
+        rows.join("\n"),
+        baseline.join("\n")
+    );
+    println!("\n{table}");
+    let bench_dir = target_dir().join("bench");
+    std::fs::write(bench_dir.join("webhook.md"), &table)?;
+    std::fs::write(
+        bench_dir.join("webhook.json"),
+        serde_json::to_vec_pretty(&json!({
+            "saturate": saturate, "rate": rate,
+            "baseline_no_cache": {"saturate": base_saturate, "rate": base_rate},
+        }))?,
+    )?;
+    for (phase, result) in [
+        ("saturation", &saturate),
+        ("fixed rate", &rate),
+        ("saturation (cache off)", &base_saturate),
+        ("fixed rate (cache off)", &base_rate),
+    ] {
+        if result["errors"].as_u64().unwrap_or(1) > 0 {
+            bail!("{phase}: requests failed during the benchmark");
+        }
+        // Answers from the failure policy (timeouts, overload) are not verdicts: a fast run of
+        // them would measure nothing.
+        if result["failed"].as_u64().unwrap_or(1) > 0 {
+            bail!(
+                "{phase}: {} reviews were answered by the failure policy (see {})",
+                result["failed"],
+                dir.join("webhook.log.json").display()
+            );
+        }
+        // One review in three is the denied Deployment.
+        let requests = result["requests"].as_f64().unwrap_or(0.0);
+        let denied = result["denied"].as_f64().unwrap_or(0.0);
+        if requests > 0.0 && !(0.3..=0.37).contains(&(denied / requests)) {
+            bail!("{phase}: {denied} of {requests} reviews denied, expected one in three");
+        }
+    }
+    Ok(())
+}
+
+/// Starts the release webhook with the decision cache on or off and runs both load phases.
+fn serve_and_load(
+    args: &Args,
+    dir: &std::path::Path,
+    release: &std::path::Path,
+    root: &std::path::Path,
+    paths: &[String],
+    cache: bool,
+) -> anyhow::Result<(Json, Json)> {
     let config = format!(
         "listen: 127.0.0.1:0\ntls: {{certFile: {d}/tls.crt, keyFile: {d}/tls.key}}\n\
          policies: {{mode: files, paths: [{g}]}}\n\
          inventory: {{paths: [{g}/tier1-disruption-budget/samples/tier1-pdb/example_allowed_inventory.yaml]}}\n\
-         evaluationTimeout: 2s\nmaxConcurrentReviews: 4\naudit: {{interval: 0s}}\n",
+         evaluationTimeout: 2s\nmaxConcurrentReviews: 4\naudit: {{interval: 0s}}\n\
+         decisionCache: {cache}\n",
         d = dir.display(),
         g = root.join("gatekeeper").display()
     );
-    std::fs::write(dir.join("webhook.yaml"), config)?;
-    let log = std::fs::File::create(dir.join("webhook.log"))?;
+    let name = if cache { "webhook" } else { "webhook-nocache" };
+    std::fs::write(dir.join(format!("{name}.yaml")), config)?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let mut server = Command::new(release.join("meshguard-admission-webhook"))
         .args(["serve", "--config"])
-        .arg(dir.join("webhook.yaml"))
+        .arg(dir.join(format!("{name}.yaml")))
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -187,7 +295,7 @@ pub fn run_bench(args: &Args) -> anyhow::Result<()> {
         }
     }
     // Keep draining the webhook's log (to a file) so it never blocks on a full pipe.
-    let log_path = dir.join("webhook.log.json");
+    let log_path = dir.join(format!("{name}.log.json"));
     std::thread::spawn(move || {
         use std::io::Write;
         if let Ok(mut file) = std::fs::File::create(log_path) {
@@ -204,7 +312,10 @@ pub fn run_bench(args: &Args) -> anyhow::Result<()> {
         .filter_map(Result::ok)
         .filter(|entry| entry.path().join("template.yaml").is_file())
         .count();
-    println!("webhook (release, {templates} templates from gatekeeper/) on {addr}");
+    println!(
+        "webhook (release, {templates} templates from gatekeeper/, decision cache {}) on {addr}",
+        if cache { "on" } else { "off" }
+    );
     let phase = |mode: &str| -> anyhow::Result<Json> {
         let mut command = Command::new(release.join("examples/loadgen"));
         command
@@ -236,62 +347,5 @@ pub fn run_bench(args: &Args) -> anyhow::Result<()> {
         (|| -> anyhow::Result<(Json, Json)> { Ok((phase("saturate")?, phase("rate")?)) })();
     let _ = server.kill();
     let _ = server.wait();
-    let (saturate, rate) = result?;
-    let rps = saturate["reviews_per_second"].as_f64().unwrap_or(0.0);
-    let p99 = rate["p99_ms"].as_f64().unwrap_or(f64::MAX);
-    let rows = [
-        format!(
-            "| saturation ({} conns) | {:.0} reviews/s | p50 {:.2} ms, p99 {:.2} ms | {} requests, {} errors | target >= {TARGET_RPS:.0}/s: {} |",
-            args.connections,
-            rps,
-            saturate["p50_ms"].as_f64().unwrap_or(0.0),
-            saturate["p99_ms"].as_f64().unwrap_or(0.0),
-            saturate["requests"],
-            saturate["errors"],
-            if rps >= TARGET_RPS { "met" } else { "MISSED" }
-        ),
-        format!(
-            "| fixed {}/s | {:.0} reviews/s | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms | {} requests, {} errors | target p99 < {TARGET_P99_MS} ms: {} |",
-            args.rate,
-            rate["reviews_per_second"].as_f64().unwrap_or(0.0),
-            rate["p50_ms"].as_f64().unwrap_or(0.0),
-            p99,
-            rate["max_ms"].as_f64().unwrap_or(0.0),
-            rate["requests"],
-            rate["errors"],
-            if p99 < TARGET_P99_MS { "met" } else { "MISSED" }
-        ),
-    ];
-    let table = format!(
-        "| phase | throughput | latency | volume | target |\n|---|---|---|---|---|\n{}\n",
-        rows.join("\n")
-    );
-    println!("\n{table}");
-    let bench_dir = target_dir().join("bench");
-    std::fs::write(bench_dir.join("webhook.md"), &table)?;
-    std::fs::write(
-        bench_dir.join("webhook.json"),
-        serde_json::to_vec_pretty(&json!({"saturate": saturate, "rate": rate}))?,
-    )?;
-    for (phase, result) in [("saturation", &saturate), ("fixed rate", &rate)] {
-        if result["errors"].as_u64().unwrap_or(1) > 0 {
-            bail!("{phase}: requests failed during the benchmark");
-        }
-        // Answers from the failure policy (timeouts, overload) are not verdicts: a fast run of
-        // them would measure nothing.
-        if result["failed"].as_u64().unwrap_or(1) > 0 {
-            bail!(
-                "{phase}: {} reviews were answered by the failure policy (see {})",
-                result["failed"],
-                dir.join("webhook.log.json").display()
-            );
-        }
-        // One review in three is the denied Deployment.
-        let requests = result["requests"].as_f64().unwrap_or(0.0);
-        let denied = result["denied"].as_f64().unwrap_or(0.0);
-        if requests > 0.0 && !(0.3..=0.37).contains(&(denied / requests)) {
-            bail!("{phase}: {denied} of {requests} reviews denied, expected one in three");
-        }
-    }
-    Ok(())
+    result
 }

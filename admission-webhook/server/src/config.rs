@@ -8,6 +8,7 @@
 //! inventory: {paths: [/inventory]}                  # data.inventory from manifests (or sync)
 //! failurePolicy: Fail                                 # or Ignore
 //! evaluationTimeout: 2s                               # shorter than the webhook's timeoutSeconds
+//! decisionCache: true                                 # reuse decisions for repeated objects
 //! maxRequestBytes: 3145728
 //! maxConcurrentReviews: 8
 //! exemptNamespaces: [kube-system, meshguard-system]   # prefix/suffix globs as in Gatekeeper
@@ -88,6 +89,8 @@ pub struct Settings {
     pub failure_policy: FailurePolicy,
     /// Deadline for evaluating one review.
     pub evaluation_timeout: Duration,
+    /// Whether the engine's decision cache is on (see `meshguard_policy_engine::decision_cache`).
+    pub decision_cache: bool,
     /// Largest accepted request body.
     pub max_request_bytes: usize,
     /// Reviews evaluated at once; more wait up to the deadline.
@@ -114,6 +117,7 @@ impl Default for Settings {
             policy_reload_interval: Duration::from_secs(10),
             failure_policy: FailurePolicy::Fail,
             evaluation_timeout: Duration::from_secs(2),
+            decision_cache: true,
             max_request_bytes: 3 * 1024 * 1024,
             max_concurrent_reviews: 8,
             exempt_namespaces: Vec::new(),
@@ -133,6 +137,7 @@ struct RawSettings {
     inventory: Option<RawInventory>,
     failure_policy: Option<FailurePolicy>,
     evaluation_timeout: Option<String>,
+    decision_cache: Option<bool>,
     max_request_bytes: Option<usize>,
     max_concurrent_reviews: Option<usize>,
     #[serde(default)]
@@ -273,6 +278,9 @@ impl Settings {
                 return Err(err("evaluationTimeout", "must be positive"));
             }
         }
+        if let Some(on) = raw.decision_cache {
+            settings.decision_cache = on;
+        }
         if let Some(bytes) = raw.max_request_bytes {
             if bytes == 0 {
                 return Err(err("maxRequestBytes", "must be positive"));
@@ -317,6 +325,7 @@ mod tests {
         let settings = Settings::from_yaml(
             "listen: 127.0.0.1:9443\ntls: {certFile: a.crt, keyFile: a.key, reloadInterval: 500ms}\n\
              policies: {mode: cluster}\nfailurePolicy: Ignore\nevaluationTimeout: 1.5s\n\
+             decisionCache: false\n\
              exemptNamespaces: [kube-*]\nsync: {syncOnly: [{version: v1, kind: Service}]}\n",
         )
         .unwrap();
@@ -325,6 +334,7 @@ mod tests {
         assert_eq!(settings.policies, PolicySource::Cluster);
         assert_eq!(settings.failure_policy, FailurePolicy::Ignore);
         assert_eq!(settings.evaluation_timeout, Duration::from_millis(1500));
+        assert!(!settings.decision_cache);
         assert!(settings.is_exempt_namespace("kube-system"));
         assert!(!settings.is_exempt_namespace("shop"));
         assert_eq!(settings.sync[0].kind, "Service");

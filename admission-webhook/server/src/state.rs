@@ -54,8 +54,10 @@ impl State {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
-    /// Replaces the policy set and updates the template/constraint gauges.
-    pub fn set_policies(&self, policies: PolicySet) {
+    /// Replaces the policy set (with the decision cache as configured) and updates the
+    /// template/constraint gauges.
+    pub fn set_policies(&self, mut policies: PolicySet) {
+        policies.set_decision_cache(self.settings.decision_cache);
         self.metrics.clear_gauge("gatekeeper_constraint_templates");
         self.metrics.set(
             "gatekeeper_constraint_templates",
