@@ -23,13 +23,13 @@
 use crate::rego_scan::{Token, TokenKind, ends_expression, text, tokenize};
 
 /// An edit: replace `start..end` with `text` (an insertion when `start == end`).
-struct Edit {
-    start: usize,
-    end: usize,
-    text: String,
+pub(crate) struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
 }
 
-fn apply(src: &str, mut edits: Vec<Edit>) -> String {
+pub(crate) fn apply(src: &str, mut edits: Vec<Edit>) -> String {
     edits.sort_by_key(|edit| std::cmp::Reverse(edit.start));
     let mut out = src.to_string();
     for edit in edits {
@@ -40,12 +40,12 @@ fn apply(src: &str, mut edits: Vec<Edit>) -> String {
     out
 }
 
-fn is_punct(token: Option<&Token>, c: char) -> bool {
+pub(crate) fn is_punct(token: Option<&Token>, c: char) -> bool {
     token.is_some_and(|t| t.kind == TokenKind::Punct(c))
 }
 
 /// For each token, how many delimiters are open before it.
-fn depths(tokens: &[Token]) -> Vec<usize> {
+pub(crate) fn depths(tokens: &[Token]) -> Vec<usize> {
     let mut depth = 0usize;
     tokens
         .iter()
@@ -64,7 +64,7 @@ fn depths(tokens: &[Token]) -> Vec<usize> {
 }
 
 /// The index of the token closing the delimiter opened at `open`.
-fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
+pub(crate) fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (index, token) in tokens.iter().enumerate().skip(open) {
         match token.kind {

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::rego_scan::{Token, TokenKind, text, tokenize};
+use crate::rewrite::{self, Edit, depths, is_punct, matching_close};
 use crate::template::RegoVersion;
 
 /// The `msg` of the violation the VM's program reports when a rewritten rule has conflicting
@@ -35,20 +36,9 @@ pub(crate) fn reports_conflict(results: &regorus::Value) -> bool {
     }
 }
 
-struct Edit {
-    start: usize,
-    end: usize,
-    text: String,
-}
-
-fn apply(src: &str, mut edits: Vec<Edit>, appended: &str) -> String {
-    edits.sort_by_key(|edit| std::cmp::Reverse(edit.start));
-    let mut out = src.to_string();
-    for edit in edits {
-        if edit.start <= edit.end && edit.end <= out.len() {
-            out.replace_range(edit.start..edit.end, &edit.text);
-        }
-    }
+/// [`rewrite::apply`], then `appended` on lines of its own at the end.
+fn apply(src: &str, edits: Vec<Edit>, appended: &str) -> String {
+    let mut out = rewrite::apply(src, edits);
     if !appended.is_empty() {
         if !out.ends_with('\n') {
             out.push('\n');
@@ -56,28 +46,6 @@ fn apply(src: &str, mut edits: Vec<Edit>, appended: &str) -> String {
         out.push_str(appended);
     }
     out
-}
-
-fn depths(tokens: &[Token]) -> Vec<usize> {
-    let mut depth = 0usize;
-    tokens
-        .iter()
-        .map(|token| match token.kind {
-            TokenKind::Punct('{' | '[' | '(') => {
-                depth += 1;
-                depth - 1
-            }
-            TokenKind::Punct('}' | ']' | ')') => {
-                depth = depth.saturating_sub(1);
-                depth
-            }
-            _ => depth,
-        })
-        .collect()
-}
-
-fn is_punct(token: Option<&Token>, c: char) -> bool {
-    token.is_some_and(|t| t.kind == TokenKind::Punct(c))
 }
 
 fn is_ident(src: &str, token: Option<&Token>, name: &str) -> bool {
@@ -98,24 +66,6 @@ fn rule_starts<'a>(
         let keyword = matches!(text(src, token), "package" | "import" | "default");
         (token.kind == TokenKind::Ident && starts_line && top && !keyword).then_some(index)
     })
-}
-
-/// The index of the token closing the delimiter opened at `open`.
-fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (index, token) in tokens.iter().enumerate().skip(open) {
-        match token.kind {
-            TokenKind::Punct('{' | '[' | '(') => depth += 1,
-            TokenKind::Punct('}' | ']' | ')') => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(index);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// One definition of a complete rule: the head's span to replace and its value text.
