@@ -1,5 +1,12 @@
 //! A bounded per-template cache of decisions, keyed by the part of `input` the template reads
-//! ([`crate::read_set`]) and the inventory generation when the template reads `data.inventory`.
+//! and the inventory generation when the template reads `data.inventory`.
+//!
+//! What a template reads is found by scanning its Rego (main module and libs): for every
+//! occurrence of the identifier `input` (a reference, an `import input.x` alias, `with input as`)
+//! the longest static prefix (`.field` or `["field"]` segments) is kept; whatever the Rego does
+//! below the prefix stays inside the value there, which the key holds whole, and a bare `input`
+//! keys on everything. A template calling a clock, network or random builtin (`time.now_ns`,
+//! `http.send`, `rand.intn`, `uuid.rfc4122`, ...) is never cached.
 //!
 //! Why: admission traffic repeats itself. A ReplicaSet scaling to N replicas sends N Pod reviews
 //! that differ only in name and uids; templates that do not read those fields decide all N the
