@@ -41,8 +41,6 @@ pub mod machine;
 pub mod matcher;
 pub mod outcome;
 pub mod store;
-#[cfg(test)]
-mod testing;
 pub mod window;
 
 pub use config::{Config, parse_config};

@@ -130,7 +130,7 @@ mod tests {
     use meshguard_filter_core::mock::{MockHost, SharedHandle};
 
     use super::*;
-    use crate::testing::RacingHost;
+    use meshguard_filter_core::racing::RacingHost;
 
     fn add(host: &mut dyn Host, n: u32) -> Result<u32, StoreError> {
         update(host, "k", |value| {
@@ -166,7 +166,7 @@ mod tests {
         add(&mut seed, 1).unwrap();
         let mut other = MockHost::new().with_shared(shared.clone());
         let left = Rc::new(Cell::new(losses));
-        RacingHost::new(MockHost::new().with_shared(shared)).interfere(move || {
+        RacingHost::new(MockHost::new().with_shared(shared)).interfere(move |_| {
             if left.get() == 0 {
                 return;
             }

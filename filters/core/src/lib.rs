@@ -21,6 +21,8 @@ pub mod filter;
 pub mod host;
 #[cfg(any(test, feature = "test-util"))]
 pub mod mock;
+#[cfg(any(test, feature = "test-util"))]
+pub mod racing;
 
 pub use config::ConfigError;
 pub use decision::{CallResponse, Decision, HttpCall, LocalResponse};

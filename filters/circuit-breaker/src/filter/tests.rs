@@ -10,7 +10,7 @@ use super::*;
 use crate::codec;
 use crate::guard::stored_header;
 use crate::machine::Phase;
-use crate::testing::RacingHost;
+use meshguard_filter_core::racing::RacingHost;
 
 const VIA_UPSTREAM: &[u8] = b"via_upstream";
 const UT: i64 = 1 << 2;

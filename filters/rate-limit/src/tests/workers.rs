@@ -1,13 +1,11 @@
 //! Several workers (mocks sharing one shared-data store) make one limiter: exact counts, and
 //! the compare-and-swap paths when a worker writes between another's check and commit.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use meshguard_filter_core::mock::{MockHost, SharedHandle};
-use meshguard_filter_core::{
-    Decision, HeaderMap, Host, HttpCall, HttpFilter, LocalResponse, LogLevel, MetricKind,
-    RootFilter, SharedDataError,
-};
+use meshguard_filter_core::racing::RacingHost;
+use meshguard_filter_core::{Decision, HttpFilter, RootFilter};
 
 use super::{Worker, per_user};
 use crate::RateLimitRoot;
@@ -57,75 +55,6 @@ fn the_first_root_creates_the_table_and_later_roots_share_its_seed() {
     assert_ne!(tables(&a), tables(&c));
 }
 
-/// A host that runs `hook` once, right before the first shared-data write whose key contains
-/// `trigger`: another worker's request lands between this worker's check and its commit.
-struct RacingHost {
-    inner: MockHost,
-    trigger: String,
-    hook: Option<Box<dyn FnOnce()>>,
-}
-
-impl Host for RacingHost {
-    fn now(&self) -> SystemTime {
-        self.inner.now()
-    }
-    fn log(&self, level: LogLevel, message: &str) {
-        self.inner.log(level, message);
-    }
-    fn header(&self, map: HeaderMap, name: &str) -> Option<String> {
-        self.inner.header(map, name)
-    }
-    fn headers(&self, map: HeaderMap) -> Vec<(String, String)> {
-        self.inner.headers(map)
-    }
-    fn set_header(&mut self, map: HeaderMap, name: &str, value: Option<&str>) {
-        self.inner.set_header(map, name, value);
-    }
-    fn add_header(&mut self, map: HeaderMap, name: &str, value: &str) {
-        self.inner.add_header(map, name, value);
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.inner.property(path)
-    }
-    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.inner.shared_get(key)
-    }
-    fn shared_set(
-        &mut self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), SharedDataError> {
-        if key.contains(&self.trigger)
-            && let Some(hook) = self.hook.take()
-        {
-            hook();
-        }
-        self.inner.shared_set(key, value, cas)
-    }
-    fn send_response(&mut self, response: &LocalResponse) {
-        self.inner.send_response(response);
-    }
-    fn dispatch(&mut self, call: &HttpCall) -> Option<u32> {
-        self.inner.dispatch(call)
-    }
-    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
-        self.inner.define_metric(kind, name)
-    }
-    fn increment_metric(&mut self, id: u32, delta: i64) {
-        self.inner.increment_metric(id, delta);
-    }
-    fn record_metric(&mut self, id: u32, value: u64) {
-        self.inner.record_metric(id, value);
-    }
-    fn foreign_call(&mut self, name: &str, argument: &[u8]) -> Option<Vec<u8>> {
-        self.inner.foreign_call(name, argument)
-    }
-    fn random_u64(&mut self) -> u64 {
-        self.inner.random_u64()
-    }
-}
-
 /// Worker A's request races worker B's: B's request is sent right before A's first write to a
 /// shared key containing `trigger`. Returns A's decision, A's host and B.
 fn race(
@@ -157,18 +86,20 @@ fn race(
             .push((name.to_string(), value.to_string()));
     }
     let b_hook = b.clone();
-    let mut host = RacingHost {
-        inner,
-        trigger: trigger.to_string(),
-        hook: Some(Box::new(move || {
+    let trigger = trigger.to_string();
+    let raced = std::rc::Rc::new(std::cell::Cell::new(false));
+    let happened = raced.clone();
+    // B's request runs once, right before A's first write to a key containing `trigger`.
+    let mut host = RacingHost::new(inner).interfere(move |key| {
+        if key.contains(&trigger) && !happened.replace(true) {
             assert!(
                 b_hook.borrow_mut().get("/", b_headers).admitted(),
                 "B's request is admitted"
             );
-        })),
-    };
+        }
+    });
     let decision = a_root.new_http(1).on_request_headers(&mut host, true);
-    assert!(host.hook.is_none(), "the race happened");
+    assert!(raced.get(), "the race happened");
     (decision, host, b)
 }
 

@@ -62,7 +62,7 @@ fn outcomes_are_not_lost_when_workers_race_for_the_state() {
     let left = std::rc::Rc::new(std::cell::Cell::new(10));
     let counter = left.clone();
     let key = other.key();
-    racing.0 = racing.0.interfere(move || {
+    racing.0 = racing.0.interfere(move |_| {
         if counter.get() > 0 {
             counter.set(counter.get() - 1);
             other.call("/", fail());
@@ -113,7 +113,7 @@ fn a_probe_permit_taken_by_another_worker_mid_admission_is_not_handed_out_twice(
     let racer = other.clone();
     let probe = std::rc::Rc::new(std::cell::RefCell::new(None));
     let taken = probe.clone();
-    let mut host = RacingHost::new(host).interfere(move || {
+    let mut host = RacingHost::new(host).interfere(move |_| {
         if taken.borrow().is_none() {
             let (http, decision) = racer.borrow_mut().start("/api/payments");
             assert_eq!(decision, Decision::Continue);
@@ -154,7 +154,7 @@ fn endless_contention_fails_open_and_is_counted() {
     let mut host = MockHost::new().with_shared(shared.clone());
     let mut root = CircuitBreakerRoot::default();
     root.configure(&mut host, config.as_bytes()).unwrap();
-    let mut host = RacingHost::new(host).interfere(move || {
+    let mut host = RacingHost::new(host).interfere(move |_| {
         other.call("/", ok());
     });
     let mut http = root.new_http(1);

@@ -1,19 +1,18 @@
 //! Test support: a host that lets "another worker" act between a read and the write that
-//! follows it, to provoke real CAS conflicts deterministically.
+//! follows it, to provoke real CAS conflicts deterministically (the circuit breaker's and the
+//! rate limiter's race tests share it).
 
 use std::cell::Cell;
 use std::time::SystemTime;
 
-use meshguard_filter_core::mock::MockHost;
-use meshguard_filter_core::{
-    HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError,
-};
+use crate::mock::MockHost;
+use crate::{HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError};
 
 /// A [`MockHost`] that runs an interference callback before every shared-data write.
 pub struct RacingHost {
     /// The host proper.
     pub inner: MockHost,
-    interference: Box<dyn FnMut()>,
+    interference: Box<dyn FnMut(&str)>,
     gets: Cell<u32>,
     sets: u32,
 }
@@ -23,14 +22,15 @@ impl RacingHost {
     pub fn new(inner: MockHost) -> Self {
         Self {
             inner,
-            interference: Box::new(|| {}),
+            interference: Box::new(|_| {}),
             gets: Cell::new(0),
             sets: 0,
         }
     }
 
-    /// Runs `interference` before each write (it decides itself when to stop).
-    pub fn interfere(mut self, interference: impl FnMut() + 'static) -> Self {
+    /// Runs `interference` with the key before each write (it decides itself when to act and
+    /// when to stop).
+    pub fn interfere(mut self, interference: impl FnMut(&str) + 'static) -> Self {
         self.interference = Box::new(interference);
         self
     }
@@ -87,7 +87,7 @@ impl Host for RacingHost {
         cas: Option<u32>,
     ) -> Result<(), SharedDataError> {
         self.sets += 1;
-        (self.interference)();
+        (self.interference)(key);
         self.inner.shared_set(key, value, cas)
     }
 
