@@ -278,6 +278,24 @@ impl Envoy {
         Ok(self.stats()?.get(name).copied())
     }
 
+    /// Connections accepted by each of the first `workers` worker threads, summed over the
+    /// listeners on 127.0.0.1 (tests use it to show traffic really spread over the workers).
+    pub fn connections_per_worker(&self, workers: u32) -> anyhow::Result<Vec<i64>> {
+        let stats = self.stats()?;
+        Ok((0..workers)
+            .map(|worker| {
+                let suffix = format!(".worker_{worker}.downstream_cx_total");
+                stats
+                    .iter()
+                    .filter(|(name, _)| {
+                        name.starts_with("listener.127.0.0.1_") && name.ends_with(&suffix)
+                    })
+                    .map(|(_, value)| value)
+                    .sum()
+            })
+            .collect())
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()

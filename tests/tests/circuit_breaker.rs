@@ -176,23 +176,6 @@ fn burst(envoy: &Envoy, path: &str, n: usize) -> Vec<Response> {
     })
 }
 
-/// Per-worker connection counts of the edge listener.
-fn connections_per_worker(envoy: &Envoy) -> Vec<i64> {
-    let stats = envoy.stats().unwrap();
-    (0..2)
-        .map(|worker| {
-            let suffix = format!(".worker_{worker}.downstream_cx_total");
-            stats
-                .iter()
-                .filter(|(name, _)| {
-                    name.starts_with("listener.127.0.0.1_") && name.ends_with(&suffix)
-                })
-                .map(|(_, value)| value)
-                .sum()
-        })
-        .collect()
-}
-
 #[test]
 fn two_workers_share_one_window_and_one_probe_budget() {
     let upstream = Upstream::start("payment").unwrap();
@@ -205,7 +188,7 @@ fn two_workers_share_one_window_and_one_probe_budget() {
     for _ in 0..6 {
         responses.extend(burst(&envoy, "/api/payments", 4));
     }
-    let workers = connections_per_worker(&envoy);
+    let workers = envoy.connections_per_worker(2).unwrap();
     assert!(
         workers.iter().all(|&n| n > 0),
         "both workers must take connections: {workers:?}"

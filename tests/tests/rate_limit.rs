@@ -114,23 +114,6 @@ fn metric(envoy: &Envoy, limit: &str, stat: &str) -> i64 {
         .sum()
 }
 
-/// Per-worker connection counts of the edge listener.
-fn connections_per_worker(envoy: &Envoy) -> Vec<i64> {
-    let stats = envoy.stats().unwrap();
-    (0..2)
-        .map(|worker| {
-            let suffix = format!(".worker_{worker}.downstream_cx_total");
-            stats
-                .iter()
-                .filter(|(name, _)| {
-                    name.starts_with("listener.127.0.0.1_") && name.ends_with(&suffix)
-                })
-                .map(|(_, value)| value)
-                .sum()
-        })
-        .collect()
-}
-
 const ORDERS: &str = r#"{"limits":[{"name":"orders","match":{"path":{"prefix":"/api/orders"}},
     "key":[{"header":"x-user"}],"rate":{"requests":10,"per":"minute"},"burst":5}],
     "headers":"ietf"}"#;
@@ -161,7 +144,7 @@ fn a_rapid_burst_admits_exactly_requests_plus_burst_across_two_workers() {
         15,
         "denied requests never reach the upstream"
     );
-    let workers = connections_per_worker(&envoy);
+    let workers = envoy.connections_per_worker(2).unwrap();
     assert!(
         workers.iter().all(|&n| n > 0),
         "both workers served connections: {workers:?}"
