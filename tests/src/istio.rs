@@ -36,3 +36,40 @@ pub fn documents(dir: &str) -> Vec<(String, Value)> {
     }
     documents
 }
+
+/// The filter configurations of an EnvoyFilter document, each with where it was found
+/// (`file: configPatches[i]`): every patch must run the wasm filter in the VM `vm_id` (one VM id,
+/// so all workers share the filter's state) and carry its configuration as a string.
+pub fn envoy_filter_configurations(
+    name: &str,
+    document: &Value,
+    vm_id: &str,
+) -> Vec<(String, Vec<u8>)> {
+    assert_eq!(
+        document["apiVersion"].as_str(),
+        Some("networking.istio.io/v1alpha3"),
+        "{name}"
+    );
+    let patches = document["spec"]["configPatches"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name}: no configPatches"));
+    patches
+        .iter()
+        .enumerate()
+        .map(|(index, patch)| {
+            let wasm = &patch["patch"]["value"]["typed_config"]["config"];
+            assert_eq!(
+                wasm["vm_config"]["vm_id"].as_str(),
+                Some(vm_id),
+                "{name}: one vm_id, so the workers share the filter's state"
+            );
+            let config = wasm["configuration"]["value"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: patch {index} has no configuration"));
+            (
+                format!("{name}: configPatches[{index}]"),
+                config.as_bytes().to_vec(),
+            )
+        })
+        .collect()
+}

@@ -33,35 +33,11 @@ fn configurations(name: &str, document: &Value) -> Vec<(String, Vec<u8>)> {
                 serde_json::to_vec(config).unwrap(),
             )]
         }
-        Some("EnvoyFilter") => {
-            assert_eq!(
-                document["apiVersion"].as_str(),
-                Some("networking.istio.io/v1alpha3"),
-                "{name}"
-            );
-            let patches = document["spec"]["configPatches"]
-                .as_sequence()
-                .unwrap_or_else(|| panic!("{name}: no configPatches"));
-            patches
-                .iter()
-                .enumerate()
-                .map(|(index, patch)| {
-                    let wasm = &patch["patch"]["value"]["typed_config"]["config"];
-                    assert_eq!(
-                        wasm["vm_config"]["vm_id"].as_str(),
-                        Some("meshguard-circuit-breaker"),
-                        "{name}: one vm_id, so the workers share the breaker state"
-                    );
-                    let config = wasm["configuration"]["value"]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{name}: patch {index} has no configuration"));
-                    (
-                        format!("{name}: configPatches[{index}]"),
-                        config.as_bytes().to_vec(),
-                    )
-                })
-                .collect()
-        }
+        Some("EnvoyFilter") => meshguard_testkit::istio::envoy_filter_configurations(
+            name,
+            document,
+            "meshguard-circuit-breaker",
+        ),
         other => panic!("{name}: unexpected kind {other:?}"),
     }
 }

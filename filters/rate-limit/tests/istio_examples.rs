@@ -38,32 +38,11 @@ fn configurations() -> Vec<(String, Config)> {
                     serde_json::to_vec(config).unwrap(),
                 )]
             }
-            Some("EnvoyFilter") => {
-                assert_eq!(
-                    document["apiVersion"].as_str(),
-                    Some("networking.istio.io/v1alpha3")
-                );
-                let patches = document["spec"]["configPatches"].as_sequence().unwrap();
-                patches
-                    .iter()
-                    .enumerate()
-                    .map(|(index, patch)| {
-                        let wasm = &patch["patch"]["value"]["typed_config"]["config"];
-                        assert_eq!(
-                            wasm["vm_config"]["vm_id"].as_str(),
-                            Some("meshguard-rate-limit"),
-                            "{name}: one vm_id, so all workers share one limiter"
-                        );
-                        let value = wasm["configuration"]["value"]
-                            .as_str()
-                            .unwrap_or_else(|| panic!("{name}: no configuration string"));
-                        (
-                            format!("{name}: configPatches[{index}]"),
-                            value.as_bytes().to_vec(),
-                        )
-                    })
-                    .collect()
-            }
+            Some("EnvoyFilter") => meshguard_testkit::istio::envoy_filter_configurations(
+                &name,
+                &document,
+                "meshguard-rate-limit",
+            ),
             other => panic!("{name}: unexpected kind {other:?}"),
         };
         for (place, bytes) in raw {
