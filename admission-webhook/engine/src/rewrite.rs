@@ -381,31 +381,5 @@ pub(crate) fn deprecated_builtins(src: &str) -> String {
     out
 }
 
-/// A complete rule (not a function, not a partial set or object) defined by more than one rule
-/// in the module: regorus' VM does not raise OPA's conflict error when two definitions give
-/// different values, so such templates stay on the interpreter. Returns the first such name.
-pub(crate) fn multi_definition_complete_rule(src: &str) -> Option<String> {
-    let tokens = tokenize(src);
-    let depth = depths(&tokens);
-    let mut seen = std::collections::BTreeSet::new();
-    for (index, token) in tokens.iter().enumerate() {
-        if token.kind != TokenKind::Ident || depth.get(index).copied().unwrap_or(1) != 0 {
-            continue;
-        }
-        let prev = index.checked_sub(1).and_then(|i| tokens.get(i));
-        let starts_line = prev.is_none_or(|p| p.line != token.line);
-        let next = tokens.get(index + 1);
-        let complete = next.is_some_and(|n| matches!(n.kind, TokenKind::Punct('=' | ':' | '{')));
-        let name = text(src, token);
-        if !starts_line || !complete || matches!(name, "package" | "import" | "default") {
-            continue;
-        }
-        if !seen.insert(name) {
-            return Some(name.to_string());
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests;

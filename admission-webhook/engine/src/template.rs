@@ -447,19 +447,14 @@ fn compile(
             .unwrap_or(&source.rego);
         return Err(rego_error(&module, text, message));
     }
-    let leftover = vm_modules
-        .iter()
-        .find_map(|(module, text)| Some((module, rewrite::multi_definition_complete_rule(text)?)));
-    let program = match (vm_refused, leftover) {
-        (Some(why), _) => Err(format!(
+    // Every complete rule with several definitions was rewritten for the VM, or the rewrite
+    // refused and the template runs on the interpreter.
+    let program = match vm_refused {
+        Some(why) => Err(format!(
             "{why}; regorus' VM does not report OPA's conflict error when definitions disagree, \
              so the interpreter runs this template"
         )),
-        (None, Some((module, name))) => Err(format!(
-            "{module}: the complete rule `{name}` has several definitions; regorus' VM does not \
-             report OPA's conflict error when they disagree, so the interpreter runs this template"
-        )),
-        (None, None) => vm::compile(&vm_modules, source.version, &rule),
+        None => vm::compile(&vm_modules, source.version, &rule),
     };
     Ok(Template {
         name,
