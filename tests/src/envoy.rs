@@ -278,6 +278,19 @@ impl Envoy {
         Ok(self.stats()?.get(name).copied())
     }
 
+    /// All stats once the filters' batched counts have reached Envoy: the filters count inside
+    /// the module and every root context adds its counts on a tick at least once a second
+    /// (`meshguard_filter_core::counters`), so this waits a little longer than one tick.
+    pub fn flushed_stats(&self) -> anyhow::Result<BTreeMap<String, i64>> {
+        std::thread::sleep(std::time::Duration::from_millis(1300));
+        self.stats()
+    }
+
+    /// One stat's value after [`Envoy::flushed_stats`]'s wait.
+    pub fn flushed_stat(&self, name: &str) -> anyhow::Result<Option<i64>> {
+        Ok(self.flushed_stats()?.get(name).copied())
+    }
+
     /// Connections accepted by each of the first `workers` worker threads, summed over the
     /// listeners on 127.0.0.1 (tests use it to show traffic really spread over the workers).
     pub fn connections_per_worker(&self, workers: u32) -> anyhow::Result<Vec<i64>> {

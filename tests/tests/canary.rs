@@ -167,7 +167,8 @@ fn each_user_stays_on_one_version_across_requests_and_connections() {
         versions.v1.hits("/api/products"),
         3 * users.len() as u64 - v2_requests
     );
-    let stat = |name: &str| envoy.stat(name).unwrap().unwrap_or(-1);
+    let stats = envoy.flushed_stats().unwrap();
+    let stat = |name: &str| stats.get(name).copied().unwrap_or(-1);
     assert_eq!(
         stat("wasmcustom.meshguard.canary.product.v2.requests"),
         v2_requests as i64
@@ -197,7 +198,8 @@ fn an_override_works_only_with_the_gate_header() {
         let (version, _) = get(&envoy, "/api/products", &headers);
         assert_eq!(version, want, "{headers:?}");
     }
-    let stat = |name: &str| envoy.stat(name).unwrap().unwrap_or(-1);
+    let stats = envoy.flushed_stats().unwrap();
+    let stat = |name: &str| stats.get(name).copied().unwrap_or(-1);
     assert_eq!(
         stat("wasmcustom.meshguard.canary.product.overrides_used"),
         1
@@ -252,7 +254,8 @@ fn a_spoofed_route_header_is_stripped_and_envoy_reselects_the_route() {
     );
     assert_eq!(version, "v2");
 
-    let stat = |name: &str| envoy.stat(name).unwrap().unwrap_or(-1);
+    let stats = envoy.flushed_stats().unwrap();
+    let stat = |name: &str| stats.get(name).copied().unwrap_or(-1);
     assert_eq!(stat("wasmcustom.meshguard.canary.route_header_stripped"), 4);
     assert_eq!(stat("wasmcustom.meshguard.canary.unmatched"), 2);
 }
@@ -323,7 +326,7 @@ fn anonymous_users_are_pinned_by_a_cookie() {
     }
     assert_eq!(
         envoy
-            .stat("wasmcustom.meshguard.canary.product.pins_issued")
+            .flushed_stat("wasmcustom.meshguard.canary.product.pins_issued")
             .unwrap()
             .unwrap_or(-1),
         10

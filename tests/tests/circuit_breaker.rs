@@ -14,6 +14,7 @@
 //!
 //! Waits are short (`openFor` of 1 s) and every loop is bounded.
 
+use std::collections::BTreeMap;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -49,11 +50,9 @@ fn circuit(response: &Response) -> Option<&str> {
 
 /// A breaker metric summed over every stat whose name ends with it (Envoy prefixes custom
 /// metrics with `wasmcustom.`).
-fn metric(envoy: &Envoy, breaker: &str, name: &str) -> i64 {
+fn metric(stats: &BTreeMap<String, i64>, breaker: &str, name: &str) -> i64 {
     let suffix = format!("meshguard_circuit_breaker.{breaker}.{name}");
-    envoy
-        .stats()
-        .unwrap()
+    stats
         .iter()
         .filter(|(stat, _)| stat.ends_with(&suffix))
         .map(|(_, value)| value)
@@ -128,11 +127,12 @@ fn breaker_opens_serves_the_fallback_probes_and_recovers() {
     // Other services are not guarded by this breaker.
     assert_eq!(get(&envoy, "/api/products").status, 200);
 
-    assert_eq!(metric(&envoy, "payment", "state"), 1);
-    assert_eq!(metric(&envoy, "payment", "calls.success"), 3);
-    assert_eq!(metric(&envoy, "payment", "calls.failure"), 3);
-    assert_eq!(metric(&envoy, "payment", "short_circuited"), 10);
-    assert_eq!(metric(&envoy, "payment", "transitions.to_open"), 1);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "payment", "state"), 1);
+    assert_eq!(metric(&stats, "payment", "calls.success"), 3);
+    assert_eq!(metric(&stats, "payment", "calls.failure"), 3);
+    assert_eq!(metric(&stats, "payment", "short_circuited"), 10);
+    assert_eq!(metric(&stats, "payment", "transitions.to_open"), 1);
 
     // After openFor one probe reaches the still-failing upstream and re-opens the breaker.
     let probe = wait_for_probe(&envoy, "/api/payments");
@@ -151,10 +151,11 @@ fn breaker_opens_serves_the_fallback_probes_and_recovers() {
     }
     assert_eq!(upstream.hits("/api/payments"), 13);
 
-    assert_eq!(metric(&envoy, "payment", "state"), 0);
-    assert_eq!(metric(&envoy, "payment", "transitions.to_open"), 2);
-    assert_eq!(metric(&envoy, "payment", "transitions.to_half_open"), 2);
-    assert_eq!(metric(&envoy, "payment", "transitions.to_closed"), 1);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "payment", "state"), 0);
+    assert_eq!(metric(&stats, "payment", "transitions.to_open"), 2);
+    assert_eq!(metric(&stats, "payment", "transitions.to_half_open"), 2);
+    assert_eq!(metric(&stats, "payment", "transitions.to_closed"), 1);
     let log = envoy.log();
     assert_eq!(log.matches("`payment`: closed -> open").count(), 1, "{log}");
     assert_eq!(log.matches("`payment`: half-open -> closed").count(), 1);
@@ -235,9 +236,10 @@ fn two_workers_share_one_window_and_one_probe_budget() {
         assert_eq!((response.status, circuit(&response)), (200, None));
     }
     // Each transition was made (and counted, and logged) by exactly one worker.
-    assert_eq!(metric(&envoy, "payment", "transitions.to_open"), 1);
-    assert_eq!(metric(&envoy, "payment", "transitions.to_half_open"), 1);
-    assert_eq!(metric(&envoy, "payment", "transitions.to_closed"), 1);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "payment", "transitions.to_open"), 1);
+    assert_eq!(metric(&stats, "payment", "transitions.to_half_open"), 1);
+    assert_eq!(metric(&stats, "payment", "transitions.to_closed"), 1);
     let log = envoy.log();
     assert_eq!(log.matches("`payment`: closed -> open").count(), 1, "{log}");
     assert_eq!(
@@ -273,8 +275,9 @@ fn a_slow_upstream_opens_a_slow_call_breaker() {
     assert_eq!(circuit(&response), Some("open"));
     assert_eq!(response.header("retry-after"), Some("30"));
     assert_eq!(upstream.hits("/api/search"), 3);
-    assert_eq!(metric(&envoy, "search", "calls.slow"), 3);
-    assert_eq!(metric(&envoy, "search", "calls.failure"), 0);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "search", "calls.slow"), 3);
+    assert_eq!(metric(&stats, "search", "calls.failure"), 0);
     assert!(envoy.log().contains("slow-call rate 100.0% over 3 calls"));
 }
 
@@ -316,7 +319,8 @@ fn envoy_timeouts_and_connection_failures_count_through_response_flags() {
     }
     let response = get(&envoy, "/api/inventory/p-100");
     assert_eq!(circuit(&response), Some("open"), "{response:?}");
-    assert_eq!(metric(&envoy, "inventory", "calls.failure"), 3);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "inventory", "calls.failure"), 3);
 
     upstream.script(
         "/api/search",
@@ -332,9 +336,10 @@ fn envoy_timeouts_and_connection_failures_count_through_response_flags() {
     }
     assert_eq!(circuit(&get(&envoy, "/api/search")), Some("open"));
     assert_eq!(upstream.hits("/api/search"), 2);
-    assert_eq!(metric(&envoy, "search", "calls.failure"), 2);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "search", "calls.failure"), 2);
     // The inventory breaker did not see the search calls, nor the other way round.
-    assert_eq!(metric(&envoy, "inventory", "calls.failure"), 3);
+    assert_eq!(metric(&stats, "inventory", "calls.failure"), 3);
 }
 
 #[test]

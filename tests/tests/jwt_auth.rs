@@ -94,13 +94,6 @@ fn get(envoy: &Envoy, path: &str, token: Option<&str>) -> http::Response {
     send(envoy, "edge", path, token)
 }
 
-/// Envoy's stats once the filter's batched counts have been flushed (every root context adds
-/// them on its tick, at least once a second).
-fn flushed_stats(envoy: &Envoy) -> BTreeMap<String, i64> {
-    std::thread::sleep(Duration::from_millis(1300));
-    envoy.stats().unwrap()
-}
-
 fn stat(stats: &BTreeMap<String, i64>, plugin: &str, suffix: &str) -> i64 {
     stats
         .iter()
@@ -147,7 +140,7 @@ fn valid_tokens_reach_the_upstream_with_claim_headers_verified_on_the_host() {
         );
         assert!(echo["headers"]["authorization"].is_null(), "not forwarded");
     }
-    let stats = flushed_stats(&envoy);
+    let stats = envoy.flushed_stats().unwrap();
     assert_eq!(
         stat(&stats, "jwt", "verify.host"),
         2,
@@ -160,7 +153,7 @@ fn valid_tokens_reach_the_upstream_with_claim_headers_verified_on_the_host() {
     for (_, token) in &tokens {
         assert_eq!(get(&envoy, "/api/orders", Some(token)).status, 200);
     }
-    let stats = flushed_stats(&envoy);
+    let stats = envoy.flushed_stats().unwrap();
     assert_eq!(stat(&stats, "jwt", "cache.hit"), 2);
     assert_eq!(
         stat(&stats, "jwt", "cache.miss"),
@@ -235,7 +228,7 @@ fn each_failure_class_gets_its_401() {
         0,
         "nothing refused reached the upstream"
     );
-    let stats = flushed_stats(&envoy);
+    let stats = envoy.flushed_stats().unwrap();
     assert_eq!(stat(&stats, "jwt", "denied.missing"), 1);
     for (expected, _) in &cases {
         assert_eq!(
@@ -305,7 +298,7 @@ fn remote_jwks_first_fetch_retry_and_rotation() {
             == 200),
         "keys after the retry"
     );
-    let stats = flushed_stats(&envoy);
+    let stats = envoy.flushed_stats().unwrap();
     assert!(stat(&stats, "jwt", "jwks_fetch.failed") >= 1);
     assert!(stat(&stats, "jwt", "jwks_fetch.ok") >= 1);
 
@@ -435,7 +428,7 @@ fn an_unknown_kid_refreshes_early_once_per_interval() {
         2,
         "{round} unknown kids, no more fetches"
     );
-    let stats = flushed_stats(&envoy);
+    let stats = envoy.flushed_stats().unwrap();
     assert_eq!(stat(&stats, "jwt", "jwks_fetch.ok"), 2);
     assert_eq!(stat(&stats, "jwt", "jwks_fetch.failed"), 0);
     assert!(stat(&stats, "jwt", "denied.unknown_kid") >= round);
@@ -591,7 +584,7 @@ fn differential_against_native_jwt_authn() {
     };
     assert_eq!(seen("meshguard"), seen("native"));
 
-    let stats = flushed_stats(&envoy);
+    let stats = envoy.flushed_stats().unwrap();
     assert_eq!(
         stat(&stats, "jwtwasm", "verify.host"),
         0,

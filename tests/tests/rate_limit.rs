@@ -14,6 +14,7 @@
 //!   that took a way is evicted exactly once;
 //! - a bad configuration is refused by Envoy with the field named.
 
+use std::collections::BTreeMap;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -103,11 +104,9 @@ fn user(name: &str) -> impl Fn(usize, usize) -> Vec<(String, String)> + Sync + '
 
 /// Sum of every stat ending with `meshguard_rate_limit.<limit>.<stat>` (Envoy may prefix custom
 /// wasm stats).
-fn metric(envoy: &Envoy, limit: &str, stat: &str) -> i64 {
+fn metric(stats: &BTreeMap<String, i64>, limit: &str, stat: &str) -> i64 {
     let suffix = format!("meshguard_rate_limit.{limit}.{stat}");
-    envoy
-        .stats()
-        .unwrap()
+    stats
         .iter()
         .filter(|(name, _)| name.ends_with(&suffix))
         .map(|(_, value)| value)
@@ -175,8 +174,9 @@ fn a_rapid_burst_admits_exactly_requests_plus_burst_across_two_workers() {
     remaining.sort_unstable();
     assert_eq!(remaining, (0..15).collect::<Vec<_>>());
 
-    assert_eq!(metric(&envoy, "orders", "allowed"), 15);
-    assert_eq!(metric(&envoy, "orders", "limited"), 45);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "orders", "allowed"), 15);
+    assert_eq!(metric(&stats, "orders", "limited"), 45);
 }
 
 #[test]
@@ -266,7 +266,8 @@ fn a_limit_keyed_on_the_jwt_subject_claim_in_the_same_chain() {
     // No token: the JWT filter answers 401 before the rate limiter counts anything.
     let anonymous = burst(&url, 1, 3, |_, _| Vec::new());
     assert_eq!(count(&anonymous, 401), 3);
-    assert_eq!(metric(&envoy, "per-user", "allowed"), 6);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "per-user", "allowed"), 6);
     assert_eq!(upstream.hits("/api/orders"), 6);
 }
 
@@ -298,7 +299,8 @@ fn a_flood_of_100k_distinct_keys_stays_bounded_and_envoy_keeps_serving() {
 
     // The table filled up (1000 keys, alice among them); every later key shared the one
     // overflow budget of 2 cells, so rotating keys bought nothing.
-    let overflow = metric(&envoy, "flood", "overflow");
+    let stats = envoy.flushed_stats().unwrap();
+    let overflow = metric(&stats, "flood", "overflow");
     assert!(
         overflow > 95_000,
         "most flood keys shared the overflow cell: {overflow}"
@@ -313,13 +315,12 @@ fn a_flood_of_100k_distinct_keys_stays_bounded_and_envoy_keeps_serving() {
     );
     // The sweep's gauge (one pass of 63 buckets per tick): exactly maxKeys keys tracked.
     std::thread::sleep(Duration::from_millis(2500));
-    let stats: Vec<(String, i64)> = envoy
-        .stats()
-        .unwrap()
-        .into_iter()
+    let stats = envoy.stats().unwrap();
+    let flood: Vec<_> = stats
+        .iter()
         .filter(|(name, _)| name.contains("meshguard_rate_limit.flood"))
         .collect();
-    assert_eq!(metric(&envoy, "flood", "keys"), 1000, "{stats:?}");
+    assert_eq!(metric(&stats, "flood", "keys"), 1000, "{flood:?}");
     // Envoy keeps serving, and alice's own budget was not taken by the flood.
     let after = burst(&url, 1, 3, alice);
     assert_eq!(
@@ -355,7 +356,8 @@ fn idle_keys_are_swept_by_one_worker_in_bounded_time() {
     assert!(seen.iter().all(|s| s.status == 200 || s.status == 429));
     // Every key is new and sent once: it either took a way in the table (a free one, or an
     // idle key's, which is an eviction) or was judged on the shared overflow cell.
-    let overflow = metric(&envoy, "search", "overflow");
+    let stats = envoy.flushed_stats().unwrap();
+    let overflow = metric(&stats, "search", "overflow");
     let placed = (THREADS * PER_THREAD) as i64 - overflow;
     assert!(placed >= 200, "the table filled: {placed} keys placed");
 
@@ -363,9 +365,10 @@ fn idle_keys_are_swept_by_one_worker_in_bounded_time() {
     // tracked-keys gauge drops to 0 and evictions count each placed key exactly once.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        let stats = envoy.stats().unwrap();
         let (keys, evictions) = (
-            metric(&envoy, "search", "keys"),
-            metric(&envoy, "search", "evictions"),
+            metric(&stats, "search", "keys"),
+            metric(&stats, "search", "evictions"),
         );
         if keys == 0 && evictions == placed {
             break;
@@ -381,7 +384,8 @@ fn idle_keys_are_swept_by_one_worker_in_bounded_time() {
         vec![("x-client".to_string(), "newcomer".to_string())]
     });
     assert!(fresh.iter().all(|s| s.status == 200), "{fresh:?}");
-    assert_eq!(metric(&envoy, "search", "overflow"), overflow);
+    let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(metric(&stats, "search", "overflow"), overflow);
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! cluster.
 //!
 //! Stats (Envoy keeps filter stats in its `wasmcustom.` namespace, so `/stats` lists them as
-//! `wasmcustom.meshguard.canary...`):
+//! `wasmcustom.meshguard.canary...`; requests count inside the module and every root context
+//! adds its counts to them each [`STATS_FLUSH_PERIOD`]):
 //! - `meshguard.canary.<service>.<version>.requests`: requests sent to each version;
 //! - `meshguard.canary.<service>.overrides_used` / `overrides_denied`: tester overrides
 //!   honoured / present but not permitted (gate header missing) or naming no version;
@@ -21,8 +22,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
+use std::time::Duration;
+
+use meshguard_filter_core::counters::Counter;
 use meshguard_filter_core::{
-    ConfigError, Decision, HeaderMap, Host, HttpFilter, LogLevel, MetricKind, RootFilter,
+    ConfigError, Decision, HeaderMap, Host, HttpFilter, LogLevel, RootFilter,
 };
 
 use crate::config::{Config, parse_config};
@@ -32,27 +36,31 @@ use crate::select::{Facts, Via, find_service, select};
 /// Stat name prefix.
 pub const STAT_PREFIX: &str = "meshguard.canary";
 
-/// Metric ids of one service.
+/// How often every root context adds its streams' counts to Envoy's stats.
+pub const STATS_FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
+/// Counters of one service.
 #[derive(Debug, Default)]
 struct ServiceMetrics {
-    requests: Vec<Option<u32>>,
-    overrides_used: Option<u32>,
-    overrides_denied: Option<u32>,
-    pins_issued: Option<u32>,
-    unkeyed: Option<u32>,
+    requests: Vec<Counter>,
+    overrides_used: Counter,
+    overrides_denied: Counter,
+    pins_issued: Counter,
+    unkeyed: Counter,
 }
 
-/// Metric ids, defined once per root context.
+/// Counters, defined once per root context; requests bump them and the root's tick adds them
+/// to Envoy's stats ([`meshguard_filter_core::counters`]).
 #[derive(Debug, Default)]
 struct Metrics {
     services: Vec<ServiceMetrics>,
-    unmatched: Option<u32>,
-    stripped: Option<u32>,
+    unmatched: Counter,
+    stripped: Counter,
 }
 
 impl Metrics {
     fn define(host: &mut dyn Host, config: &Config) -> Self {
-        let mut counter = |name: String| host.define_metric(MetricKind::Counter, &name);
+        let mut counter = |name: String| Counter::define(host, &name);
         let services = config
             .services
             .iter()
@@ -78,11 +86,20 @@ impl Metrics {
             stripped: counter(format!("{STAT_PREFIX}.route_header_stripped")),
         }
     }
-}
 
-fn bump(host: &mut dyn Host, metric: Option<u32>) {
-    if let Some(id) = metric {
-        host.increment_metric(id, 1);
+    fn flush(&self, host: &mut dyn Host) {
+        for service in &self.services {
+            for counter in service.requests.iter().chain([
+                &service.overrides_used,
+                &service.overrides_denied,
+                &service.pins_issued,
+                &service.unkeyed,
+            ]) {
+                counter.flush(host);
+            }
+        }
+        self.unmatched.flush(host);
+        self.stripped.flush(host);
     }
 }
 
@@ -119,6 +136,16 @@ impl RootFilter for CanaryRoot {
         Ok(())
     }
 
+    fn tick_period(&self) -> Option<Duration> {
+        Some(STATS_FLUSH_PERIOD)
+    }
+
+    fn on_tick(&mut self, host: &mut dyn Host) {
+        if let Some(shared) = &self.shared {
+            shared.metrics.flush(host);
+        }
+    }
+
     fn new_http(&self, _context_id: u32) -> CanaryHttp {
         CanaryHttp {
             shared: self.shared.clone(),
@@ -149,7 +176,7 @@ impl HttpFilter for CanaryHttp {
             .header(HeaderMap::Request, &config.route_header)
             .is_some();
         if spoofed {
-            bump(host, metrics.stripped);
+            metrics.stripped.bump();
         }
         let authority = if config.needs_authority {
             host.header(HeaderMap::Request, ":authority")
@@ -166,7 +193,7 @@ impl HttpFilter for CanaryHttp {
             if spoofed {
                 host.set_header(HeaderMap::Request, &config.route_header, None);
             }
-            bump(host, metrics.unmatched);
+            metrics.unmatched.bump();
             return Decision::Continue;
         };
         let selection = select(
@@ -187,18 +214,17 @@ impl HttpFilter for CanaryHttp {
         let Some(counters) = metrics.services.get(index) else {
             return Decision::Continue;
         };
-        bump(
-            host,
-            counters.requests.get(selection.version).copied().flatten(),
-        );
+        if let Some(requests) = counters.requests.get(selection.version) {
+            requests.bump();
+        }
         if selection.override_denied {
-            bump(host, counters.overrides_denied);
+            counters.overrides_denied.bump();
         }
         match selection.via {
-            Via::Override => bump(host, counters.overrides_used),
-            Via::Unkeyed => bump(host, counters.unkeyed),
+            Via::Override => counters.overrides_used.bump(),
+            Via::Unkeyed => counters.unkeyed.bump(),
             Via::NewPin(value) => {
-                bump(host, counters.pins_issued);
+                counters.pins_issued.bump();
                 self.set_cookie = config
                     .pin_cookie
                     .as_ref()

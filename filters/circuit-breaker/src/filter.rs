@@ -9,10 +9,10 @@
 //! Every host call is a hostcall crossing into V8 in Envoy, so the common path (closed breaker,
 //! healthy upstream) makes only the ones its decision needs: the request facts the matcher asks
 //! for, one shared-data read at admission, `:status` (plus `content-type` for a 200 while gRPC
-//! statuses are judged), one counter and one CAS write of the outcome. The clock is read at
-//! most once per callback and only when something depends on it: both ends of the call when
-//! `slowCall` is configured (latency), otherwise only for a time window, a non-closed phase or
-//! a transition. `filter/tests/hostcalls.rs` pins these counts.
+//! statuses are judged) and one CAS write of the outcome. Counters are batched and added on the
+//! root's tick. The clock is read at most once per callback and only when something depends on
+//! it: both ends of the call when `slowCall` is configured (latency), otherwise only for a time
+//! window, a non-closed phase or a transition. `filter/tests/hostcalls.rs` pins these counts.
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -28,7 +28,8 @@ use crate::machine::{Admission, Rejection, Ticket};
 use crate::matcher::{RequestFacts, host_only, path_only, select};
 use crate::outcome::{self, ResponseFacts, Verdict};
 
-/// How often every root context runs the time-driven transitions.
+/// How often every root context runs the time-driven transitions and adds its streams' counts
+/// to Envoy's stats.
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// Header on every locally answered request.
@@ -106,6 +107,7 @@ impl RootFilter for CircuitBreakerRoot {
         if let Some(runtime) = &self.runtime {
             for (breaker, guard) in runtime.config.breakers.iter().zip(&runtime.guards) {
                 guard.tick(host, breaker);
+                guard.flush_counters(host);
             }
         }
     }
@@ -294,7 +296,7 @@ impl HttpFilter for CircuitBreakerHttp {
         let started = breaker.slow_call.map(|_| clock.read(&*host));
         let ticket = match guard.admit(host, breaker, &clock) {
             Some(Admission::Reject(rejection)) => {
-                guard.count(host, Count::ShortCircuited);
+                guard.count(Count::ShortCircuited);
                 return Decision::Respond(short_circuit(breaker, rejection));
             }
             Some(Admission::Admit(ticket)) => Some(ticket),
@@ -305,7 +307,7 @@ impl HttpFilter for CircuitBreakerHttp {
             match guard.acquire_slot(host, breaker, max) {
                 Some(true) => holds_slot = true,
                 Some(false) => {
-                    guard.count(host, Count::BulkheadFull);
+                    guard.count(Count::BulkheadFull);
                     if let Some(ticket) = ticket
                         && ticket.probe
                     {

@@ -12,6 +12,7 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use meshguard_filter_core::counters::Counter;
 use meshguard_filter_core::{Host, LogLevel, MetricKind};
 
 use crate::codec;
@@ -64,21 +65,41 @@ impl Now for HostNow<'_> {
     }
 }
 
-/// Metric ids of one breaker (per VM; Envoy aggregates same-named metrics across workers).
+/// Stats of one breaker (per VM; Envoy aggregates same-named metrics across workers). The
+/// state gauge is set when it changes; counters are batched and added on the root's tick
+/// ([`meshguard_filter_core::counters`]).
 #[derive(Debug, Default)]
 struct Metrics {
     state: Option<u32>,
-    success: Option<u32>,
-    failure: Option<u32>,
-    slow: Option<u32>,
-    ignored: Option<u32>,
-    short_circuited: Option<u32>,
-    bulkhead_full: Option<u32>,
-    transitions: Option<u32>,
-    to_open: Option<u32>,
-    to_half_open: Option<u32>,
-    to_closed: Option<u32>,
-    contended: Option<u32>,
+    success: Counter,
+    failure: Counter,
+    slow: Counter,
+    ignored: Counter,
+    short_circuited: Counter,
+    bulkhead_full: Counter,
+    transitions: Counter,
+    to_open: Counter,
+    to_half_open: Counter,
+    to_closed: Counter,
+    contended: Counter,
+}
+
+impl Metrics {
+    fn counters(&self) -> [&Counter; 11] {
+        [
+            &self.success,
+            &self.failure,
+            &self.slow,
+            &self.ignored,
+            &self.short_circuited,
+            &self.bulkhead_full,
+            &self.transitions,
+            &self.to_open,
+            &self.to_half_open,
+            &self.to_closed,
+            &self.contended,
+        ]
+    }
 }
 
 /// Which counter to bump.
@@ -120,22 +141,22 @@ impl Guard {
     /// Keys are scoped by plugin name so two plugins in one VM keep separate breakers.
     pub fn new(host: &mut dyn Host, plugin: &str, breaker: &Breaker) -> Self {
         let key = format!("meshguard.circuit_breaker.v1.{plugin}.{}", breaker.name);
-        let mut define = |kind, metric: &str| {
-            host.define_metric(kind, &format!("{METRIC_PREFIX}.{}.{metric}", breaker.name))
-        };
+        let name = |metric: &str| format!("{METRIC_PREFIX}.{}.{metric}", breaker.name);
+        let state = host.define_metric(MetricKind::Gauge, &name("state"));
+        let mut counter = |metric: &str| Counter::define(host, &name(metric));
         let metrics = Metrics {
-            state: define(MetricKind::Gauge, "state"),
-            success: define(MetricKind::Counter, "calls.success"),
-            failure: define(MetricKind::Counter, "calls.failure"),
-            slow: define(MetricKind::Counter, "calls.slow"),
-            ignored: define(MetricKind::Counter, "calls.ignored"),
-            short_circuited: define(MetricKind::Counter, "short_circuited"),
-            bulkhead_full: define(MetricKind::Counter, "bulkhead_full"),
-            transitions: define(MetricKind::Counter, "transitions"),
-            to_open: define(MetricKind::Counter, "transitions.to_open"),
-            to_half_open: define(MetricKind::Counter, "transitions.to_half_open"),
-            to_closed: define(MetricKind::Counter, "transitions.to_closed"),
-            contended: define(MetricKind::Counter, "cas_contended"),
+            state,
+            success: counter("calls.success"),
+            failure: counter("calls.failure"),
+            slow: counter("calls.slow"),
+            ignored: counter("calls.ignored"),
+            short_circuited: counter("short_circuited"),
+            bulkhead_full: counter("bulkhead_full"),
+            transitions: counter("transitions"),
+            to_open: counter("transitions.to_open"),
+            to_half_open: counter("transitions.to_half_open"),
+            to_closed: counter("transitions.to_closed"),
+            contended: counter("cas_contended"),
         };
         Self {
             inflight_key: format!("{key}.inflight"),
@@ -145,19 +166,24 @@ impl Guard {
         }
     }
 
-    /// Bumps a counter.
-    pub fn count(&self, host: &mut dyn Host, count: Count) {
-        let id = match count {
-            Count::Success => self.metrics.success,
-            Count::Failure => self.metrics.failure,
-            Count::Slow => self.metrics.slow,
-            Count::Ignored => self.metrics.ignored,
-            Count::ShortCircuited => self.metrics.short_circuited,
-            Count::BulkheadFull => self.metrics.bulkhead_full,
-            Count::Contended => self.metrics.contended,
+    /// Bumps a counter (Envoy sees it after the next [`Guard::flush_counters`]).
+    pub fn count(&self, count: Count) {
+        let counter = match count {
+            Count::Success => &self.metrics.success,
+            Count::Failure => &self.metrics.failure,
+            Count::Slow => &self.metrics.slow,
+            Count::Ignored => &self.metrics.ignored,
+            Count::ShortCircuited => &self.metrics.short_circuited,
+            Count::BulkheadFull => &self.metrics.bulkhead_full,
+            Count::Contended => &self.metrics.contended,
         };
-        if let Some(id) = id {
-            host.increment_metric(id, 1);
+        counter.bump();
+    }
+
+    /// Adds this worker's pending counts to Envoy's stats.
+    pub fn flush_counters(&self, host: &mut dyn Host) {
+        for counter in self.metrics.counters() {
+            counter.flush(host);
         }
     }
 
@@ -182,18 +208,17 @@ impl Guard {
             &format!("meshguard circuit breaker `{}`: {transition}", breaker.name),
         );
         let per_target = match transition.to {
-            Phase::Open => self.metrics.to_open,
-            Phase::HalfOpen => self.metrics.to_half_open,
-            Phase::Closed => self.metrics.to_closed,
+            Phase::Open => &self.metrics.to_open,
+            Phase::HalfOpen => &self.metrics.to_half_open,
+            Phase::Closed => &self.metrics.to_closed,
         };
-        for id in [self.metrics.transitions, per_target].into_iter().flatten() {
-            host.increment_metric(id, 1);
-        }
+        self.metrics.transitions.bump();
+        per_target.bump();
         self.show(host, transition.to);
     }
 
     fn dropped(&self, host: &mut dyn Host, breaker: &Breaker, what: &str, err: StoreError) {
-        self.count(host, Count::Contended);
+        self.count(Count::Contended);
         host.log(
             LogLevel::Warn,
             &format!(
@@ -271,16 +296,13 @@ impl Guard {
         outcome: Outcome,
         clock: &Clock,
     ) {
-        self.count(
-            host,
-            if outcome.failed {
-                Count::Failure
-            } else {
-                Count::Success
-            },
-        );
+        self.count(if outcome.failed {
+            Count::Failure
+        } else {
+            Count::Success
+        });
         if outcome.slow {
-            self.count(host, Count::Slow);
+            self.count(Count::Slow);
         }
         let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
             let now = clock.on(host);
@@ -304,7 +326,7 @@ impl Guard {
 
     /// An admitted call ended without an outcome: count it and return a probe's permit.
     pub fn ignore(&self, host: &mut dyn Host, breaker: &Breaker, ticket: Ticket) {
-        self.count(host, Count::Ignored);
+        self.count(Count::Ignored);
         self.release_permit(host, breaker, ticket);
     }
 

@@ -16,6 +16,7 @@
 )]
 
 pub mod config;
+pub mod counters;
 pub mod decision;
 pub mod filter;
 pub mod host;

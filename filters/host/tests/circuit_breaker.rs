@@ -113,6 +113,8 @@ fn slow_calls_open_a_slow_call_breaker_on_virtual_latency() {
     let open = plugin.send(slow()).unwrap();
     assert_eq!(open.status(), Some(503), "{open:#?}");
     assert_eq!(open.response_header("retry-after"), Some("30"));
+    // Counts reach the stats on the roots' next tick.
+    plugin.advance(Duration::from_secs(1)).unwrap();
     let metrics = plugin.metrics();
     let slow_calls: i64 = metrics
         .iter()

@@ -94,7 +94,8 @@ fn eight_vms_interleaving_three_keys_give_each_key_exactly_its_budget() {
         "10/min + burst 5 per key, not per VM"
     );
     assert!(served_by.iter().all(|vms| vms.len() == 8), "{served_by:?}");
-    // Stats are one per name across VMs, as in Envoy.
+    // Stats are one per name across VMs, as in Envoy, once every VM's tick added its counts.
+    plugin.advance(Duration::from_secs(1)).unwrap();
     assert_eq!(
         plugin.metric("meshguard_rate_limit.orders.allowed"),
         Some(45)
@@ -136,14 +137,15 @@ fn a_full_table_overflows_into_one_budget_and_one_vm_sweeps_idle_keys() {
         .map(|id| usize::from(plugin.send(client(id)).unwrap().status() == Some(200)))
         .sum();
     assert_eq!(admitted, 32 + 1);
+    let tracked = 32;
+
+    // Ticks: every VM ticks each second (adding its counts to the stats), one wins the lease;
+    // the gauge counts the table.
+    plugin.advance(Duration::from_secs(1)).unwrap();
     assert_eq!(
         plugin.metric("meshguard_rate_limit.login.overflow"),
         Some(2000 - 32)
     );
-    let tracked = 32;
-
-    // Ticks: every VM ticks each second, one wins the lease; the gauge counts the table.
-    plugin.advance(Duration::from_secs(1)).unwrap();
     assert_eq!(
         plugin.metric("meshguard_rate_limit.login.keys"),
         Some(tracked)

@@ -3,11 +3,11 @@
 //! JWKS fetches, verified-token cache hits and misses, and which path verified signatures.
 //!
 //! Requests only bump counts inside the module; the root context adds them to Envoy's stats on
-//! each tick ([`crate::filter::METRICS_FLUSH_PERIOD`] at most). A host call per counter per request
-//! would cost more than the cached path of the filter itself, and stats a second late are as
-//! useful to an operator as live ones.
+//! each tick ([`crate::filter::METRICS_FLUSH_PERIOD`] at most), as every meshguard filter does
+//! ([`meshguard_filter_core::counters`]).
 
-use meshguard_filter_core::{Host, MetricKind};
+use meshguard_filter_core::Host;
+use meshguard_filter_core::counters::Counter as Batched;
 
 use crate::failure::Failure;
 
@@ -45,30 +45,24 @@ const FIXED: [(&str, Counter); 8] = [
     ("verify.wasm", Counter::VerifiedInWasm),
 ];
 
-const SLOTS: usize = FIXED.len() + Failure::REASONS.len();
-
-/// Metric ids (defined once per root context) and the counts not yet flushed.
-#[derive(Debug, Clone)]
+/// The counters, defined once per root context, in slot order.
+#[derive(Debug)]
 pub struct Metrics {
-    ids: [Option<u32>; SLOTS],
-    pending: [u32; SLOTS],
+    counters: Vec<Batched>,
 }
 
 impl Metrics {
     /// Defines every counter under `jwt_auth.<plugin>.`.
     pub fn define(host: &mut dyn Host, plugin: &str) -> Self {
-        let mut ids = [None; SLOTS];
         let names = FIXED.iter().map(|(name, _)| (*name).to_string()).chain(
             Failure::REASONS
                 .iter()
                 .map(|reason| format!("denied.{reason}")),
         );
-        for (slot, name) in ids.iter_mut().zip(names) {
-            *slot = host.define_metric(MetricKind::Counter, &format!("jwt_auth.{plugin}.{name}"));
-        }
         Self {
-            ids,
-            pending: [0; SLOTS],
+            counters: names
+                .map(|name| Batched::define(host, &format!("jwt_auth.{plugin}.{name}")))
+                .collect(),
         }
     }
 
@@ -84,20 +78,15 @@ impl Metrics {
 
     /// Counts one `counter` (added to Envoy's stats at the next flush).
     pub fn increment(&mut self, counter: Counter) {
-        if let Some(count) = Self::slot(counter).and_then(|slot| self.pending.get_mut(slot)) {
-            *count = count.saturating_add(1);
+        if let Some(counter) = Self::slot(counter).and_then(|slot| self.counters.get(slot)) {
+            counter.bump();
         }
     }
 
     /// Adds the pending counts to Envoy's stats.
     pub fn flush(&mut self, host: &mut dyn Host) {
-        for (id, count) in self.ids.iter().zip(self.pending.iter_mut()) {
-            if *count > 0 {
-                if let Some(id) = id {
-                    host.increment_metric(*id, i64::from(*count));
-                }
-                *count = 0;
-            }
+        for counter in &self.counters {
+            counter.flush(host);
         }
     }
 }
@@ -126,6 +115,6 @@ mod tests {
             2,
             "flushed counts are not added twice"
         );
-        assert_eq!(host.metrics.len(), SLOTS);
+        assert_eq!(host.metrics.len(), FIXED.len() + Failure::REASONS.len());
     }
 }

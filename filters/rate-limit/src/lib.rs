@@ -54,7 +54,7 @@ use crate::table::Table;
 #[cfg(target_arch = "wasm32")]
 meshguard_filter_shim::export_filter!(RateLimitRoot::default());
 
-/// How often every root context ticks (sweep lease attempts, seed refresh).
+/// How often every root context ticks (sweep lease attempts, seed refresh, stats flush).
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// The root: validated config, table layouts, seeds and metric ids.
@@ -120,6 +120,7 @@ impl RootFilter for RateLimitRoot {
                 seed.set(stored);
             }
             sweep::tick(host, limit, table, metrics, now);
+            metrics.flush(host);
         }
     }
 

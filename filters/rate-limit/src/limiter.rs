@@ -28,7 +28,7 @@ use meshguard_filter_core::{Host, LocalResponse, LogLevel, SharedDataError};
 
 use crate::config::{Config, HeaderStyle, Limit};
 use crate::headers::{LimitStatus, render, seconds_until};
-use crate::metrics::{LimitMetrics, add};
+use crate::metrics::LimitMetrics;
 use crate::request::{self, Key, Request};
 use crate::store::{HostClock, Mode, Observation, Placement, SharedStore, refund};
 use crate::table::{Slot, Table};
@@ -83,11 +83,11 @@ pub fn now_ns(host: &dyn Host) -> u64 {
 }
 
 impl Engine {
-    fn limit(&self, index: usize) -> Option<(&Limit, &Table, LimitMetrics)> {
+    fn limit(&self, index: usize) -> Option<(&Limit, &Table, &LimitMetrics)> {
         Some((
             self.config.limits.get(index)?,
             self.tables.get(index)?,
-            self.metrics.get(index).copied().unwrap_or_default(),
+            self.metrics.get(index)?,
         ))
     }
 
@@ -226,18 +226,16 @@ impl Engine {
             let Some((limit, _, metrics)) = self.limit(check.index) else {
                 continue;
             };
-            add(
-                host,
-                metrics.cas_retries,
-                u64::from(check.retries + check.observation.retries),
-            );
+            metrics
+                .cas_retries
+                .add(u64::from(check.retries + check.observation.retries));
             if check.observation.placement == Placement::Overflow {
-                add(host, metrics.overflow, 1);
+                metrics.overflow.bump();
             }
             if check.committed {
-                add(host, metrics.allowed, 1);
+                metrics.allowed.bump();
                 if check.observation.placement == Placement::Replaced {
-                    add(host, metrics.evictions, 1);
+                    metrics.evictions.bump();
                 }
             }
             if check.observation.failed {
@@ -253,7 +251,7 @@ impl Engine {
                 continue;
             }
             if limit.shadow {
-                add(host, metrics.shadow_limited, 1);
+                metrics.shadow_limited.bump();
                 host.log(
                     LogLevel::Info,
                     &format!(
@@ -268,7 +266,7 @@ impl Engine {
                     ),
                 );
             } else {
-                add(host, metrics.limited, 1);
+                metrics.limited.bump();
                 host.log(
                     LogLevel::Debug,
                     &format!(

@@ -16,7 +16,7 @@
 use meshguard_filter_core::{Host, SharedDataError};
 
 use crate::config::Limit;
-use crate::metrics::{LimitMetrics, add};
+use crate::metrics::LimitMetrics;
 use crate::table::{Table, decode, encode};
 
 /// Buckets swept per lease (16 keys each).
@@ -145,7 +145,7 @@ pub fn tick(
             .kept
             .saturating_add(u32::try_from(kept).unwrap_or(u32::MAX));
     }
-    add(host, metrics.evictions, swept.evicted);
+    metrics.evictions.add(swept.evicted);
     let total = claimed.kept.saturating_add(swept.kept);
     if pass_done {
         if let Some(gauge) = metrics.keys {

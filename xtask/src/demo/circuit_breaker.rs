@@ -2,6 +2,7 @@
 //! fallback (the order is kept, the payment queued) without touching the failing service; once
 //! payment recovers, one probe gets through and the breaker closes.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -50,14 +51,13 @@ fn describe(response: &Response) -> String {
     }
 }
 
-fn metric(envoy: &Envoy, name: &str) -> anyhow::Result<i64> {
+fn metric(stats: &BTreeMap<String, i64>, name: &str) -> i64 {
     let suffix = format!("meshguard_circuit_breaker.payment.{name}");
-    Ok(envoy
-        .stats()?
+    stats
         .iter()
         .filter(|(stat, _)| stat.ends_with(&suffix))
         .map(|(_, value)| value)
-        .sum())
+        .sum()
 }
 
 /// Runs the act.
@@ -151,10 +151,11 @@ pub fn run() -> anyhow::Result<Vec<Step>> {
         response.status == 200 && response.header("x-meshguard-circuit").is_none(),
     ));
 
+    let stats = envoy.flushed_stats()?;
     let (opened, closed, short) = (
-        metric(&envoy, "transitions.to_open")?,
-        metric(&envoy, "transitions.to_closed")?,
-        metric(&envoy, "short_circuited")?,
+        metric(&stats, "transitions.to_open"),
+        metric(&stats, "transitions.to_closed"),
+        metric(&stats, "short_circuited"),
     );
     steps.push(Step::new(
         "Envoy stats",

@@ -69,7 +69,7 @@ fn expected_version(service: &str, key: &str, canary_from: u32) -> &'static str 
 #[test]
 fn each_user_is_routed_by_the_hash_of_their_key_every_time() {
     let mut host = MockHost::new();
-    let root = root(CONFIG, &mut host);
+    let mut root = root(CONFIG, &mut host);
     for user in 0..300 {
         let user = format!("user-{user}");
         let want = expected_version("product", &user, 9000);
@@ -85,6 +85,7 @@ fn each_user_is_routed_by_the_hash_of_their_key_every_time() {
             assert_eq!(cookie, None, "a keyed user needs no pin");
         }
     }
+    root.on_tick(&mut host);
     let (v1, v2) = (
         host.metric("meshguard.canary.product.v1.requests"),
         host.metric("meshguard.canary.product.v2.requests"),
@@ -133,7 +134,7 @@ fn cookies_are_found_in_any_cookie_header() {
 #[test]
 fn a_spoofed_route_header_is_replaced_or_removed() {
     let mut host = MockHost::new();
-    let root = root(CONFIG, &mut host);
+    let mut root = root(CONFIG, &mut host);
     let user = (0..)
         .map(|n| format!("u{n}"))
         .find(|u| expected_version("product", u, 9000) == "v1")
@@ -158,6 +159,7 @@ fn a_spoofed_route_header_is_replaced_or_removed() {
         );
         assert_eq!(route, None, "{authority}{path}");
     }
+    root.on_tick(&mut host);
     assert_eq!(host.metric("meshguard.canary.route_header_stripped"), 3);
     assert_eq!(host.metric("meshguard.canary.unmatched"), 2);
 }
@@ -165,7 +167,7 @@ fn a_spoofed_route_header_is_replaced_or_removed() {
 #[test]
 fn an_override_needs_the_gate_header() {
     let mut host = MockHost::new();
-    let root = root(CONFIG, &mut host);
+    let mut root = root(CONFIG, &mut host);
     let user = (0..)
         .map(|n| format!("u{n}"))
         .find(|u| expected_version("product", u, 9000) == "v1")
@@ -180,6 +182,7 @@ fn an_override_needs_the_gate_header() {
         ask(&mut host, &[("x-internal-caller", "qa-bot")]).as_deref(),
         Some("v2")
     );
+    root.on_tick(&mut host);
     assert_eq!(host.metric("meshguard.canary.product.overrides_used"), 1);
     assert_eq!(host.metric("meshguard.canary.product.overrides_denied"), 1);
 }
@@ -187,7 +190,7 @@ fn an_override_needs_the_gate_header() {
 #[test]
 fn anonymous_users_get_a_pin_cookie_and_keep_their_version() {
     let mut host = MockHost::new().with_seed(42);
-    let root = root(CONFIG, &mut host);
+    let mut root = root(CONFIG, &mut host);
     let mut versions = std::collections::BTreeMap::new();
     for _ in 0..200 {
         // No user id and no client IP: the pin decides.
@@ -220,6 +223,7 @@ fn anonymous_users_get_a_pin_cookie_and_keep_their_version() {
         }
         *versions.entry(route).or_insert(0) += 1;
     }
+    root.on_tick(&mut host);
     assert_eq!(host.metric("meshguard.canary.product.pins_issued"), 200);
     assert!(versions.get("v2").copied().unwrap_or(0) > 0, "{versions:?}");
 }
@@ -254,10 +258,11 @@ fn without_key_or_pin_the_pick_is_random_per_request() {
     let config = r#"{"services":[{"name":"cart","hosts":["*"],
         "versions":[{"name":"v1","weight":50},{"name":"v2","weight":50}]}]}"#;
     let mut host = MockHost::new().with_seed(7);
-    let root = root(config, &mut host);
+    let mut root = root(config, &mut host);
     for _ in 0..400 {
         request(&root, &mut host, "cart", "/", &[]);
     }
+    root.on_tick(&mut host);
     let v2 = host.metric("meshguard.canary.cart.v2.requests");
     assert!((140..=260).contains(&v2), "{v2}");
     assert_eq!(host.metric("meshguard.canary.cart.unkeyed"), 400);
@@ -268,12 +273,13 @@ fn a_custom_route_header_is_the_one_set_and_stripped() {
     let config = r#"{"routeHeader":"X-Subset","services":[{"name":"cart","hosts":["cart"],
         "versions":[{"name":"stable","weight":0},{"name":"canary","weight":100}]}]}"#;
     let mut host = MockHost::new();
-    let root = root(config, &mut host);
+    let mut root = root(config, &mut host);
     request(&root, &mut host, "cart", "/", &[("x-subset", "stable")]);
     assert_eq!(
         host.header(HeaderMap::Request, "x-subset").as_deref(),
         Some("canary")
     );
+    root.on_tick(&mut host);
     assert_eq!(host.metric("meshguard.canary.cart.canary.requests"), 1);
 }
 

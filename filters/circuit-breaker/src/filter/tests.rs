@@ -115,7 +115,11 @@ impl Worker {
         decision
     }
 
-    fn metric(&self, name: &str) -> i64 {
+    /// A stat after this worker's batched counts were added (as its root's tick does).
+    fn metric(&mut self, name: &str) -> i64 {
+        for guard in &self.runtime().guards {
+            guard.flush_counters(&mut self.host);
+        }
         self.host
             .metric(&format!("meshguard_circuit_breaker.pay.{name}"))
     }

@@ -177,8 +177,11 @@ fn a_flood_of_100k_distinct_keys_stays_within_the_bound() {
     drop(store);
     assert!(tracked(&workers[0]) <= 1000);
     // Keys that found room got their own budget; the rest shared the overflow cell.
-    let overflow: i64 = workers.iter().map(|w| w.metric("ip", "overflow")).sum();
-    let evictions: i64 = workers.iter().map(|w| w.metric("ip", "evictions")).sum();
+    let overflow: i64 = workers.iter_mut().map(|w| w.metric("ip", "overflow")).sum();
+    let evictions: i64 = workers
+        .iter_mut()
+        .map(|w| w.metric("ip", "evictions"))
+        .sum();
     assert!(
         overflow > 0 && evictions > 0,
         "overflow {overflow}, evictions {evictions}"

@@ -124,8 +124,12 @@ impl Worker {
         self.root.on_tick(&mut self.host);
     }
 
-    /// A metric of limit `limit`.
-    pub fn metric(&self, limit: &str, stat: &str) -> i64 {
+    /// A metric of limit `limit` once this worker's batched counts are added (as its root's
+    /// tick does, without the tick's sweep).
+    pub fn metric(&mut self, limit: &str, stat: &str) -> i64 {
+        for metrics in &self.root.engine().unwrap().metrics {
+            metrics.flush(&mut self.host);
+        }
         self.host
             .metric(&format!("meshguard_rate_limit.{limit}.{stat}"))
     }

@@ -36,7 +36,10 @@ fn four_workers_share_one_exact_budget() {
         .sum();
     assert_eq!(after, 1);
     // Stats are per VM here; Envoy sums them by name.
-    let allowed: i64 = workers.iter().map(|w| w.metric("user", "allowed")).sum();
+    let allowed: i64 = workers
+        .iter_mut()
+        .map(|w| w.metric("user", "allowed"))
+        .sum();
     assert_eq!(allowed, 16);
 }
 
@@ -100,6 +103,10 @@ fn race(
     });
     let decision = a_root.new_http(1).on_request_headers(&mut host, true);
     assert!(raced.get(), "the race happened");
+    // What A's root adds to the stats on its next tick.
+    for metrics in &a_root.engine().unwrap().metrics {
+        metrics.flush(&mut host.inner);
+    }
     (decision, host, b)
 }
 

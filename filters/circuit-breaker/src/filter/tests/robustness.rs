@@ -84,6 +84,9 @@ fn outcomes_are_not_lost_when_workers_race_for_the_state() {
     let state = codec::decode(&host.shared_get(&key).unwrap().0).unwrap();
     let total = state.window.aggregate(0_u64);
     assert_eq!((total.calls, total.failures), (15, 10));
+    for guard in &root.runtime().unwrap().guards {
+        guard.flush_counters(&mut host.inner);
+    }
     assert_eq!(
         host.inner
             .metric("meshguard_circuit_breaker.pay.cas_contended"),
@@ -166,6 +169,9 @@ fn endless_contention_fails_open_and_is_counted() {
         .insert("response.code_details".into(), VIA_UPSTREAM.to_vec());
     http.on_response_headers(&mut host, false);
     http.on_log(&mut host);
+    for guard in &root.runtime().unwrap().guards {
+        guard.flush_counters(&mut host.inner);
+    }
     assert_eq!(
         host.inner
             .metric("meshguard_circuit_breaker.pay.cas_contended"),
