@@ -65,11 +65,16 @@ struct Result {
     p50_us: f64,
     p99_us: f64,
     added_p50_us: f64,
+    /// The middle half of the per-round added p50s (25th and 75th percentile): how far the
+    /// machine's noise moved them.
+    added_p50_iqr_us: (f64, f64),
     /// Added p50 over the trivial filter's added p50: the issues' targets are stated this way.
     added_vs_floor: f64,
     p50_ratio: f64,
     rps_ratio: f64,
     errors: u64,
+    /// The latency pass's p50 in each round, in round order: the spread behind the medians.
+    p50_rounds: Vec<f64>,
 }
 
 fn rows() -> anyhow::Result<Vec<Row>> {
@@ -238,6 +243,15 @@ fn plan(budget: u64, rows: u64, max_rounds: u64) -> (u64, u64) {
     (rounds, seconds)
 }
 
+/// The `q` quantile of sorted `values` (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank).copied().unwrap_or(0.0)
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -333,10 +347,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             p50_us: p50,
             p99_us: p99,
             added_p50_us: 0.0,
+            added_p50_iqr_us: (0.0, 0.0),
             added_vs_floor: 0.0,
             p50_ratio: 1.0,
             rps_ratio: 1.0,
             errors,
+            p50_rounds: latency[index].iter().map(|s| s.p50).collect(),
         });
     }
     let (base_p50, base_rps) = (results[0].p50_us, results[0].requests_per_second);
@@ -349,6 +365,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .map(|(sample, base)| sample.p50 - base.p50)
             .collect();
         result.added_p50_us = median(&mut added);
+        result.added_p50_iqr_us = (quantile(&added, 0.25), quantile(&added, 0.75));
         result.p50_ratio = result.p50_us / base_p50.max(f64::EPSILON);
         result.rps_ratio = result.requests_per_second / base_rps.max(f64::EPSILON);
     }
@@ -381,18 +398,20 @@ fn render(results: &[Result]) -> String {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| configuration | req/s | p50 µs | p99 µs | added p50 µs | added / floor's added | p50 / no filter | req/s / no filter | errors |"
+        "| configuration | req/s | p50 µs | p99 µs | added p50 µs | per-round middle half | added / floor's added | p50 / no filter | req/s / no filter | errors |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.1} | {:.1} | {:+.1} | {:.2}x | {:.2}x | {:.2}x | {} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:+.1} | {:+.1} to {:+.1} | {:.2}x | {:.2}x | {:.2}x | {} |",
             r.name,
             r.requests_per_second,
             r.p50_us,
             r.p99_us,
             r.added_p50_us,
+            r.added_p50_iqr_us.0,
+            r.added_p50_iqr_us.1,
             r.added_vs_floor,
             r.p50_ratio,
             r.rps_ratio,

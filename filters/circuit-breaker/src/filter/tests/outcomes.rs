@@ -202,3 +202,52 @@ fn a_local_success_counts_in_closed_state_but_never_closes_a_half_open_breaker()
     assert_eq!(w.call("/api/payments", ok()), Decision::Continue);
     assert_eq!(w.phase(), Phase::Closed);
 }
+
+#[test]
+fn latency_is_measured_at_the_response_headers_not_at_stream_end() {
+    let config = BASIC.replace(
+        r#""minimumCalls":4,"#,
+        r#""minimumCalls":4,"slowCall":{"duration":"500ms","rateThreshold":50},"#,
+    );
+    let shared = SharedHandle::default();
+    let mut w = Worker::new(&shared, &config);
+    let (mut http, _) = w.start("/api/payments");
+    w.host.advance(Duration::from_millis(100));
+    w.host.response_headers = vec![(":status".into(), "200".into())];
+    http.on_response_headers(&mut w.host, false);
+    // A long body: the call answered in 100 ms, so it is not slow.
+    w.host.advance(Duration::from_secs(5));
+    http.on_log(&mut w.host);
+    assert_eq!(w.metric("calls.success"), 1);
+    assert_eq!(w.metric("calls.slow"), 0);
+}
+
+#[test]
+fn a_probe_is_recorded_at_its_response_headers() {
+    // Not when a long body ends: the breaker closes as soon as the probe's answer arrives.
+    let config = BASIC.replace(
+        r#""permittedCalls":2,"successToClose":2"#,
+        r#""permittedCalls":1"#,
+    );
+    let shared = SharedHandle::default();
+    let mut w = Worker::new(&shared, &config);
+    for _ in 0..4 {
+        w.call("/api/payments", fail());
+    }
+    w.host.advance(Duration::from_secs(1));
+    let (mut probe, decision) = w.start("/api/payments");
+    assert_eq!(decision, Decision::Continue);
+    w.host.response_headers = vec![(":status".into(), "200".into())];
+    w.host
+        .properties
+        .insert("response.code_details".into(), VIA_UPSTREAM.to_vec());
+    probe.on_response_headers(&mut w.host, false);
+    assert_eq!(
+        w.phase(),
+        Phase::Closed,
+        "closed before the probe's body ends"
+    );
+    probe.on_log(&mut w.host);
+    assert_eq!(w.phase(), Phase::Closed);
+    assert_eq!(w.metric("calls.success"), 1);
+}
