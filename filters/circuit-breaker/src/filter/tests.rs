@@ -23,6 +23,25 @@ const BASIC: &str = r#"{"breakers":[{"name":"pay","match":{"pathPrefix":"/api/pa
     "halfOpen":{"permittedCalls":2,"successToClose":2},
     "fallback":{"status":200,"headers":{"content-type":"application/json"},"body":"{\"status\":\"deferred\"}"}}]}"#;
 
+/// [`BASIC`] with a single half-open probe that closes the breaker on success.
+fn one_probe() -> String {
+    BASIC.replace(
+        r#""permittedCalls":2,"successToClose":2"#,
+        r#""permittedCalls":1"#,
+    )
+}
+
+/// A worker on [`one_probe`] whose breaker four failures opened and whose `openFor` has passed:
+/// its next request is the probe.
+fn due_one_probe(shared: &SharedHandle) -> Worker {
+    let mut w = Worker::new(shared, &one_probe());
+    for _ in 0..4 {
+        w.call("/api/payments", fail());
+    }
+    w.host.advance(Duration::from_secs(1));
+    w
+}
+
 /// One Envoy worker: a host and a configured root.
 struct Worker {
     host: MockHost,

@@ -17,16 +17,8 @@ fn resets_and_timeouts_without_response_headers_are_failures_at_stream_end() {
 
 #[test]
 fn a_client_that_went_away_is_not_a_call_and_returns_its_probe_permit() {
-    let config = BASIC.replace(
-        r#""permittedCalls":2,"successToClose":2"#,
-        r#""permittedCalls":1"#,
-    );
     let shared = SharedHandle::default();
-    let mut w = Worker::new(&shared, &config);
-    for _ in 0..4 {
-        w.call("/api/payments", fail());
-    }
-    w.host.advance(Duration::from_secs(1));
+    let mut w = due_one_probe(&shared);
     assert_eq!(
         w.call("/api/payments", Upstream::Reset(DC)),
         Decision::Continue
@@ -171,12 +163,8 @@ fn cluster_matching_reads_the_cluster_name_property() {
 
 #[test]
 fn a_local_success_counts_in_closed_state_but_never_closes_a_half_open_breaker() {
-    let config = BASIC.replace(
-        r#""permittedCalls":2,"successToClose":2"#,
-        r#""permittedCalls":1"#,
-    );
     let shared = SharedHandle::default();
-    let mut w = Worker::new(&shared, &config);
+    let mut w = Worker::new(&shared, &one_probe());
     let local_ok = |w: &mut Worker| {
         let (mut http, decision) = w.start("/api/payments");
         w.host.response_headers = vec![(":status".into(), "200".into())];
@@ -225,16 +213,8 @@ fn latency_is_measured_at_the_response_headers_not_at_stream_end() {
 #[test]
 fn a_probe_is_recorded_at_its_response_headers() {
     // Not when a long body ends: the breaker closes as soon as the probe's answer arrives.
-    let config = BASIC.replace(
-        r#""permittedCalls":2,"successToClose":2"#,
-        r#""permittedCalls":1"#,
-    );
     let shared = SharedHandle::default();
-    let mut w = Worker::new(&shared, &config);
-    for _ in 0..4 {
-        w.call("/api/payments", fail());
-    }
-    w.host.advance(Duration::from_secs(1));
+    let mut w = due_one_probe(&shared);
     let (mut probe, decision) = w.start("/api/payments");
     assert_eq!(decision, Decision::Continue);
     w.host.response_headers = vec![(":status".into(), "200".into())];

@@ -96,10 +96,7 @@ fn outcomes_are_not_lost_when_workers_race_for_the_state() {
 
 #[test]
 fn a_probe_permit_taken_by_another_worker_mid_admission_is_not_handed_out_twice() {
-    let config = BASIC.replace(
-        r#""permittedCalls":2,"successToClose":2"#,
-        r#""permittedCalls":1"#,
-    );
+    let config = one_probe();
     let shared = SharedHandle::default();
     let other = std::rc::Rc::new(std::cell::RefCell::new(Worker::new(&shared, &config)));
     for _ in 0..4 {
