@@ -21,7 +21,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-
 use std::time::Duration;
 
 use meshguard_filter_core::counters::Counter;
