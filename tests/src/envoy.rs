@@ -309,6 +309,29 @@ impl Envoy {
             .collect())
     }
 
+    /// CPU time all of Envoy's threads have run so far (the sum of the first field of
+    /// `/proc/<pid>/task/*/schedstat`, nanoseconds): benchmarks divide its growth over a load
+    /// pass by the requests served, a figure scheduling noise moves far less than latency.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let tasks = Path::new("/proc")
+            .join(self.child.id().to_string())
+            .join("task");
+        let mut total = 0u64;
+        for task in fs::read_dir(&tasks).with_context(|| format!("reading {}", tasks.display()))? {
+            // A thread may exit between the listing and the read: it no longer counts.
+            let Ok(stat) = fs::read_to_string(task?.path().join("schedstat")) else {
+                continue;
+            };
+            let ns: u64 = stat
+                .split_whitespace()
+                .next()
+                .and_then(|field| field.parse().ok())
+                .with_context(|| format!("unexpected schedstat `{stat}`"))?;
+            total = total.saturating_add(ns);
+        }
+        Ok(Duration::from_nanos(total))
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()

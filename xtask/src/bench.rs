@@ -56,6 +56,8 @@ struct Sample {
     non2xx: u64,
     p50: f64,
     p99: f64,
+    /// CPU Envoy's threads used during the pass.
+    envoy_cpu: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +72,12 @@ struct Result {
     added_p50_iqr_us: (f64, f64),
     /// Added p50 over the trivial filter's added p50: the issues' targets are stated this way.
     added_vs_floor: f64,
+    /// Envoy's CPU per request in the latency passes (all rounds), microseconds.
+    envoy_cpu_us: f64,
+    /// That minus the `no filter` row's: the work the filter adds to Envoy.
+    added_cpu_us: f64,
+    /// Added CPU over the trivial filter's added CPU.
+    added_cpu_vs_floor: f64,
     p50_ratio: f64,
     rps_ratio: f64,
     errors: u64,
@@ -231,6 +239,7 @@ fn wrk(
         non2xx: num("non2xx") as u64,
         p50: num("p50"),
         p99: num("p99"),
+        envoy_cpu: Duration::ZERO,
     })
 }
 
@@ -311,7 +320,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for round in 0..rounds {
         for (index, row) in rows.iter().enumerate() {
             let url = format!("{}{}", envoy.url(&row.listener.name), row.path);
-            latency[index].push(wrk(&url, &row.headers, 1, seconds, &scripts[index])?);
+            let cpu_before = envoy.cpu_time()?;
+            let mut sample = wrk(&url, &row.headers, 1, seconds, &scripts[index])?;
+            sample.envoy_cpu = envoy.cpu_time()?.saturating_sub(cpu_before);
+            latency[index].push(sample);
             throughput[index].push(wrk(
                 &url,
                 &row.headers,
@@ -348,6 +360,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             p99_us: p99,
             added_p50_us: 0.0,
             added_p50_iqr_us: (0.0, 0.0),
+            envoy_cpu_us: {
+                let requests: u64 = latency[index].iter().map(|s| s.requests).sum();
+                let cpu: Duration = latency[index].iter().map(|s| s.envoy_cpu).sum();
+                cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
+            },
+            added_cpu_us: 0.0,
+            added_cpu_vs_floor: 0.0,
             added_vs_floor: 0.0,
             p50_ratio: 1.0,
             rps_ratio: 1.0,
@@ -355,7 +374,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             p50_rounds: latency[index].iter().map(|s| s.p50).collect(),
         });
     }
-    let (base_p50, base_rps) = (results[0].p50_us, results[0].requests_per_second);
+    let (base_p50, base_rps, base_cpu) = (
+        results[0].p50_us,
+        results[0].requests_per_second,
+        results[0].envoy_cpu_us,
+    );
     for (index, result) in results.iter_mut().enumerate() {
         // Paired within each round (the no-filter row ran minutes apart at worst, seconds at
         // best): the machine's drift between rounds cancels; the median drops outlier rounds.
@@ -367,14 +390,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         result.added_p50_us = median(&mut added);
         result.added_p50_iqr_us = (quantile(&added, 0.25), quantile(&added, 0.75));
         result.p50_ratio = result.p50_us / base_p50.max(f64::EPSILON);
+        result.added_cpu_us = result.envoy_cpu_us - base_cpu;
         result.rps_ratio = result.requests_per_second / base_rps.max(f64::EPSILON);
     }
-    let floor_added = results
+    let floor = results
         .iter()
         .find(|r| r.name.contains("floor"))
-        .map_or(f64::NAN, |r| r.added_p50_us);
+        .map_or((f64::NAN, f64::NAN), |r| (r.added_p50_us, r.added_cpu_us));
     for result in &mut results {
-        result.added_vs_floor = result.added_p50_us / floor_added;
+        result.added_vs_floor = result.added_p50_us / floor.0;
+        result.added_cpu_vs_floor = result.added_cpu_us / floor.1;
     }
     let table = render(&results);
     println!("\n{table}");
@@ -398,13 +423,16 @@ fn render(results: &[Result]) -> String {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| configuration | req/s | p50 µs | p99 µs | added p50 µs | per-round middle half | added / floor's added | p50 / no filter | req/s / no filter | errors |"
+        "| configuration | req/s | p50 µs | p99 µs | added p50 µs | per-round middle half | added / floor's added | Envoy CPU µs/req | added CPU / floor's | p50 / no filter | req/s / no filter | errors |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        table,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.1} | {:.1} | {:+.1} | {:+.1} to {:+.1} | {:.2}x | {:.2}x | {:.2}x | {} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:+.1} | {:+.1} to {:+.1} | {:.2}x | {:.1} ({:+.1}) | {:.2}x | {:.2}x | {:.2}x | {} |",
             r.name,
             r.requests_per_second,
             r.p50_us,
@@ -413,6 +441,9 @@ fn render(results: &[Result]) -> String {
             r.added_p50_iqr_us.0,
             r.added_p50_iqr_us.1,
             r.added_vs_floor,
+            r.envoy_cpu_us,
+            r.added_cpu_us,
+            r.added_cpu_vs_floor,
             r.p50_ratio,
             r.rps_ratio,
             r.errors
