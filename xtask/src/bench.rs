@@ -5,7 +5,9 @@
 //! of its p50 minus the baseline's p50 in the same round (paired, so drift between rounds cancels).
 //!
 //! Two passes per row and round: latency with one connection (p50/p99, the cost one request
-//! pays) and throughput with several connections (requests/s at saturation).
+//! pays, and Envoy's CPU per request over that pass) and throughput with several connections
+//! (requests/s at saturation). With `--calibrate`, rows of the floor filter making a few extra
+//! hostcalls of one kind show what each kind costs in this Envoy on this machine.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -38,6 +40,10 @@ pub struct Args {
     /// (the baseline and the floor always run).
     #[arg(long)]
     only: Option<String>,
+    /// Also run the calibration rows: the floor plus four header reads (present, absent), four
+    /// clock reads, one header-map read, one shared-data update: what each hostcall costs.
+    #[arg(long)]
+    calibrate: bool,
 }
 
 /// One configuration under test.
@@ -83,6 +89,45 @@ struct Result {
     errors: u64,
     /// The latency pass's p50 in each round, in round order: the spread behind the medians.
     p50_rounds: Vec<f64>,
+}
+
+/// The floor filter making extra hostcalls (`stamp`'s `calibration` block), sent the user
+/// header the filter rows get too.
+fn calibration_rows() -> anyhow::Result<Vec<Row>> {
+    let rows = [
+        (
+            "4 header reads, present",
+            r#"{"headerReads":["x-user-id","x-user-id","x-user-id","x-user-id"]}"#,
+        ),
+        (
+            "4 header reads, absent",
+            r#"{"headerReads":["x-a","x-b","x-c","x-d"]}"#,
+        ),
+        ("4 clock reads", r#"{"clockReads":4}"#),
+        ("1 header map read", r#"{"headerMapReads":1}"#),
+        (
+            "1 shared-data update (read + CAS write)",
+            r#"{"sharedDataUpdates":1}"#,
+        ),
+    ];
+    rows.into_iter()
+        .enumerate()
+        .map(|(index, (what, calibration))| {
+            let name = format!("calibration{index}");
+            Ok(Row {
+                name: format!("calibration: floor + {what}"),
+                listener: Listener::new(&name)
+                    .filter(FilterSpec::wasm(
+                        &name,
+                        filter_module("meshguard_stamp")?,
+                        format!(r#"{{"calibration":{calibration}}}"#),
+                    ))
+                    .route(Route::prefix("/", "backend")),
+                headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
+                path: "/api/products".to_string(),
+            })
+        })
+        .collect()
 }
 
 fn rows() -> anyhow::Result<Vec<Row>> {
@@ -275,12 +320,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ensure_wrk()?;
     build_filters()?;
     let mut rows = rows()?;
+    if args.calibrate {
+        // Right after the floor, which they extend.
+        rows.splice(2..2, calibration_rows()?);
+    }
     if let Some(only) = &args.only {
         let mut index = 0;
         rows.retain(|row| {
             index += 1;
             // The baseline and the trivial-filter floor: every target is stated against them.
-            index <= 2 || only.split(',').any(|text| row.name.contains(text.trim()))
+            index <= 2
+                || row.name.starts_with("calibration:")
+                || only.split(',').any(|text| row.name.contains(text.trim()))
         });
     }
     let upstream = Upstream::start("backend")?;

@@ -3,6 +3,11 @@
 //! It exists for two reasons: the benchmark's "trivial wasm filter" row (the latency floor any
 //! proxy-wasm filter pays in Envoy), and the first end-to-end proof that a module built by this
 //! workspace runs in Envoy's V8 runtime and can change what the upstream sees.
+//!
+//! Its optional `calibration` block makes it also read request headers, the clock or the whole
+//! header map before stamping: `cargo xtask bench --calibrate` runs such rows beside the floor
+//! to measure what each kind of hostcall costs in Envoy, the unit every filter's figure is made
+//! of.
 #![cfg_attr(
     not(test),
     deny(
@@ -29,7 +34,34 @@ struct RawConfig {
     header: String,
     #[serde(default = "default_value")]
     value: String,
+    #[serde(default)]
+    calibration: Calibration,
 }
+
+/// Extra hostcalls per request, for the benchmark's calibration rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Calibration {
+    /// Request headers to read, one hostcall each (present or absent).
+    #[serde(default)]
+    pub header_reads: Vec<String>,
+    /// Clock reads.
+    #[serde(default)]
+    pub clock_reads: u32,
+    /// Reads of the whole request header map.
+    #[serde(default)]
+    pub header_map_reads: u32,
+    /// Shared-data updates: a read and a compare-and-swap write of a 16-byte value, as the rate
+    /// limiter and the circuit breaker make per request.
+    #[serde(default)]
+    pub shared_data_updates: u32,
+}
+
+/// The shared-data key calibration updates.
+const CALIBRATION_KEY: &str = "meshguard.stamp.calibration";
+
+/// At most this many calls of each kind: calibration measures a few, not a loop.
+const MAX_CALIBRATION_CALLS: usize = 16;
 
 fn default_header() -> String {
     "x-meshguard-stamp".to_string()
@@ -46,6 +78,8 @@ pub struct Config {
     pub header: String,
     /// Value to set.
     pub value: String,
+    /// Extra hostcalls made before the header is set.
+    pub calibration: Calibration,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -69,9 +103,30 @@ impl TryFrom<RawConfig> for Config {
                 "control characters are not allowed",
             ));
         }
+        let calibration = raw.calibration;
+        for (field, count) in [
+            ("calibration.headerReads", calibration.header_reads.len()),
+            ("calibration.clockReads", calibration.clock_reads as usize),
+            (
+                "calibration.headerMapReads",
+                calibration.header_map_reads as usize,
+            ),
+            (
+                "calibration.sharedDataUpdates",
+                calibration.shared_data_updates as usize,
+            ),
+        ] {
+            if count > MAX_CALIBRATION_CALLS {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{count} calls; at most {MAX_CALIBRATION_CALLS}"),
+                ));
+            }
+        }
         Ok(Self {
             header: raw.header,
             value: raw.value,
+            calibration,
         })
     }
 }
@@ -111,6 +166,20 @@ pub struct StampHttp {
 impl HttpFilter for StampHttp {
     fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
         if let Some(config) = &self.config {
+            let calibration = &config.calibration;
+            for name in &calibration.header_reads {
+                let _ = host.header(HeaderMap::Request, name);
+            }
+            for _ in 0..calibration.clock_reads {
+                let _ = host.now();
+            }
+            for _ in 0..calibration.header_map_reads {
+                let _ = host.headers(HeaderMap::Request);
+            }
+            for _ in 0..calibration.shared_data_updates {
+                let cas = host.shared_get(CALIBRATION_KEY).map(|(_, cas)| cas);
+                let _ = host.shared_set(CALIBRATION_KEY, &[0; 16], cas);
+            }
             host.set_header(HeaderMap::Request, &config.header, Some(&config.value));
         }
         Decision::Continue
@@ -139,12 +208,34 @@ mod tests {
     }
 
     #[test]
+    fn calibration_makes_exactly_the_configured_calls() {
+        let mut root = StampRoot::default();
+        let mut host = MockHost::new().with_request_header("x-user-id", "u1");
+        root.configure(
+            &mut host,
+            br#"{"calibration":{"headerReads":["x-user-id","x-absent"],"clockReads":3,"headerMapReads":1,"sharedDataUpdates":2}}"#,
+        )
+        .unwrap();
+        host.reset_hostcalls();
+        root.new_http(1).on_request_headers(&mut host, true);
+        let counts = host.hostcall_counts();
+        assert_eq!(counts.get("header"), Some(&2));
+        assert_eq!(counts.get("now"), Some(&3));
+        assert_eq!(counts.get("headers"), Some(&1));
+        assert_eq!(counts.get("shared_get"), Some(&2));
+        assert_eq!(counts.get("shared_set"), Some(&2));
+        assert_eq!(counts.get("set_header"), Some(&1));
+        assert_eq!(host.hostcalls(), 11);
+    }
+
+    #[test]
     fn empty_config_uses_defaults() {
         assert_eq!(
             parse_config(b"").unwrap(),
             Config {
                 header: "x-meshguard-stamp".into(),
-                value: "1".into()
+                value: "1".into(),
+                calibration: Calibration::default(),
             }
         );
     }
@@ -156,6 +247,14 @@ mod tests {
             (r#"{"header":"x","value":"a\nb"}"#, "value"),
             (r#"{"headr":"x"}"#, "headr"),
             (r#"{"header":7}"#, "header"),
+            (
+                r#"{"calibration":{"clockReads":17}}"#,
+                "calibration.clockReads",
+            ),
+            (
+                r#"{"calibration":{"headerRead":["a"]}}"#,
+                "calibration.headerRead",
+            ),
         ] {
             let err = parse_config(config.as_bytes()).unwrap_err();
             assert_eq!(err.field, field, "{config}: {err}");
