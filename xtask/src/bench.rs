@@ -166,6 +166,23 @@ fn rows() -> anyhow::Result<Vec<Row>> {
             headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
             path: "/api/products".to_string(),
         },
+        // The same filter with only what a canary must do: one sticky header for every host and
+        // path, no tester overrides (each configured feature reads one more header).
+        Row {
+            name: "canary (sticky header only, 90/10)".to_string(),
+            listener: Listener::new("canaryminimal")
+                .filter(FilterSpec::wasm(
+                    "canary-minimal",
+                    filter_module("meshguard_canary")?,
+                    r#"{"services":[{"name":"product","hosts":["*"],
+                        "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
+                        "stickyKey":[{"header":"x-user-id"}]}]}"#,
+                ))
+                .route(Route::prefix("/", "backend").header("x-mesh-version", "v1"))
+                .route(Route::prefix("/", "backend").header("x-mesh-version", "v2")),
+            headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
+            path: "/api/products".to_string(),
+        },
         // The circuit breaker in its steady state: closed, every request admitted after a
         // shared-data read and every outcome written back with CAS (count window of 100 calls,
         // failure-rate and slow-call thresholds).
