@@ -130,6 +130,24 @@ fn calibration_rows() -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
+/// A canary row: the routes only match the header the filter sets, so a request it failed to
+/// route is an error.
+fn canary(name: &str, listener: &str, config: &str) -> anyhow::Result<Row> {
+    Ok(Row {
+        name: name.to_string(),
+        listener: Listener::new(listener)
+            .filter(FilterSpec::wasm(
+                listener,
+                filter_module("meshguard_canary")?,
+                config,
+            ))
+            .route(Route::prefix("/", "backend").header("x-mesh-version", "v1"))
+            .route(Route::prefix("/", "backend").header("x-mesh-version", "v2")),
+        headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
+        path: "/api/products".to_string(),
+    })
+}
+
 fn rows() -> anyhow::Result<Vec<Row>> {
     let plain = |name: &str, listener: Listener| Row {
         name: name.to_string(),
@@ -147,42 +165,25 @@ fn rows() -> anyhow::Result<Vec<Row>> {
                 r#"{"header":"x-meshguard-stamp","value":"1"}"#,
             )),
         ),
-        // A realistic canary: sticky user header, gated override header, 90/10. The routes
-        // only match the header the filter sets, so a request it failed to route is an error.
-        Row {
-            name: "canary (sticky header, 90/10)".to_string(),
-            listener: Listener::new("canary")
-                .filter(FilterSpec::wasm(
-                    "canary",
-                    filter_module("meshguard_canary")?,
-                    r#"{"services":[{"name":"product","hosts":["*"],"pathPrefix":"/api/products",
-                        "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
-                        "stickyKey":[{"header":"x-user-id"},{"cookie":"session"}],
-                        "overrides":{"header":"x-canary-version",
-                                     "onlyWithHeader":{"name":"x-meshguard-internal"}}}]}"#,
-                ))
-                .route(Route::prefix("/", "backend").header("x-mesh-version", "v1"))
-                .route(Route::prefix("/", "backend").header("x-mesh-version", "v2")),
-            headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
-            path: "/api/products".to_string(),
-        },
+        // A realistic canary: sticky user header, gated override header, 90/10.
+        canary(
+            "canary (sticky header, 90/10)",
+            "canary",
+            r#"{"services":[{"name":"product","hosts":["*"],"pathPrefix":"/api/products",
+                "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
+                "stickyKey":[{"header":"x-user-id"},{"cookie":"session"}],
+                "overrides":{"header":"x-canary-version",
+                             "onlyWithHeader":{"name":"x-meshguard-internal"}}}]}"#,
+        )?,
         // The same filter with only what a canary must do: one sticky header for every host and
         // path, no tester overrides (each configured feature reads one more header).
-        Row {
-            name: "canary (sticky header only, 90/10)".to_string(),
-            listener: Listener::new("canaryminimal")
-                .filter(FilterSpec::wasm(
-                    "canary-minimal",
-                    filter_module("meshguard_canary")?,
-                    r#"{"services":[{"name":"product","hosts":["*"],
-                        "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
-                        "stickyKey":[{"header":"x-user-id"}]}]}"#,
-                ))
-                .route(Route::prefix("/", "backend").header("x-mesh-version", "v1"))
-                .route(Route::prefix("/", "backend").header("x-mesh-version", "v2")),
-            headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
-            path: "/api/products".to_string(),
-        },
+        canary(
+            "canary (sticky header only, 90/10)",
+            "canaryminimal",
+            r#"{"services":[{"name":"product","hosts":["*"],
+                "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
+                "stickyKey":[{"header":"x-user-id"}]}]}"#,
+        )?,
         // The circuit breaker in its steady state: closed, every request admitted after a
         // shared-data read and every outcome written back with CAS (count window of 100 calls,
         // failure-rate and slow-call thresholds).
@@ -455,6 +456,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .zip(&latency[0])
             .map(|(sample, base)| sample.p50 - base.p50)
             .collect();
+        added.sort_by(f64::total_cmp);
         result.added_p50_us = median(&mut added);
         result.added_p50_iqr_us = (quantile(&added, 0.25), quantile(&added, 0.75));
         result.p50_ratio = result.p50_us / base_p50.max(f64::EPSILON);
@@ -517,6 +519,5 @@ fn render(results: &[Result]) -> String {
             r.errors
         );
     }
-    let _ = Duration::ZERO;
     table
 }

@@ -35,9 +35,7 @@ fn one_probe() -> String {
 /// its next request is the probe.
 fn due_one_probe(shared: &SharedHandle) -> Worker {
     let mut w = Worker::new(shared, &one_probe());
-    for _ in 0..4 {
-        w.call("/api/payments", fail());
-    }
+    w.fail_four();
     w.host.advance(Duration::from_secs(1));
     w
 }
@@ -115,6 +113,13 @@ impl Worker {
             }
         }
         http.on_log(&mut self.host);
+    }
+
+    /// Four failing calls: enough to open [`BASIC`] and the breakers derived from it.
+    fn fail_four(&mut self) {
+        for _ in 0..4 {
+            self.call("/api/payments", fail());
+        }
     }
 
     /// A whole request; the decision at request headers.

@@ -101,9 +101,7 @@ fn workers_share_one_window_and_open_together() {
 #[test]
 fn half_open_admits_permitted_calls_across_workers_and_closes_on_success() {
     let (mut a, mut b) = pair(BASIC);
-    for _ in 0..4 {
-        a.call("/api/payments", fail());
-    }
+    a.fail_four();
     advance_both(&mut a, &mut b, 1_000);
     let (mut probe_a, decision) = a.start("/api/payments");
     assert_eq!(decision, Decision::Continue);
@@ -136,9 +134,7 @@ fn half_open_admits_permitted_calls_across_workers_and_closes_on_success() {
 #[test]
 fn a_failed_probe_reopens_for_every_worker() {
     let (mut a, mut b) = pair(BASIC);
-    for _ in 0..4 {
-        b.call("/api/payments", fail());
-    }
+    b.fail_four();
     advance_both(&mut a, &mut b, 1_000);
     assert_eq!(a.call("/api/payments", fail()), Decision::Continue);
     assert_eq!(a.phase(), Phase::Open);
@@ -153,9 +149,7 @@ fn a_failed_probe_reopens_for_every_worker() {
 fn short_circuited_streams_record_nothing() {
     let shared = SharedHandle::default();
     let mut w = Worker::new(&shared, BASIC);
-    for _ in 0..4 {
-        w.call("/api/payments", fail());
-    }
+    w.fail_four();
     let before = (w.metric("calls.success"), w.metric("calls.ignored"));
     for _ in 0..5 {
         assert!(is_short_circuit(&w.call("/api/payments", ok()), "open"));
@@ -170,9 +164,7 @@ fn short_circuited_streams_record_nothing() {
 #[test]
 fn the_tick_moves_open_to_half_open_once_and_updates_every_gauge() {
     let (mut a, mut b) = pair(BASIC);
-    for _ in 0..4 {
-        a.call("/api/payments", fail());
-    }
+    a.fail_four();
     assert_eq!((a.metric("state"), b.metric("state")), (1, 0));
     b.root.on_tick(&mut b.host);
     assert_eq!(b.metric("state"), 1);

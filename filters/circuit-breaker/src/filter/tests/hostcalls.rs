@@ -118,9 +118,7 @@ fn a_request_no_breaker_guards_costs_the_reads_of_the_match() {
 fn an_open_breaker_answers_with_one_read_and_one_clock_read() {
     let shared = SharedHandle::default();
     let mut w = Worker::new(&shared, BASIC);
-    for _ in 0..4 {
-        w.call("/api/payments", fail());
-    }
+    w.fail_four();
     assert_eq!(w.phase(), Phase::Open);
     w.host.reset_hostcalls();
     let decision = w.call("/api/payments", ok());

@@ -178,9 +178,7 @@ fn a_local_success_counts_in_closed_state_but_never_closes_a_half_open_breaker()
     // Closed: a 200 is a success without reading where it came from (the hot path).
     local_ok(&mut w);
     assert_eq!(w.metric("calls.success"), 1);
-    for _ in 0..4 {
-        w.call("/api/payments", fail());
-    }
+    w.fail_four();
     assert_eq!(w.phase(), Phase::Open);
     w.host.advance(Duration::from_secs(1));
     // Half-open: the probe's 200 did not come from the upstream, so it proves nothing.

@@ -99,9 +99,7 @@ fn a_probe_permit_taken_by_another_worker_mid_admission_is_not_handed_out_twice(
     let config = one_probe();
     let shared = SharedHandle::default();
     let other = std::rc::Rc::new(std::cell::RefCell::new(Worker::new(&shared, &config)));
-    for _ in 0..4 {
-        other.borrow_mut().call("/api/payments", fail());
-    }
+    other.borrow_mut().fail_four();
     let mut host = MockHost::new().with_shared(shared.clone());
     let mut root = CircuitBreakerRoot::default();
     root.configure(&mut host, config.as_bytes()).unwrap();
@@ -185,9 +183,7 @@ fn endless_contention_fails_open_and_is_counted() {
 fn configure_replaces_corrupt_or_reshaped_state_and_keeps_good_state() {
     let shared = SharedHandle::default();
     let mut w = Worker::new(&shared, BASIC);
-    for _ in 0..4 {
-        w.call("/api/payments", fail());
-    }
+    w.fail_four();
     // A restart of the VM with the same config keeps the open breaker.
     let again = Worker::new(&shared, BASIC);
     assert_eq!(again.phase(), Phase::Open);
