@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use meshguard_testkit::paths::{target_dir, workspace_root};
 
+use crate::exports::remove_unused_exports;
 use crate::process::{cargo, output, run};
 
 /// The wasm target the filters are built for.
@@ -64,7 +65,8 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds every filter with the `wasm` profile and copies the modules to `target/filters/`.
+/// Builds every filter with the `wasm` profile and writes the modules, without the exports they
+/// never need, to `target/filters/`.
 pub fn build_filters() -> anyhow::Result<Vec<(FilterCrate, PathBuf)>> {
     ensure_wasm_target()?;
     let crates = filter_crates()?;
@@ -83,14 +85,18 @@ pub fn build_filters() -> anyhow::Result<Vec<(FilterCrate, PathBuf)>> {
             .join("wasm")
             .join(format!("{}.wasm", filter.crate_name));
         let dest = out_dir.join(format!("{}.wasm", filter.crate_name));
-        fs::copy(&source, &dest)
-            .with_context(|| format!("copying {} to {}", source.display(), dest.display()))?;
-        let size = fs::metadata(&dest)?.len();
+        let module = fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
+        // Envoy calls every exported stream callback on every request; drop the ones the
+        // filter never needs (see `exports`).
+        let trimmed = remove_unused_exports(&module)
+            .with_context(|| format!("removing unused exports from {}", source.display()))?;
+        fs::write(&dest, &trimmed.module).with_context(|| format!("writing {}", dest.display()))?;
         println!(
-            "{:<32} {:>9} bytes  {}",
+            "{:<32} {:>9} bytes  {}  ({} unused exports removed)",
             filter.crate_name,
-            size,
-            dest.display()
+            trimmed.module.len(),
+            dest.display(),
+            trimmed.removed.len()
         );
         built.push((filter, dest));
     }

@@ -23,6 +23,7 @@ mod bench_webhook;
 mod build;
 #[cfg(feature = "full")]
 mod demo;
+mod exports;
 mod process;
 
 use clap::{Parser, Subcommand};

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use meshguard_filter_core::counters::Counter;
 use meshguard_filter_core::{
-    ConfigError, Decision, HeaderMap, Host, HttpFilter, LogLevel, RootFilter,
+    ConfigError, Decision, HeaderMap, Host, HttpFilter, LogLevel, RootFilter, StreamCallbacks,
 };
 
 use crate::config::{Config, parse_config};
@@ -164,6 +164,12 @@ pub struct CanaryHttp {
 }
 
 impl HttpFilter for CanaryHttp {
+    /// Response headers carry a new pin cookie; nothing happens at stream end.
+    const CALLBACKS: StreamCallbacks = StreamCallbacks {
+        response_headers: true,
+        log: false,
+    };
+
     fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
         let Some(shared) = &self.shared else {
             return Decision::Continue;

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::{
     ConfigError, Decision, HeaderMap, Host, HttpFilter, LocalResponse, LogLevel, RootFilter,
+    StreamCallbacks,
 };
 
 use crate::config::{Breaker, Config, parse_config};
@@ -272,6 +273,9 @@ impl CircuitBreakerHttp {
 }
 
 impl HttpFilter for CircuitBreakerHttp {
+    /// Outcomes are recorded at response headers, resets and timeouts at stream end.
+    const CALLBACKS: StreamCallbacks = StreamCallbacks::ALL;
+
     fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
         let Some(runtime) = self.runtime.clone() else {
             return Decision::Continue;

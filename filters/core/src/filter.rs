@@ -35,8 +35,40 @@ pub trait RootFilter: 'static {
     fn new_http(&self, context_id: u32) -> Self::Http;
 }
 
+/// The stream callbacks, beyond request headers, that an [`HttpFilter`] implements.
+///
+/// Envoy makes no call into the VM for a callback the module does not export, and each call
+/// it skips is work saved on every request (about 0.5-1 µs of Envoy CPU here, measured with
+/// `cargo xtask bench`). The shim records this in the module and `cargo xtask build-filters`
+/// removes the exports of the callbacks a filter leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCallbacks {
+    /// [`HttpFilter::on_response_headers`] is implemented.
+    pub response_headers: bool,
+    /// [`HttpFilter::on_log`] is implemented.
+    pub log: bool,
+}
+
+impl StreamCallbacks {
+    /// Every callback: the safe default, for a filter that has not said otherwise.
+    pub const ALL: Self = Self {
+        response_headers: true,
+        log: true,
+    };
+    /// Request headers only.
+    pub const REQUEST_ONLY: Self = Self {
+        response_headers: false,
+        log: false,
+    };
+}
+
 /// The per-stream part of a filter.
 pub trait HttpFilter: 'static {
+    /// The optional callbacks this filter implements. A callback left out here is never
+    /// called in Envoy (its export is removed from the module), so a filter that overrides
+    /// [`HttpFilter::on_response_headers`] or [`HttpFilter::on_log`] must list it.
+    const CALLBACKS: StreamCallbacks = StreamCallbacks::ALL;
+
     /// Request headers arrived.
     fn on_request_headers(&mut self, _host: &mut dyn Host, _end_of_stream: bool) -> Decision {
         Decision::Continue

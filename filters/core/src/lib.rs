@@ -27,5 +27,5 @@ pub mod racing;
 
 pub use config::ConfigError;
 pub use decision::{CallResponse, Decision, HttpCall, LocalResponse};
-pub use filter::{HttpFilter, RootFilter};
+pub use filter::{HttpFilter, RootFilter, StreamCallbacks};
 pub use host::{HeaderMap, Host, LogLevel, MetricKind, SharedDataError};

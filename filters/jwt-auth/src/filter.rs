@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::{
-    CallResponse, ConfigError, Decision, Host, HttpFilter, LogLevel, RootFilter,
+    CallResponse, ConfigError, Decision, Host, HttpFilter, LogLevel, RootFilter, StreamCallbacks,
 };
 
 use crate::auth::authenticate;
@@ -192,6 +192,9 @@ pub struct JwtHttp {
 }
 
 impl HttpFilter for JwtHttp {
+    /// A token is judged on the request headers alone.
+    const CALLBACKS: StreamCallbacks = StreamCallbacks::REQUEST_ONLY;
+
     fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
         let Some(worker) = &self.worker else {
             return Decision::Continue;

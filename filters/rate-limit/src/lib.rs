@@ -42,7 +42,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use meshguard_filter_core::{ConfigError, Decision, HeaderMap, Host, HttpFilter, RootFilter};
+use meshguard_filter_core::{
+    ConfigError, Decision, HeaderMap, Host, HttpFilter, RootFilter, StreamCallbacks,
+};
 
 pub use config::{Config, parse_config};
 pub use limiter::{Engine, Verdict};
@@ -140,6 +142,12 @@ pub struct RateLimitHttp {
 }
 
 impl HttpFilter for RateLimitHttp {
+    /// Response headers carry the rate-limit headers; nothing happens at stream end.
+    const CALLBACKS: StreamCallbacks = StreamCallbacks {
+        response_headers: true,
+        log: false,
+    };
+
     fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
         let Some(engine) = &self.engine else {
             return Decision::Continue;

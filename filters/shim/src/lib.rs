@@ -4,7 +4,8 @@
 //! [`HttpFilter`] pair in proxy-wasm contexts, turns [`Decision`]s into host actions, installs a
 //! panic hook that logs at critical (a panic aborts the wasm VM, and Envoy then fails every
 //! later request on that worker, so the log line is the only trace), and exports one filter per
-//! module with [`export_filter!`].
+//! module with [`export_filter!`], recording in the module which SDK exports the filter never
+//! needs ([`exports`]).
 
 use std::time::SystemTime;
 
@@ -15,6 +16,8 @@ use meshguard_filter_core::{
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, Action, BufferType, ContextType, MapType, MetricType, Status};
+
+pub mod exports;
 
 #[doc(hidden)]
 pub use proxy_wasm;
@@ -34,6 +37,15 @@ macro_rules! export_filter {
             $crate::proxy_wasm::main! {{
                 $crate::install(|| $root);
             }}
+            // The exports this filter never needs, for `cargo xtask build-filters` to remove
+            // (see the `exports` module). The closure only names the root's type.
+            const CALLBACKS: $crate::exports::StreamCallbacks =
+                $crate::exports::callbacks_of(|| $root);
+            #[allow(unsafe_code)]
+            #[used]
+            #[unsafe(link_section = "meshguard.unused_exports")]
+            static UNUSED_EXPORTS: [u8; $crate::exports::unused_len(CALLBACKS)] =
+                $crate::exports::unused_names(CALLBACKS);
         };
     };
 }

@@ -21,7 +21,9 @@
 use std::rc::Rc;
 
 use meshguard_filter_core::config::parse_json;
-use meshguard_filter_core::{ConfigError, Decision, HeaderMap, Host, HttpFilter, RootFilter};
+use meshguard_filter_core::{
+    ConfigError, Decision, HeaderMap, Host, HttpFilter, RootFilter, StreamCallbacks,
+};
 
 #[cfg(target_arch = "wasm32")]
 meshguard_filter_shim::export_filter!(StampRoot::default());
@@ -164,6 +166,9 @@ pub struct StampHttp {
 }
 
 impl HttpFilter for StampHttp {
+    /// Request headers only: the floor pays for no callback it does not use.
+    const CALLBACKS: StreamCallbacks = StreamCallbacks::REQUEST_ONLY;
+
     fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
         if let Some(config) = &self.config {
             let calibration = &config.calibration;
