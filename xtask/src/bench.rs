@@ -19,7 +19,7 @@ use meshguard_testkit::paths::{filter_module, target_dir};
 use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream};
 use serde::Serialize;
 
-use crate::build::build_filters;
+use crate::build::{WASM_TARGET, build_filters};
 use crate::process::{output, run as run_command};
 
 mod jwt;
@@ -130,6 +130,21 @@ fn calibration_rows() -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
+/// A filter module as cargo built it, with every export the SDK defines (see `exports`).
+fn untrimmed_module(crate_name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm")
+        .join(format!("{crate_name}.wasm"));
+    if !path.is_file() {
+        bail!(
+            "{} is missing: run `cargo xtask build-filters`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A canary row: the routes only match the header the filter sets, so a request it failed to
 /// route is an error.
 fn canary(name: &str, listener: &str, config: &str) -> anyhow::Result<Row> {
@@ -162,6 +177,16 @@ fn rows() -> anyhow::Result<Vec<Row>> {
             Listener::new("stamp").filter(FilterSpec::wasm(
                 "stamp",
                 filter_module("meshguard_stamp")?,
+                r#"{"header":"x-meshguard-stamp","value":"1"}"#,
+            )),
+        ),
+        // The same floor as cargo builds it, before `build-filters` removes the exports it
+        // never needs: what every SDK callback Envoy then calls per request costs.
+        plain(
+            "trivial wasm filter, every SDK export kept",
+            Listener::new("stampuntrimmed").filter(FilterSpec::wasm(
+                "stampuntrimmed",
+                untrimmed_module("meshguard_stamp")?,
                 r#"{"header":"x-meshguard-stamp","value":"1"}"#,
             )),
         ),
