@@ -41,7 +41,8 @@ pub struct Args {
     #[arg(long)]
     only: Option<String>,
     /// Also run the calibration rows: the floor plus four header reads (present, absent), four
-    /// clock reads, one header-map read, one shared-data update: what each hostcall costs.
+    /// clock reads, one header-map read, one shared-data update, four header writes: what each
+    /// hostcall costs.
     #[arg(long)]
     calibrate: bool,
 }
@@ -108,6 +109,10 @@ fn calibration_rows() -> anyhow::Result<Vec<Row>> {
         (
             "1 shared-data update (read + CAS write)",
             r#"{"sharedDataUpdates":1}"#,
+        ),
+        (
+            "4 header writes",
+            r#"{"headerWrites":["x-w1","x-w2","x-w3","x-w4"]}"#,
         ),
     ];
     rows.into_iter()

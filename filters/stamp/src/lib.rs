@@ -5,7 +5,7 @@
 //! workspace runs in Envoy's V8 runtime and can change what the upstream sees.
 //!
 //! Its optional `calibration` block makes it also read request headers, the clock or the whole
-//! header map, or update shared data, before stamping: `cargo xtask bench --calibrate` runs
+//! header map, update shared data, or set more headers before stamping: `cargo xtask bench --calibrate` runs
 //! such rows beside the floor to measure what each kind of hostcall costs in Envoy, the unit
 //! every filter's figure is made of.
 #![cfg_attr(
@@ -57,6 +57,11 @@ pub struct Calibration {
     /// limiter and the circuit breaker make per request.
     #[serde(default)]
     pub shared_data_updates: u32,
+    /// Request headers to set (value `1`), one hostcall each, as the JWT filter sets claim
+    /// headers. Envoy re-selects the route once after any number of writes, and the stamp's own
+    /// header already makes it do so, so these rows price the calls alone.
+    #[serde(default)]
+    pub header_writes: Vec<String>,
 }
 
 /// The shared-data key calibration updates.
@@ -117,6 +122,7 @@ impl TryFrom<RawConfig> for Config {
                 "calibration.sharedDataUpdates",
                 calibration.shared_data_updates as usize,
             ),
+            ("calibration.headerWrites", calibration.header_writes.len()),
         ] {
             if count > MAX_CALIBRATION_CALLS {
                 return Err(ConfigError::new(
@@ -185,6 +191,9 @@ impl HttpFilter for StampHttp {
                 let cas = host.shared_get(CALIBRATION_KEY).map(|(_, cas)| cas);
                 let _ = host.shared_set(CALIBRATION_KEY, &[0; 16], cas);
             }
+            for name in &calibration.header_writes {
+                host.set_header(HeaderMap::Request, name, Some("1"));
+            }
             host.set_header(HeaderMap::Request, &config.header, Some(&config.value));
         }
         Decision::Continue
@@ -218,7 +227,7 @@ mod tests {
         let mut host = MockHost::new().with_request_header("x-user-id", "u1");
         root.configure(
             &mut host,
-            br#"{"calibration":{"headerReads":["x-user-id","x-absent"],"clockReads":3,"headerMapReads":1,"sharedDataUpdates":2}}"#,
+            br#"{"calibration":{"headerReads":["x-user-id","x-absent"],"clockReads":3,"headerMapReads":1,"sharedDataUpdates":2,"headerWrites":["x-a","x-b"]}}"#,
         )
         .unwrap();
         host.reset_hostcalls();
@@ -229,8 +238,9 @@ mod tests {
         assert_eq!(counts.get("headers"), Some(&1));
         assert_eq!(counts.get("shared_get"), Some(&2));
         assert_eq!(counts.get("shared_set"), Some(&2));
-        assert_eq!(counts.get("set_header"), Some(&1));
-        assert_eq!(host.hostcalls(), 11);
+        assert_eq!(counts.get("set_header"), Some(&3));
+        assert_eq!(host.hostcalls(), 13);
+        assert_eq!(host.header(HeaderMap::Request, "x-b").as_deref(), Some("1"));
     }
 
     #[test]
@@ -255,6 +265,13 @@ mod tests {
             (
                 r#"{"calibration":{"clockReads":17}}"#,
                 "calibration.clockReads",
+            ),
+            (
+                &format!(
+                    r#"{{"calibration":{{"headerWrites":{:?}}}}}"#,
+                    vec!["x-w"; 17]
+                ),
+                "calibration.headerWrites",
             ),
             (
                 r#"{"calibration":{"headerRead":["a"]}}"#,
