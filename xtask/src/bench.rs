@@ -175,25 +175,29 @@ fn rows() -> anyhow::Result<Vec<Row>> {
         headers: Vec::new(),
         path: "/api/products".to_string(),
     };
-    Ok(vec![
-        plain("no filter", Listener::new("nofilter")),
+    let stamp = |name: &str, listener: &str, module: std::path::PathBuf| {
         plain(
-            "trivial wasm filter (floor)",
-            Listener::new("stamp").filter(FilterSpec::wasm(
-                "stamp",
-                filter_module("meshguard_stamp")?,
+            name,
+            Listener::new(listener).filter(FilterSpec::wasm(
+                listener,
+                module,
                 r#"{"header":"x-meshguard-stamp","value":"1"}"#,
             )),
+        )
+    };
+    Ok(vec![
+        plain("no filter", Listener::new("nofilter")),
+        stamp(
+            "trivial wasm filter (floor)",
+            "stamp",
+            filter_module("meshguard_stamp")?,
         ),
         // The same floor as cargo builds it, before `build-filters` removes the exports it
         // never needs: what every SDK callback Envoy then calls per request costs.
-        plain(
+        stamp(
             "trivial wasm filter, every SDK export kept",
-            Listener::new("stampuntrimmed").filter(FilterSpec::wasm(
-                "stampuntrimmed",
-                untrimmed_module("meshguard_stamp")?,
-                r#"{"header":"x-meshguard-stamp","value":"1"}"#,
-            )),
+            "stampuntrimmed",
+            untrimmed_module("meshguard_stamp")?,
         ),
         // A realistic canary: sticky user header, gated override header, 90/10.
         canary(
