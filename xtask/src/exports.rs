@@ -26,29 +26,24 @@ pub struct Trimmed {
 
 /// Removes the exports named in the module's [`SECTION`], and the section.
 pub fn remove_unused_exports(module: &[u8]) -> anyhow::Result<Trimmed> {
-    let sections = sections(module)?;
+    // The list comes out of the module here, so the rewrite below never sees it.
     let mut unused: Vec<String> = Vec::new();
-    for section in &sections {
-        if section.id == CUSTOM {
-            let mut reader = Reader::new(section.payload);
-            if reader.name()? == SECTION {
-                let names = std::str::from_utf8(reader.rest())
-                    .context("the unused-exports section is not UTF-8")?;
-                unused.extend(names.lines().filter(|n| !n.is_empty()).map(String::from));
-            }
+    let mut kept = Vec::new();
+    for section in sections(module)? {
+        match unused_list(&section)? {
+            Some(names) => unused.extend(names),
+            None => kept.push(section),
         }
     }
     let mut out = module.get(..8).context("truncated header")?.to_vec();
     let mut removed = Vec::new();
-    for section in &sections {
-        let payload = match section.id {
-            CUSTOM if Reader::new(section.payload).name()? == SECTION => continue,
-            EXPORT if !unused.is_empty() => {
-                let (payload, gone) = without_exports(section.payload, &unused)?;
-                removed = gone;
-                payload
-            }
-            _ => section.payload.to_vec(),
+    for section in &kept {
+        let payload = if section.id == EXPORT && !unused.is_empty() {
+            let (payload, gone) = without_exports(section.payload, &unused)?;
+            removed = gone;
+            payload
+        } else {
+            section.payload.to_vec()
         };
         out.push(section.id);
         leb128(&mut out, payload.len() as u64);
@@ -58,6 +53,26 @@ pub fn remove_unused_exports(module: &[u8]) -> anyhow::Result<Trimmed> {
         module: out,
         removed,
     })
+}
+
+/// The export names listed by `section` when it is the [`SECTION`] custom section.
+fn unused_list(section: &Section<'_>) -> anyhow::Result<Option<Vec<String>>> {
+    if section.id != CUSTOM {
+        return Ok(None);
+    }
+    let mut reader = Reader::new(section.payload);
+    if reader.name()? != SECTION {
+        return Ok(None);
+    }
+    let names =
+        std::str::from_utf8(reader.rest()).context("the unused-exports section is not UTF-8")?;
+    Ok(Some(
+        names
+            .lines()
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect(),
+    ))
 }
 
 struct Section<'a> {

@@ -5,9 +5,9 @@
 //! workspace runs in Envoy's V8 runtime and can change what the upstream sees.
 //!
 //! Its optional `calibration` block makes it also read request headers, the clock or the whole
-//! header map, update shared data, or set more headers before stamping: `cargo xtask bench --calibrate` runs
-//! such rows beside the floor to measure what each kind of hostcall costs in Envoy, the unit
-//! every filter's figure is made of.
+//! header map, update shared data, or set more headers before stamping: `cargo xtask bench
+//! --calibrate` runs such rows beside the floor to measure what each kind of hostcall costs in
+//! Envoy, the unit every filter's figure is made of.
 #![cfg_attr(
     not(test),
     deny(
