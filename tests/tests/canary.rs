@@ -42,8 +42,9 @@ fn config(canary_percent: u32) -> String {
         r#"{{
           "pinCookie": {{"name": "mesh-canary", "maxAgeSeconds": 3600}},
           "services": [{{
-            "name": "product", "hosts": ["127.0.0.1", "product.commerce.svc.cluster.local"],
-            "pathPrefix": "/api/products",
+            "name": "product",
+            "match": {{"hosts": ["127.0.0.1", "product.commerce.svc.cluster.local"],
+                       "prefix": "/api/products"}},
             "versions": [{{"name": "v1", "weight": {}}}, {{"name": "v2", "weight": {canary_percent}}}],
             "stickyKey": [{{"header": "x-user-id"}}, {{"cookie": "session"}}],
             "overrides": {{"header": "x-canary-version",
@@ -385,7 +386,7 @@ fn invalid_weights_are_rejected_and_envoy_refuses_to_start() {
                 .filter(FilterSpec::wasm(
                     "canary",
                     module,
-                    r#"{"services":[{"name":"product","hosts":["*"],
+                    r#"{"services":[{"name":"product","match":{"hosts":["*"]},
                         "versions":[{"name":"v1","weight":90},{"name":"v2","weight":20}]}]}"#,
                 ))
                 .route(Route::prefix("/", "product-v1")),

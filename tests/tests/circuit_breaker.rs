@@ -80,7 +80,7 @@ fn wait_for_probe(envoy: &Envoy, path: &str) -> Response {
 
 const PAYMENT: &str = r#"{"breakers":[{
     "name": "payment",
-    "match": {"pathPrefix": "/api/payments"},
+    "match": {"prefix": "/api/payments"},
     "window": {"type": "count", "size": 6},
     "minimumCalls": 4,
     "failureRateThreshold": 50,
@@ -259,7 +259,7 @@ fn two_workers_share_one_window_and_one_probe_budget() {
 #[test]
 fn a_slow_upstream_opens_a_slow_call_breaker() {
     let upstream = Upstream::start("search").unwrap();
-    let config = r#"{"breakers":[{"name":"search","match":{"pathPrefix":"/api/search"},
+    let config = r#"{"breakers":[{"name":"search","match":{"prefix":"/api/search"},
         "window":{"size":4},"minimumCalls":3,"failureRateThreshold":100,
         "slowCall":{"duration":"200ms","rateThreshold":50},"openFor":"30s"}]}"#;
     let envoy = envoy(&upstream, config, 1);

@@ -113,7 +113,7 @@ fn metric(stats: &BTreeMap<String, i64>, limit: &str, stat: &str) -> i64 {
         .sum()
 }
 
-const ORDERS: &str = r#"{"limits":[{"name":"orders","match":{"path":{"prefix":"/api/orders"}},
+const ORDERS: &str = r#"{"limits":[{"name":"orders","match":{"prefix":"/api/orders"},
     "key":[{"header":"x-user"}],"rate":{"requests":10,"per":"minute"},"burst":5}],
     "headers":"ietf"}"#;
 
@@ -183,9 +183,9 @@ fn a_rapid_burst_admits_exactly_requests_plus_burst_across_two_workers() {
 fn keys_are_isolated_and_a_per_second_limit_recovers() {
     let upstream = Upstream::start("api").unwrap();
     let config = r#"{"limits":[
-        {"name":"login","match":{"path":{"exact":"/login"}},"key":[{"header":"x-user"}],
+        {"name":"login","match":{"path":"/login"},"key":[{"header":"x-user"}],
          "rate":{"requests":4,"per":"minute"}},
-        {"name":"search","match":{"path":{"prefix":"/api/search"}},"key":[{"header":"x-user"}],
+        {"name":"search","match":{"prefix":"/api/search"},"key":[{"header":"x-user"}],
          "rate":{"requests":4,"per":"second"}}],"headers":"xRateLimit"}"#;
     let envoy = envoy(&upstream, vec![rate_limit(config)]);
     let login = format!("{}/login", envoy.url("edge"));

@@ -203,7 +203,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
         canary(
             "canary (sticky header, 90/10)",
             "canary",
-            r#"{"services":[{"name":"product","hosts":["*"],"pathPrefix":"/api/products",
+            r#"{"services":[{"name":"product","match":{"hosts":["*"], "prefix":"/api/products"},
                 "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
                 "stickyKey":[{"header":"x-user-id"},{"cookie":"session"}],
                 "overrides":{"header":"x-canary-version",
@@ -214,7 +214,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
         canary(
             "canary (sticky header only, 90/10)",
             "canaryminimal",
-            r#"{"services":[{"name":"product","hosts":["*"],
+            r#"{"services":[{"name":"product","match":{"hosts":["*"]},
                 "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
                 "stickyKey":[{"header":"x-user-id"}]}]}"#,
         )?,
@@ -226,7 +226,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
             Listener::new("circuitbreaker").filter(FilterSpec::wasm(
                 "circuit-breaker",
                 filter_module("meshguard_circuit_breaker")?,
-                r#"{"breakers":[{"name":"product","match":{"pathPrefix":"/api/products"},
+                r#"{"breakers":[{"name":"product","match":{"prefix":"/api/products"},
                     "window":{"type":"count","size":100},"minimumCalls":20,
                     "failureRateThreshold":50,"slowCall":{"duration":"2s","rateThreshold":80},
                     "openFor":"30s","halfOpen":{"permittedCalls":5,"successToClose":3}}]}"#,

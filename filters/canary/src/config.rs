@@ -13,10 +13,13 @@
 //!   "pinCookie": { "name": "mesh-canary", "maxAgeSeconds": 2592000 },
 //!   "services": [{
 //!     "name": "product",
-//!     "hosts": ["product", "product.commerce.svc.cluster.local"],
-//!     "pathPrefix": "/api/products",
-//!     "versions": [{ "name": "v1", "weight": 90 }, { "name": "v2", "weight": 10 }],
-//!     "stickyKey": [{ "header": "x-user-id" }, { "cookie": "session" }, "clientIp"],
+//!     "match": { "match": {"hosts": ["product", "product.commerce.svc.cluster.local"]},
+//!                "prefix": "/api/products" },
+//!     "versions": [
+//!       { "name": "v1", "weight": 90, "cluster": "outbound|8080|v1|product.commerce.svc.cluster.local" },
+//!       { "name": "v2", "weight": 10, "cluster": "outbound|8080|v2|product.commerce.svc.cluster.local" }
+//!     ],
+//!     "stickyKey": [{ "claim": "sub" }, { "header": "x-user-id" }, { "cookie": "session" }, "clientIp"],
 //!     "overrides": {
 //!       "header": "x-canary-version",
 //!       "cookie": "canary-version",
@@ -26,14 +29,14 @@
 //! }
 //! ```
 
-use meshguard_filter_core::ConfigError;
 use meshguard_filter_core::config::parse_json;
+use meshguard_filter_core::request::ClaimPath;
+use meshguard_filter_core::{ConfigError, Env, RawRouteMatch, RouteMatch};
 use serde::Deserialize;
 
 use crate::ring::{Ring, Version};
 use fields::{
-    at, cookie_attribute_byte, cookie_name, header_name, header_value, host_pattern, identifier,
-    path_prefix, weight,
+    at, cookie_attribute_byte, cookie_name, header_name, header_value, identifier, weight,
 };
 
 /// The default route header, matched by the route tables in `istio/canary/`.
@@ -62,9 +65,8 @@ fn default_route_header() -> String {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawService {
     name: String,
-    hosts: Vec<String>,
-    #[serde(default)]
-    path_prefix: Option<String>,
+    #[serde(default, rename = "match")]
+    matcher: RawRouteMatch,
     versions: Vec<RawVersion>,
     #[serde(default)]
     sticky_key: Vec<RawKeySource>,
@@ -79,6 +81,8 @@ struct RawService {
 struct RawVersion {
     name: String,
     weight: f64,
+    #[serde(default)]
+    cluster: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +90,7 @@ struct RawVersion {
 enum RawKeySource {
     Header(String),
     Cookie(String),
+    Claim(String),
     ClientIp,
 }
 
@@ -141,7 +146,7 @@ fn default_true() -> bool {
 // === validated configuration ===
 
 /// Validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Lowercase name of the header the filter sets and route tables match on.
     pub route_header: String,
@@ -149,40 +154,27 @@ pub struct Config {
     pub pin_cookie: Option<PinCookie>,
     /// Services in match order (the first match wins).
     pub services: Vec<Service>,
-    /// Whether any service matches on the path (otherwise `:path` is never read).
-    pub needs_path: bool,
-    /// Whether any service matches on the host (otherwise `:authority` is never read).
-    pub needs_authority: bool,
 }
 
 /// One service under canary control.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Service {
     /// Name: hashed with the key and used in stat names.
     pub name: String,
-    /// Host patterns matched against `:authority` without its port.
-    pub hosts: Vec<HostPattern>,
-    /// Optional path prefix the request must also match.
-    pub path_prefix: Option<String>,
+    /// Which requests belong to the service (the shared route matcher).
+    pub matcher: RouteMatch,
     /// The versions and their bucket ranges.
     pub ring: Ring,
+    /// The Envoy cluster each version's route sends to, by version index, where configured.
+    /// The pipeline's later stages learn from it where a request really goes (Envoy 1.40 only
+    /// re-selects the route when the router runs).
+    pub clusters: Vec<Option<String>>,
     /// Where the sticky key comes from, tried in order.
     pub sticky: Vec<KeySource>,
     /// Where requests without any sticky key go; `None`: a weighted random pick per request.
     pub unkeyed_version: Option<usize>,
     /// Tester overrides, if allowed.
     pub overrides: Option<Overrides>,
-}
-
-/// A host pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    /// `*`: every host.
-    Any,
-    /// `*.example.com`: any host ending in `.example.com` (stored with the leading dot).
-    Suffix(String),
-    /// An exact host name or IP literal (lowercase).
-    Exact(String),
 }
 
 /// A source of the sticky key.
@@ -192,7 +184,9 @@ pub enum KeySource {
     Header(String),
     /// A cookie by name.
     Cookie(String),
-    /// The downstream client's IP address (without port).
+    /// A claim of the token a JWT stage verified earlier in the same module (`sub`).
+    Claim(ClaimPath),
+    /// The downstream client's IP address: Envoy's `source.address` without the port.
     ClientIp,
 }
 
@@ -286,12 +280,40 @@ impl TryFrom<RawConfig> for Config {
         Ok(Self {
             route_header,
             pin_cookie,
-            needs_path: services.iter().any(|s| s.path_prefix.is_some()),
-            needs_authority: services
-                .iter()
-                .any(|s| !s.hosts.contains(&HostPattern::Any)),
             services,
         })
+    }
+}
+
+impl Config {
+    /// Checks what the configuration needs from the module around it: `claim` sticky keys need
+    /// verified claims (a JWT stage earlier in the same module).
+    pub fn check_env(&self, env: &Env) -> Result<(), ConfigError> {
+        if env.claims {
+            return Ok(());
+        }
+        for (index, service) in self.services.iter().enumerate() {
+            for (source, key) in service.sticky.iter().enumerate() {
+                if let KeySource::Claim(path) = key {
+                    return Err(ConfigError::new(
+                        format!("services[{index}].stickyKey[{source}].claim"),
+                        format!(
+                            "`{path}` needs verified claims, which only a jwtAuth stage in the \
+                             same module provides: use the `meshguard` module with a `jwtAuth` \
+                             section, or key on the claim header the JWT filter writes"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every version of every service names its cluster.
+    pub fn declares_clusters(&self) -> bool {
+        self.services
+            .iter()
+            .all(|service| service.clusters.iter().all(Option::is_some))
     }
 }
 
@@ -300,23 +322,9 @@ impl TryFrom<RawService> for Service {
 
     fn try_from(raw: RawService) -> Result<Self, ConfigError> {
         let name = identifier(&raw.name).map_err(at("name"))?;
-        if raw.hosts.is_empty() {
-            return Err(ConfigError::new(
-                "hosts",
-                "at least one host is required (`*` matches every host)",
-            ));
-        }
-        let hosts = raw
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(i, host)| host_pattern(host).map_err(at(&format!("hosts[{i}]"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let path_prefix = raw
-            .path_prefix
-            .map(|prefix| path_prefix(&prefix).map_err(at("pathPrefix")))
-            .transpose()?;
+        let matcher = RouteMatch::try_from(raw.matcher).map_err(|err| err.within("match"))?;
         let mut versions: Vec<Version> = Vec::with_capacity(raw.versions.len());
+        let mut clusters = Vec::with_capacity(raw.versions.len());
         for (i, version) in raw.versions.iter().enumerate() {
             let name = identifier(&version.name).map_err(at(&format!("versions[{i}].name")))?;
             if versions.iter().any(|v| v.name.eq_ignore_ascii_case(&name)) {
@@ -326,6 +334,15 @@ impl TryFrom<RawService> for Service {
                 ));
             }
             let buckets = weight(version.weight).map_err(at(&format!("versions[{i}].weight")))?;
+            if let Some(cluster) = &version.cluster
+                && (cluster.is_empty() || cluster.bytes().any(|b| b.is_ascii_control()))
+            {
+                return Err(ConfigError::new(
+                    format!("versions[{i}].cluster"),
+                    "must be a cluster name (not empty, no control characters)",
+                ));
+            }
+            clusters.push(version.cluster.clone());
             versions.push(Version { name, buckets });
         }
         let ring = Ring::new(versions).map_err(|err| err.within("versions"))?;
@@ -352,9 +369,9 @@ impl TryFrom<RawService> for Service {
             .map_err(|err| err.within("overrides"))?;
         Ok(Self {
             name,
-            hosts,
-            path_prefix,
+            matcher,
             ring,
+            clusters,
             sticky,
             unkeyed_version,
             overrides,
@@ -369,6 +386,7 @@ impl TryFrom<RawKeySource> for KeySource {
         Ok(match raw {
             RawKeySource::Header(name) => Self::Header(header_name(&name).map_err(at("header"))?),
             RawKeySource::Cookie(name) => Self::Cookie(cookie_name(&name).map_err(at("cookie"))?),
+            RawKeySource::Claim(path) => Self::Claim(ClaimPath::parse(&path).map_err(at("claim"))?),
             RawKeySource::ClientIp => Self::ClientIp,
         })
     }

@@ -7,23 +7,8 @@
 
 use crate::config::{PinCookie, SameSite};
 
-/// The value of cookie `name` in a `Cookie` header (`a=1; b=2`), first occurrence, without
-/// surrounding double quotes. Cookie names are case-sensitive (RFC 6265).
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        if key.trim() != name {
-            return None;
-        }
-        let value = value.trim();
-        Some(
-            value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value),
-        )
-    })
-}
+/// Cookie parsing is the request model's, so a cookie means the same in every filter.
+pub use meshguard_filter_core::request::cookie_value;
 
 /// A fresh pin value from 64 random bits.
 pub fn pin_value(random: u64) -> String {

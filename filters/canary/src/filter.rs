@@ -1,39 +1,39 @@
-//! The thin shell: reads request facts through the [`Host`], applies the decision (route
-//! header, pin cookie) and counts it in Envoy stats.
+//! The thin shell: reads request facts through the request model, applies the decision
+//! (route header, pin cookie) and counts it in Envoy stats.
 //!
 //! Per request, in order: a client-sent copy of the route header is removed (counted as
-//! `meshguard.canary.route_header_stripped`), the service is found by `:authority` and `:path`,
-//! the version is selected ([`crate::select`]), and the route header is set to its name. Envoy
-//! (ABI 0.2.1) clears its route cache when a filter changes request headers, so the router
-//! re-selects the route and the route table's header match sends the request to that version's
-//! cluster.
+//! `route_header_stripped`), the service is found by its route match, the version is selected
+//! ([`crate::select`]), and the route header is set to its name. Envoy (ABI 0.2.1) clears its
+//! route cache when a filter changes request headers, so the router re-selects the route and
+//! the route table's header match sends the request to that version's cluster. The filter
+//! also tells the stages after it in the same module where the request now goes
+//! ([`Ctx::reroute`], with the version's `cluster` when configured): Envoy itself reports the
+//! old route until the router runs.
 //!
-//! Stats (Envoy keeps filter stats in its `wasmcustom.` namespace, so `/stats` lists them as
-//! `wasmcustom.meshguard.canary...`; requests count inside the module and every root context
-//! adds its counts to them each [`STATS_FLUSH_PERIOD`]):
-//! - `meshguard.canary.<service>.<version>.requests`: requests sent to each version;
-//! - `meshguard.canary.<service>.overrides_used` / `overrides_denied`: tester overrides
-//!   honoured / present but not permitted (gate header missing) or naming no version;
-//! - `meshguard.canary.<service>.pins_issued`: new pin cookies set on responses;
-//! - `meshguard.canary.<service>.unkeyed`: requests with no sticky key and no pin cookie;
-//! - `meshguard.canary.unmatched`: requests matching no service (left without route header);
-//! - `meshguard.canary.route_header_stripped`: requests that arrived with the route header.
+//! Stats, `meshguard.canary.<plugin>.` followed by (Envoy shows them under `wasmcustom.`;
+//! requests count inside the module and every root context adds its counts each
+//! [`STATS_FLUSH_PERIOD`]):
+//! - `<service>.<version>.requests`: requests sent to each version;
+//! - `<service>.overrides_used` / `overrides_denied`: tester overrides honoured / present but
+//!   not permitted (gate header missing) or naming no version;
+//! - `<service>.pins_issued`: new pin cookies set on responses;
+//! - `<service>.unkeyed`: requests with no sticky key and no pin cookie;
+//! - `unmatched`: requests matching no service (left without route header);
+//! - `route_header_stripped`: requests that arrived with the route header.
 
-use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
 use meshguard_filter_core::counters::Counter;
+use meshguard_filter_core::request::ClaimPath;
 use meshguard_filter_core::{
-    ConfigError, Decision, HeaderMap, Host, HttpFilter, LogLevel, RootFilter, StreamCallbacks,
+    ConfigError, Ctx, Decision, Env, Filter, HeaderMap, Host, HttpFilter, LogLevel, Provides, Root,
+    Stats, StreamCallbacks,
 };
 
 use crate::config::{Config, parse_config};
-use crate::cookie::{cookie_value, set_cookie};
+use crate::cookie::set_cookie;
 use crate::select::{Facts, Via, find_service, select};
-
-/// Stat name prefix.
-pub const STAT_PREFIX: &str = "meshguard.canary";
 
 /// How often every root context adds its streams' counts to Envoy's stats.
 pub const STATS_FLUSH_PERIOD: Duration = Duration::from_secs(1);
@@ -58,13 +58,13 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn define(host: &mut dyn Host, config: &Config) -> Self {
-        let mut counter = |name: String| Counter::define(host, &name);
+    fn define(host: &mut dyn Host, stats: &Stats, config: &Config) -> Self {
+        let mut counter = |name: String| stats.counter(host, &name);
         let services = config
             .services
             .iter()
             .map(|service| {
-                let base = format!("{STAT_PREFIX}.{}", service.name);
+                let base = service.name.clone();
                 ServiceMetrics {
                     requests: service
                         .ring
@@ -81,8 +81,8 @@ impl Metrics {
             .collect();
         Self {
             services,
-            unmatched: counter(format!("{STAT_PREFIX}.unmatched")),
-            stripped: counter(format!("{STAT_PREFIX}.route_header_stripped")),
+            unmatched: counter("unmatched".to_string()),
+            stripped: counter("route_header_stripped".to_string()),
         }
     }
 
@@ -109,20 +109,20 @@ struct Shared {
     metrics: Metrics,
 }
 
-// === impl CanaryRoot ===
+// === impl Canary ===
 
-/// The root context: holds the validated configuration.
-#[derive(Debug, Default)]
-pub struct CanaryRoot {
-    shared: Option<Rc<Shared>>,
-}
+/// The canary filter.
+#[derive(Debug)]
+pub struct Canary;
 
-impl RootFilter for CanaryRoot {
-    type Http = CanaryHttp;
+impl Filter for Canary {
+    type Root = CanaryRoot;
+    const NAME: &'static str = "canary";
 
-    fn configure(&mut self, host: &mut dyn Host, config: &[u8]) -> Result<(), ConfigError> {
+    fn configure(host: &mut dyn Host, env: &Env, config: &[u8]) -> Result<CanaryRoot, ConfigError> {
         let config = parse_config(config)?;
-        let metrics = Metrics::define(host, &config);
+        config.check_env(env)?;
+        let metrics = Metrics::define(host, &Stats::new(Self::NAME, &env.plugin), &config);
         host.log(
             LogLevel::Info,
             &format!(
@@ -131,23 +131,43 @@ impl RootFilter for CanaryRoot {
                 config.route_header
             ),
         );
-        self.shared = Some(Rc::new(Shared { config, metrics }));
-        Ok(())
+        Ok(CanaryRoot {
+            shared: Rc::new(Shared { config, metrics }),
+        })
     }
+}
+
+// === impl CanaryRoot ===
+
+/// The root context: holds the validated configuration.
+#[derive(Debug)]
+pub struct CanaryRoot {
+    shared: Rc<Shared>,
+}
+
+impl Root for CanaryRoot {
+    type Http = CanaryHttp;
 
     fn tick_period(&self) -> Option<Duration> {
         Some(STATS_FLUSH_PERIOD)
     }
 
     fn on_tick(&mut self, host: &mut dyn Host) {
-        if let Some(shared) = &self.shared {
-            shared.metrics.flush(host);
+        self.shared.metrics.flush(host);
+    }
+
+    /// Requests are re-routed; the stages after this one know the cluster only if every
+    /// version names it.
+    fn provides(&self) -> Provides {
+        Provides {
+            claims: false,
+            reroutes: Some(self.shared.config.declares_clusters()),
         }
     }
 
     fn new_http(&self, _context_id: u32) -> CanaryHttp {
         CanaryHttp {
-            shared: self.shared.clone(),
+            shared: Rc::clone(&self.shared),
             set_cookie: None,
         }
     }
@@ -158,7 +178,7 @@ impl RootFilter for CanaryRoot {
 /// The per-stream filter.
 #[derive(Debug)]
 pub struct CanaryHttp {
-    shared: Option<Rc<Shared>>,
+    shared: Rc<Shared>,
     /// A `Set-Cookie` value to add to the response (a freshly drawn pin).
     set_cookie: Option<String>,
 }
@@ -170,33 +190,19 @@ impl HttpFilter for CanaryHttp {
         log: false,
     };
 
-    fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
-        let Some(shared) = &self.shared else {
-            return Decision::Continue;
-        };
+    fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
+        let shared = Rc::clone(&self.shared);
         let (config, metrics) = (&shared.config, &shared.metrics);
-        // Only the headers the decision needs are read, one hostcall each: copying the whole
-        // map costs more on a typical request (and much more with browser-sized headers).
-        let spoofed = host
-            .header(HeaderMap::Request, &config.route_header)
-            .is_some();
+        // Only the facts the decision needs are read, each at most once (the request model).
+        let spoofed = ctx.request_header(&config.route_header).is_some();
         if spoofed {
             metrics.stripped.bump();
         }
-        let authority = if config.needs_authority {
-            host.header(HeaderMap::Request, ":authority")
-        } else {
-            None
-        };
-        let path = if config.needs_path {
-            host.header(HeaderMap::Request, ":path")
-        } else {
-            None
-        };
-        let found = find_service(config, authority.as_deref().unwrap_or(""), path.as_deref());
-        let Some((index, service)) = found else {
+        let Some((index, service)) = find_service(config, &*ctx) else {
             if spoofed {
-                host.set_header(HeaderMap::Request, &config.route_header, None);
+                ctx.set_header(HeaderMap::Request, &config.route_header, None);
+                // The route Envoy chose used the client's header; where it goes now is unknown.
+                ctx.reroute(None);
             }
             metrics.unmatched.bump();
             return Decision::Continue;
@@ -204,17 +210,20 @@ impl HttpFilter for CanaryHttp {
         let selection = select(
             service,
             config.pin_cookie.as_ref(),
-            &mut HostFacts {
-                host: &mut *host,
-                cookies: None,
-            },
+            &mut CtxFacts { ctx: &mut *ctx },
         );
         // Replacing the header also removes any client-sent copy.
         let version = service.ring.versions().get(selection.version);
-        host.set_header(
+        ctx.set_header(
             HeaderMap::Request,
             &config.route_header,
             version.map(|v| v.name.as_str()),
+        );
+        ctx.reroute(
+            service
+                .clusters
+                .get(selection.version)
+                .and_then(Option::as_deref),
         );
         let Some(counters) = metrics.services.get(index) else {
             return Decision::Continue;
@@ -240,66 +249,43 @@ impl HttpFilter for CanaryHttp {
         Decision::Continue
     }
 
-    fn on_response_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
+    fn on_response_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
         if let Some(cookie) = self.set_cookie.take() {
-            host.add_header(HeaderMap::Response, "set-cookie", &cookie);
+            ctx.add_header(HeaderMap::Response, "set-cookie", &cookie);
         }
         Decision::Continue
     }
 }
 
-// === impl HostFacts ===
+// === impl CtxFacts ===
 
-/// [`Facts`] read from the host on demand.
-struct HostFacts<'a> {
-    host: &'a mut dyn Host,
-    /// Every `cookie` header value, fetched on the first cookie lookup.
-    cookies: Option<Vec<String>>,
+/// [`Facts`] from the request model, on demand.
+struct CtxFacts<'c, 'h> {
+    ctx: &'c mut Ctx<'h>,
 }
 
-impl Facts for HostFacts<'_> {
+impl Facts for CtxFacts<'_, '_> {
     fn header(&mut self, name: &str) -> Option<String> {
-        self.host.header(HeaderMap::Request, name)
+        self.ctx.request_header(name).map(|value| value.to_string())
     }
 
     fn cookie(&mut self, name: &str) -> Option<String> {
-        // Cookies are a fallback key, so reading the whole map here costs the common path
-        // nothing, and it finds cookies in every `cookie` header (HTTP/1 clients may send
-        // several; Envoy joins HTTP/2 crumbs into one).
-        let host = &*self.host;
-        let cookies = self.cookies.get_or_insert_with(|| {
-            host.headers(HeaderMap::Request)
-                .into_iter()
-                .filter(|(key, _)| key.eq_ignore_ascii_case("cookie"))
-                .map(|(_, value)| value)
-                .collect()
-        });
-        cookies
-            .iter()
-            .find_map(|header| cookie_value(header, name))
-            .map(str::to_string)
+        // Cookies are a fallback key, so reading the whole map for them costs the common path
+        // nothing (and once read, the map answers every later lookup).
+        self.ctx.cookie(name)
+    }
+
+    fn claim(&mut self, path: &ClaimPath) -> Option<String> {
+        self.ctx.claim(path)
     }
 
     fn client_ip(&mut self) -> Option<String> {
-        let address = self.host.property(&["source", "address"])?;
-        let address = String::from_utf8(address).ok()?;
-        Some(client_ip(&address))
+        self.ctx.client_address().map(|ip| ip.to_string())
     }
 
     fn random(&mut self) -> u64 {
-        self.host.random_u64()
+        self.ctx.random_u64()
     }
-}
-
-/// The IP of a `source.address` property (`10.0.0.1:5555`, `[::1]:5555`, or a bare IP).
-pub fn client_ip(address: &str) -> String {
-    if let Ok(socket) = address.parse::<SocketAddr>() {
-        return socket.ip().to_string();
-    }
-    if let Ok(ip) = address.parse::<IpAddr>() {
-        return ip.to_string();
-    }
-    address.to_string()
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! request header (`x-mesh-version` by default) that the route table matches on
 //! (`istio/canary/` has the VirtualServices and DestinationRules):
 //!
-//! - the user's **sticky key** (a header such as the JWT filter's user-id claim header, a
-//!   cookie, or the client IP, tried in a configured order) is hashed with the service name onto
+//! - the user's **sticky key** (a verified JWT claim in the `meshguard` pipeline, a header such
+//!   as the JWT filter's user-id claim header, a cookie, or the client IP, tried in a
+//!   configured order) is hashed with the service name onto
 //!   a ring of 10,000 buckets by a hash that is part of the filter's contract ([`hash`]);
 //! - the versions own **contiguous ranges** of the ring ([`ring`]), so raising the canary's
 //!   weight only moves users into the canary, never out, and a rollback moves them back;
@@ -37,7 +38,4 @@ pub mod ring;
 pub mod select;
 
 pub use config::{Config, parse_config};
-pub use filter::{CanaryHttp, CanaryRoot};
-
-#[cfg(target_arch = "wasm32")]
-meshguard_filter_shim::export_filter!(CanaryRoot::default());
+pub use filter::{Canary, CanaryHttp, CanaryRoot};

@@ -13,7 +13,10 @@
 //!    random pin is drawn (and the filter sets it on the response);
 //! 4. otherwise the service's `unkeyedVersion`, or a weighted random bucket for this request.
 
-use crate::config::{Config, HostPattern, Overrides, PinCookie, Service};
+use meshguard_filter_core::request::ClaimPath;
+use meshguard_filter_core::route::RequestFacts;
+
+use crate::config::{Config, Overrides, PinCookie, Service};
 use crate::cookie::{is_pin_value, pin_value};
 use crate::hash::{bucket, to_bucket};
 
@@ -23,6 +26,8 @@ pub trait Facts {
     fn header(&mut self, name: &str) -> Option<String>;
     /// A cookie by name.
     fn cookie(&mut self, name: &str) -> Option<String>;
+    /// A verified claim (never a client-sent header).
+    fn claim(&mut self, path: &ClaimPath) -> Option<String>;
     /// The downstream client's IP address, without port.
     fn client_ip(&mut self) -> Option<String>;
     /// 64 random bits (for a fresh pin or an unkeyed pick); drawn at most once per decision.
@@ -55,56 +60,16 @@ pub enum Via {
     Unkeyed,
 }
 
-/// The first service matching the request (with its index), by host (`:authority` without
-/// port) and path prefix. `path` is only consulted for services with a prefix.
+/// The first service matching the request (with its index), by its route match.
 pub fn find_service<'c>(
     config: &'c Config,
-    authority: &str,
-    path: Option<&str>,
+    request: &dyn RequestFacts,
 ) -> Option<(usize, &'c Service)> {
-    let host = host_of(authority);
-    config.services.iter().enumerate().find(|(_, service)| {
-        service.hosts.iter().any(|pattern| pattern.matches(host))
-            && service
-                .path_prefix
-                .as_deref()
-                .is_none_or(|prefix| path.is_some_and(|path| path.starts_with(prefix)))
-    })
-}
-
-/// The host part of an `:authority`: without port, userinfo or trailing dot.
-pub fn host_of(authority: &str) -> &str {
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = if authority.starts_with('[') {
-        // IPv6 literal: `[::1]:8080` -> `[::1]`.
-        authority
-            .find(']')
-            .and_then(|end| authority.get(..=end))
-            .unwrap_or(authority)
-    } else {
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host)
-    };
-    host.strip_suffix('.').unwrap_or(host)
-}
-
-impl HostPattern {
-    /// Whether `host` (no port) matches, ASCII case-insensitively.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            Self::Any => true,
-            Self::Exact(name) => host.eq_ignore_ascii_case(name),
-            Self::Suffix(suffix) => {
-                host.len() > suffix.len()
-                    && host
-                        .get(host.len() - suffix.len()..)
-                        .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
-            }
-        }
-    }
+    config
+        .services
+        .iter()
+        .enumerate()
+        .find(|(_, service)| service.matcher.matches(request))
 }
 
 /// Chooses the version of `service` for a request.
@@ -132,6 +97,7 @@ pub fn select(service: &Service, pin: Option<&PinCookie>, facts: &mut dyn Facts)
         let key = match source {
             crate::config::KeySource::Header(name) => facts.header(name),
             crate::config::KeySource::Cookie(name) => facts.cookie(name),
+            crate::config::KeySource::Claim(path) => facts.claim(path),
             crate::config::KeySource::ClientIp => facts.client_ip(),
         };
         if let Some(key) = key.filter(|key| !key.is_empty()) {

@@ -106,7 +106,10 @@ fn every_version_the_filter_sets_reaches_its_subset() {
                     .find(|vs| str_of(&vs["spec"]["hosts"][0]) == host)
                     .unwrap_or_else(|| panic!("no VirtualService for {host}"))
             };
-            let path = service.path_prefix.clone().unwrap_or_else(|| "/".into());
+            let path = match &service.matcher.path {
+                Some(meshguard_filter_core::route::PathMatch::Prefix(prefix)) => prefix.clone(),
+                _ => "/".into(),
+            };
             for version in service.ring.versions() {
                 let subset = seq(&rule["spec"]["subsets"])
                     .iter()

@@ -11,8 +11,8 @@ mod fallback;
 
 use std::time::Duration;
 
-use meshguard_filter_core::ConfigError;
 use meshguard_filter_core::config::parse_json;
+use meshguard_filter_core::{ConfigError, Env, RawRouteMatch, RouteKnowledge, RouteMatch};
 
 pub use duration::parse_duration;
 pub use failure::{
@@ -41,7 +41,7 @@ struct RawConfig {
 struct RawBreaker {
     name: String,
     #[serde(default, rename = "match")]
-    matcher: RawMatch,
+    matcher: RawRouteMatch,
     #[serde(default)]
     failure_when: failure::RawFailureWhen,
     window: Option<RawWindow>,
@@ -53,15 +53,6 @@ struct RawBreaker {
     half_open: RawHalfOpen,
     max_concurrent: Option<u32>,
     fallback: Option<fallback::RawFallback>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawMatch {
-    cluster: Option<String>,
-    host: Option<String>,
-    path_prefix: Option<String>,
-    methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -98,19 +89,19 @@ struct RawHalfOpen {
 // === validated config ===
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Breakers in order; a request is guarded by the first one that matches it.
     pub breakers: Vec<Breaker>,
 }
 
 /// One circuit breaker.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Breaker {
     /// Name: in logs, metric names and the shared-data key.
     pub name: String,
-    /// Which requests it guards.
-    pub matcher: Match,
+    /// Which requests it guards (the shared route matcher).
+    pub matcher: RouteMatch,
     /// Which answers are failures.
     pub failure: FailureWhen,
     /// The sliding window outcomes are aggregated in.
@@ -129,39 +120,6 @@ pub struct Breaker {
     pub max_concurrent: Option<u32>,
     /// What short-circuited requests are answered with.
     pub fallback: Fallback,
-}
-
-/// Request matching; every condition given must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Match {
-    /// Upstream cluster name the route picked (the `xds.cluster_name` property; `cluster_name`
-    /// in older Envoys).
-    pub cluster: Option<String>,
-    /// Host (`:authority` without port).
-    pub host: Option<HostMatch>,
-    /// Path prefix (of the path without query).
-    pub path_prefix: Option<String>,
-    /// Methods (uppercase).
-    pub methods: Option<Vec<String>>,
-}
-
-/// A host condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMatch {
-    /// Exactly this host (lowercase).
-    Exact(String),
-    /// Any host ending in this suffix (`*.example.com` keeps `.example.com`).
-    Suffix(String),
-}
-
-impl HostMatch {
-    /// Whether `host` (already lowercase, without port) matches.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            Self::Exact(exact) => host == exact,
-            Self::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
-        }
-    }
 }
 
 /// The sliding window.
@@ -213,6 +171,30 @@ pub struct Fallback {
 /// Parses and validates the JSON configuration.
 pub fn parse_config(bytes: &[u8]) -> Result<Config, ConfigError> {
     Config::try_from(parse_json::<RawConfig>(bytes)?)
+}
+
+impl Config {
+    /// Checks what the configuration needs from the module around it: a breaker matched on
+    /// `cluster` needs to know the cluster a request really goes to, which an earlier stage
+    /// that re-routes requests without declaring clusters hides.
+    pub fn check_env(&self, env: &Env) -> Result<(), ConfigError> {
+        if env.route != RouteKnowledge::Unknown {
+            return Ok(());
+        }
+        match self
+            .breakers
+            .iter()
+            .position(|breaker| breaker.matcher.cluster.is_some())
+        {
+            Some(index) => Err(ConfigError::new(
+                format!("breakers[{index}].match.cluster"),
+                "an earlier stage re-routes requests without saying to which cluster, so the \
+                 cluster a request goes to is unknown here: give every canary version its \
+                 `cluster`, or match this breaker on the route header or the path instead",
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -267,7 +249,7 @@ impl TryFrom<RawBreaker> for Breaker {
                 ),
             ));
         }
-        let matcher = Match::try_from(raw.matcher).map_err(|err| err.within("match"))?;
+        let matcher = RouteMatch::try_from(raw.matcher).map_err(|err| err.within("match"))?;
         let failure =
             FailureWhen::try_from(raw.failure_when).map_err(|err| err.within("failureWhen"))?;
         let window = match raw.window {
@@ -332,81 +314,6 @@ impl TryFrom<RawBreaker> for Breaker {
             half_open,
             max_concurrent: raw.max_concurrent,
             fallback,
-        })
-    }
-}
-
-impl TryFrom<RawMatch> for Match {
-    type Error = ConfigError;
-
-    fn try_from(raw: RawMatch) -> Result<Self, ConfigError> {
-        if let Some(cluster) = &raw.cluster
-            && cluster.is_empty()
-        {
-            return Err(ConfigError::new("cluster", "must not be empty"));
-        }
-        let host = raw
-            .host
-            .map(|host| {
-                let host = host.to_ascii_lowercase();
-                let (wildcard, rest) = match host.strip_prefix("*.") {
-                    Some(rest) => (true, rest),
-                    None => (false, host.as_str()),
-                };
-                let valid = !rest.is_empty()
-                    && rest
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-                if !valid {
-                    return Err(ConfigError::new(
-                        "host",
-                        format!("`{host}` is not a host name (wildcards only as `*.suffix`)"),
-                    ));
-                }
-                Ok(if wildcard {
-                    HostMatch::Suffix(format!(".{rest}"))
-                } else {
-                    HostMatch::Exact(rest.to_string())
-                })
-            })
-            .transpose()?;
-        if let Some(prefix) = &raw.path_prefix
-            && !prefix.starts_with('/')
-        {
-            return Err(ConfigError::new(
-                "pathPrefix",
-                format!("`{prefix}` must start with `/`"),
-            ));
-        }
-        let methods = raw
-            .methods
-            .map(|methods| {
-                if methods.is_empty() {
-                    return Err(ConfigError::new(
-                        "methods",
-                        "must list at least one method (leave it out to match every method)",
-                    ));
-                }
-                methods
-                    .iter()
-                    .enumerate()
-                    .map(|(index, method)| {
-                        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-                            return Err(ConfigError::new(
-                                format!("methods[{index}]"),
-                                format!("`{method}` is not an HTTP method"),
-                            ));
-                        }
-                        Ok(method.to_ascii_uppercase())
-                    })
-                    .collect()
-            })
-            .transpose()?;
-        Ok(Self {
-            cluster: raw.cluster,
-            host,
-            path_prefix: raw.path_prefix,
-            methods,
         })
     }
 }

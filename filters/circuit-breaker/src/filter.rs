@@ -1,4 +1,5 @@
-//! The thin shell: proxy-wasm callbacks (through the `Host` seam) mapped onto the guard's steps.
+//! The thin shell: the stream's callbacks (through the request model) mapped onto the guard's
+//! steps.
 //!
 //! Per stream: at request headers, pick the breaker and ask for admission (short-circuit with the
 //! fallback if refused, take a bulkhead slot if configured); at response headers, judge the call
@@ -14,19 +15,18 @@
 //! it: both ends of the call when `slowCall` is configured (latency), otherwise only for a time
 //! window, a non-closed phase or a transition. `filter/tests/hostcalls.rs` pins these counts.
 
-use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::{
-    ConfigError, Decision, HeaderMap, Host, HttpFilter, LocalResponse, LogLevel, RootFilter,
-    StreamCallbacks,
+    ConfigError, Ctx, Decision, Env, Filter, HeaderMap, Host, HttpFilter, LocalResponse, LogLevel,
+    Root, Stats, StreamCallbacks,
 };
 
 use crate::config::{Breaker, Config, parse_config};
 use crate::guard::{Clock, Count, Guard};
 use crate::machine::{Admission, Rejection, Ticket};
-use crate::matcher::{RequestFacts, host_only, path_only, select};
+use crate::matcher::select;
 use crate::outcome::{self, ResponseFacts, Verdict};
 
 /// How often every root context runs the time-driven transitions and adds its streams' counts
@@ -51,34 +51,28 @@ impl Runtime {
     }
 }
 
-// === impl CircuitBreakerRoot ===
+// === impl CircuitBreaker ===
 
-/// The root context: parses the configuration, sets up shared state and metrics, and ticks.
-#[derive(Debug, Default)]
-pub struct CircuitBreakerRoot {
-    runtime: Option<Rc<Runtime>>,
-}
+/// The circuit-breaker filter.
+#[derive(Debug)]
+pub struct CircuitBreaker;
 
-impl CircuitBreakerRoot {
-    /// The runtime after a successful `configure`.
-    pub fn runtime(&self) -> Option<&Rc<Runtime>> {
-        self.runtime.as_ref()
-    }
-}
+impl Filter for CircuitBreaker {
+    type Root = CircuitBreakerRoot;
+    const NAME: &'static str = "circuit_breaker";
 
-impl RootFilter for CircuitBreakerRoot {
-    type Http = CircuitBreakerHttp;
-
-    fn configure(&mut self, host: &mut dyn Host, config: &[u8]) -> Result<(), ConfigError> {
+    fn configure(
+        host: &mut dyn Host,
+        env: &Env,
+        config: &[u8],
+    ) -> Result<CircuitBreakerRoot, ConfigError> {
         let config = parse_config(config)?;
-        let plugin = host
-            .property(&["plugin_name"])
-            .map(|name| String::from_utf8_lossy(&name).into_owned())
-            .unwrap_or_default();
+        config.check_env(env)?;
+        let stats = Stats::new(Self::NAME, &env.plugin);
         let guards: Vec<Guard> = config
             .breakers
             .iter()
-            .map(|breaker| Guard::new(host, &plugin, breaker))
+            .map(|breaker| Guard::new(host, &env.plugin, &stats, breaker))
             .collect();
         for (breaker, guard) in config.breakers.iter().zip(&guards) {
             guard.init(host, breaker);
@@ -96,26 +90,45 @@ impl RootFilter for CircuitBreakerRoot {
                     .join(", ")
             ),
         );
-        self.runtime = Some(Rc::new(Runtime { config, guards }));
-        Ok(())
+        Ok(CircuitBreakerRoot {
+            runtime: Rc::new(Runtime { config, guards }),
+        })
     }
+}
+
+// === impl CircuitBreakerRoot ===
+
+/// The root context: the configuration, shared state and metrics; it ticks.
+#[derive(Debug)]
+pub struct CircuitBreakerRoot {
+    runtime: Rc<Runtime>,
+}
+
+impl CircuitBreakerRoot {
+    /// The runtime.
+    pub fn runtime(&self) -> &Rc<Runtime> {
+        &self.runtime
+    }
+}
+
+impl Root for CircuitBreakerRoot {
+    type Http = CircuitBreakerHttp;
 
     fn tick_period(&self) -> Option<Duration> {
         Some(TICK)
     }
 
     fn on_tick(&mut self, host: &mut dyn Host) {
-        if let Some(runtime) = &self.runtime {
-            for (breaker, guard) in runtime.config.breakers.iter().zip(&runtime.guards) {
-                guard.tick(host, breaker);
-                guard.flush_counters(host);
-            }
+        let runtime = &self.runtime;
+        for (breaker, guard) in runtime.config.breakers.iter().zip(&runtime.guards) {
+            guard.tick(host, breaker);
+            guard.flush_counters(host);
         }
     }
 
     fn new_http(&self, _context_id: u32) -> CircuitBreakerHttp {
         CircuitBreakerHttp {
-            runtime: self.runtime.clone(),
+            runtime: Rc::clone(&self.runtime),
             call: None,
         }
     }
@@ -139,64 +152,8 @@ struct Call {
 /// Per-stream filter.
 #[derive(Debug)]
 pub struct CircuitBreakerHttp {
-    runtime: Option<Rc<Runtime>>,
+    runtime: Rc<Runtime>,
     call: Option<Call>,
-}
-
-/// Request facts read lazily from the host.
-struct LazyRequest<'h> {
-    host: &'h dyn Host,
-    path: OnceCell<Option<String>>,
-    method: OnceCell<Option<String>>,
-    authority: OnceCell<Option<String>>,
-    cluster: OnceCell<Option<String>>,
-}
-
-impl RequestFacts for LazyRequest<'_> {
-    fn path(&self) -> Option<&str> {
-        self.path
-            .get_or_init(|| {
-                self.host
-                    .header(HeaderMap::Request, ":path")
-                    .map(|mut path| {
-                        // Cut the query in place instead of copying the path.
-                        let len = path_only(&path).len();
-                        path.truncate(len);
-                        path
-                    })
-            })
-            .as_deref()
-    }
-
-    fn method(&self) -> Option<&str> {
-        self.method
-            .get_or_init(|| self.host.header(HeaderMap::Request, ":method"))
-            .as_deref()
-    }
-
-    fn host(&self) -> Option<&str> {
-        self.authority
-            .get_or_init(|| {
-                self.host
-                    .header(HeaderMap::Request, ":authority")
-                    .or_else(|| self.host.header(HeaderMap::Request, "host"))
-                    .map(|authority| host_only(&authority))
-            })
-            .as_deref()
-    }
-
-    fn cluster(&self) -> Option<&str> {
-        self.cluster
-            .get_or_init(|| {
-                // `xds.cluster_name` is where Envoy 1.40 has the route's cluster at request
-                // headers; older Envoys (and older Istio proxies) only had `cluster_name`.
-                self.host
-                    .property(&["xds", "cluster_name"])
-                    .or_else(|| self.host.property(&["cluster_name"]))
-                    .map(|name| String::from_utf8_lossy(&name).into_owned())
-            })
-            .as_deref()
-    }
 }
 
 /// Reads an integer property (Envoy serialises int64 as 8 little-endian bytes).
@@ -241,7 +198,7 @@ pub fn bulkhead_full(breaker: &Breaker) -> LocalResponse {
 impl CircuitBreakerHttp {
     /// Acts on `verdict`, reached at the time of `clock`.
     fn settle(&mut self, host: &mut dyn Host, verdict: Verdict, clock: &Clock) {
-        let (Some(runtime), Some(call)) = (&self.runtime, &mut self.call) else {
+        let (runtime, Some(call)) = (&self.runtime, &mut self.call) else {
             return;
         };
         let Some((breaker, guard)) = runtime.breaker(call.breaker) else {
@@ -276,20 +233,10 @@ impl HttpFilter for CircuitBreakerHttp {
     /// Outcomes are recorded at response headers, resets and timeouts at stream end.
     const CALLBACKS: StreamCallbacks = StreamCallbacks::ALL;
 
-    fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
-        let Some(runtime) = self.runtime.clone() else {
-            return Decision::Continue;
-        };
-        let selected = select(
-            &runtime.config.breakers,
-            &LazyRequest {
-                host: &*host,
-                path: OnceCell::new(),
-                method: OnceCell::new(),
-                authority: OnceCell::new(),
-                cluster: OnceCell::new(),
-            },
-        );
+    fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
+        let runtime = Rc::clone(&self.runtime);
+        let selected = select(&runtime.config.breakers, &*ctx);
+        let host: &mut dyn Host = ctx;
         let Some((index, (breaker, guard))) =
             selected.and_then(|index| Some((index, runtime.breaker(index)?)))
         else {
@@ -334,8 +281,9 @@ impl HttpFilter for CircuitBreakerHttp {
         Decision::Continue
     }
 
-    fn on_response_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
-        let (Some(runtime), Some(call)) = (&self.runtime, self.call) else {
+    fn on_response_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
+        let host: &mut dyn Host = ctx;
+        let (runtime, Some(call)) = (&self.runtime, self.call) else {
             return Decision::Continue;
         };
         if call.settled || call.awaiting_trailers || call.ticket.is_none() {
@@ -378,8 +326,9 @@ impl HttpFilter for CircuitBreakerHttp {
         Decision::Continue
     }
 
-    fn on_log(&mut self, host: &mut dyn Host) {
-        let (Some(runtime), Some(call)) = (self.runtime.clone(), self.call) else {
+    fn on_log(&mut self, ctx: &mut Ctx<'_>) {
+        let host: &mut dyn Host = ctx;
+        let (runtime, Some(call)) = (Rc::clone(&self.runtime), self.call) else {
             return;
         };
         let Some((breaker, guard)) = runtime.breaker(call.breaker) else {

@@ -13,12 +13,13 @@ use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshguard_filter_core::counters::Counter;
-use meshguard_filter_core::{Host, LogLevel, MetricKind};
+use meshguard_filter_core::shared::{Cas, Snapshot, StoreError, Write};
+use meshguard_filter_core::stats::{Gauge, Stats};
+use meshguard_filter_core::{Host, LogLevel};
 
 use crate::codec;
 use crate::config::Breaker;
 use crate::machine::{Admission, Effect, Header, Now, Outcome, Phase, State, Ticket};
-use crate::store::{Snapshot, StoreError, Write, update, update_cached};
 
 /// Milliseconds since the epoch.
 pub fn millis(time: SystemTime) -> u64 {
@@ -70,7 +71,7 @@ impl Now for HostNow<'_> {
 /// ([`meshguard_filter_core::counters`]).
 #[derive(Debug, Default)]
 struct Metrics {
-    state: Option<u32>,
+    state: Gauge,
     success: Counter,
     failure: Counter,
     slow: Counter,
@@ -121,9 +122,6 @@ pub enum Count {
     Contended,
 }
 
-/// Metric name prefix; Envoy shows them under `wasmcustom.`.
-pub const METRIC_PREFIX: &str = "meshguard_circuit_breaker";
-
 /// One configured breaker, ready to run.
 #[derive(Debug)]
 pub struct Guard {
@@ -138,12 +136,13 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Keys are scoped by plugin name so two plugins in one VM keep separate breakers.
-    pub fn new(host: &mut dyn Host, plugin: &str, breaker: &Breaker) -> Self {
+    /// Keys are scoped by plugin name so two plugins in one VM keep separate breakers; stats
+    /// are `meshguard.circuit_breaker.<plugin>.<breaker>.<stat>`.
+    pub fn new(host: &mut dyn Host, plugin: &str, stats: &Stats, breaker: &Breaker) -> Self {
         let key = format!("meshguard.circuit_breaker.v1.{plugin}.{}", breaker.name);
-        let name = |metric: &str| format!("{METRIC_PREFIX}.{}.{metric}", breaker.name);
-        let state = host.define_metric(MetricKind::Gauge, &name("state"));
-        let mut counter = |metric: &str| Counter::define(host, &name(metric));
+        let name = |metric: &str| format!("{}.{metric}", breaker.name);
+        let state = stats.gauge(host, &name("state"));
+        let mut counter = |metric: &str| stats.counter(host, &name(metric));
         let metrics = Metrics {
             state,
             success: counter("calls.success"),
@@ -188,9 +187,7 @@ impl Guard {
     }
 
     fn show(&self, host: &mut dyn Host, phase: Phase) {
-        if let Some(id) = self.metrics.state {
-            host.record_metric(id, phase.gauge());
-        }
+        self.metrics.state.set(host, phase.gauge());
     }
 
     /// Logs and counts the transition of a step whose write won.
@@ -232,15 +229,15 @@ impl Guard {
     /// corrupt or shaped for another window) and shows its phase. Called at configure time.
     pub fn init(&self, host: &mut dyn Host, breaker: &Breaker) {
         let clock = Clock::new();
-        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
-            match bytes.map(codec::decode) {
+        let result = Cas::new(&self.key)
+            .snapshot(&self.snapshot)
+            .update(host, |host, bytes| match bytes.map(codec::decode) {
                 Some(Ok(state)) if state.fits(breaker) => (Write::Keep, state.header.phase),
                 _ => (
                     Write::Put(codec::encode(&State::new(breaker, clock.on(host).ms()))),
                     Phase::Closed,
                 ),
-            }
-        });
+            });
         match result {
             Ok(phase) => self.show(host, phase),
             Err(err) => self.dropped(host, breaker, "initialisation", err),
@@ -257,23 +254,25 @@ impl Guard {
         breaker: &Breaker,
         clock: &Clock,
     ) -> Option<Admission> {
-        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
-            let now = clock.on(host);
-            let header = bytes.and_then(|bytes| codec::decode_header(bytes).ok());
-            match (bytes, header) {
-                (Some(bytes), Some(mut header)) => {
-                    let (admission, effect) = header.admit(breaker, &now);
-                    match effect.changed {
-                        false => (Write::Keep, (admission, effect)),
-                        true => match codec::patch_header(bytes, &header) {
-                            Ok(patched) => (Write::Put(patched), (admission, effect)),
-                            Err(_) => fresh_admission(breaker, now.ms()),
-                        },
+        let result = Cas::new(&self.key)
+            .snapshot(&self.snapshot)
+            .update(host, |host, bytes| {
+                let now = clock.on(host);
+                let header = bytes.and_then(|bytes| codec::decode_header(bytes).ok());
+                match (bytes, header) {
+                    (Some(bytes), Some(mut header)) => {
+                        let (admission, effect) = header.admit(breaker, &now);
+                        match effect.changed {
+                            false => (Write::Keep, (admission, effect)),
+                            true => match codec::patch_header(bytes, &header) {
+                                Ok(patched) => (Write::Put(patched), (admission, effect)),
+                                Err(_) => fresh_admission(breaker, now.ms()),
+                            },
+                        }
                     }
+                    _ => fresh_admission(breaker, now.ms()),
                 }
-                _ => fresh_admission(breaker, now.ms()),
-            }
-        });
+            });
         match result {
             Ok((admission, effect)) => {
                 self.announce(host, breaker, effect);
@@ -304,20 +303,22 @@ impl Guard {
         if outcome.slow {
             self.count(Count::Slow);
         }
-        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
-            let now = clock.on(host);
-            let stored = bytes
-                .and_then(|bytes| codec::decode(bytes).ok())
-                .filter(|state| state.fits(breaker));
-            let fresh = stored.is_none();
-            let mut state = stored.unwrap_or_else(|| State::new(breaker, now.ms()));
-            let effect = state.record(breaker, &now, ticket, outcome);
-            if effect.changed || fresh {
-                (Write::Put(codec::encode(&state)), effect)
-            } else {
-                (Write::Keep, effect)
-            }
-        });
+        let result = Cas::new(&self.key)
+            .snapshot(&self.snapshot)
+            .update(host, |host, bytes| {
+                let now = clock.on(host);
+                let stored = bytes
+                    .and_then(|bytes| codec::decode(bytes).ok())
+                    .filter(|state| state.fits(breaker));
+                let fresh = stored.is_none();
+                let mut state = stored.unwrap_or_else(|| State::new(breaker, now.ms()));
+                let effect = state.record(breaker, &now, ticket, outcome);
+                if effect.changed || fresh {
+                    (Write::Put(codec::encode(&state)), effect)
+                } else {
+                    (Write::Keep, effect)
+                }
+            });
         match result {
             Ok(effect) => self.announce(host, breaker, effect),
             Err(err) => self.dropped(host, breaker, "an outcome", err),
@@ -335,21 +336,23 @@ impl Guard {
         if !ticket.probe {
             return;
         }
-        let result = update_cached(host, &self.key, &self.snapshot, |_, bytes| {
-            let Some(bytes) = bytes else {
-                return (Write::Keep, ());
-            };
-            let Ok(mut header) = codec::decode_header(bytes) else {
-                return (Write::Keep, ());
-            };
-            if !header.release(ticket).changed {
-                return (Write::Keep, ());
-            }
-            match codec::patch_header(bytes, &header) {
-                Ok(patched) => (Write::Put(patched), ()),
-                Err(_) => (Write::Keep, ()),
-            }
-        });
+        let result = Cas::new(&self.key)
+            .snapshot(&self.snapshot)
+            .update(host, |_, bytes| {
+                let Some(bytes) = bytes else {
+                    return (Write::Keep, ());
+                };
+                let Ok(mut header) = codec::decode_header(bytes) else {
+                    return (Write::Keep, ());
+                };
+                if !header.release(ticket).changed {
+                    return (Write::Keep, ());
+                }
+                match codec::patch_header(bytes, &header) {
+                    Ok(patched) => (Write::Put(patched), ()),
+                    Err(_) => (Write::Keep, ()),
+                }
+            });
         if let Err(err) = result {
             self.dropped(host, breaker, "a probe permit release", err);
         }
@@ -359,19 +362,21 @@ impl Guard {
     /// traffic) and refreshing the gauge from the shared state.
     pub fn tick(&self, host: &mut dyn Host, breaker: &Breaker) {
         let clock = Clock::new();
-        let result = update_cached(host, &self.key, &self.snapshot, |host, bytes| {
-            let Some(bytes) = bytes else {
-                return (Write::Keep, None);
-            };
-            let Ok(mut header) = codec::decode_header(bytes) else {
-                return (Write::Keep, None);
-            };
-            let effect = header.advance(breaker, clock.on(host));
-            match (effect.changed, codec::patch_header(bytes, &header)) {
-                (true, Ok(patched)) => (Write::Put(patched), Some((header, effect))),
-                _ => (Write::Keep, Some((header, Effect::default()))),
-            }
-        });
+        let result = Cas::new(&self.key)
+            .snapshot(&self.snapshot)
+            .update(host, |host, bytes| {
+                let Some(bytes) = bytes else {
+                    return (Write::Keep, None);
+                };
+                let Ok(mut header) = codec::decode_header(bytes) else {
+                    return (Write::Keep, None);
+                };
+                let effect = header.advance(breaker, clock.on(host));
+                match (effect.changed, codec::patch_header(bytes, &header)) {
+                    (true, Ok(patched)) => (Write::Put(patched), Some((header, effect))),
+                    _ => (Write::Keep, Some((header, Effect::default()))),
+                }
+            });
         match result {
             Ok(Some((header, effect))) => {
                 self.announce(host, breaker, effect);
@@ -386,7 +391,7 @@ impl Guard {
     /// `Some(false)` full, `None` when the counter could not be updated (the caller then lets
     /// the call through without a slot: failing open, like admission).
     pub fn acquire_slot(&self, host: &mut dyn Host, breaker: &Breaker, max: u32) -> Option<bool> {
-        let result = update(host, &self.inflight_key, |bytes| {
+        let result = Cas::new(&self.inflight_key).update(host, |_, bytes| {
             let inflight = bytes.map_or(0, codec::decode_count);
             if inflight >= max {
                 (Write::Keep, false)
@@ -405,7 +410,7 @@ impl Guard {
 
     /// Returns a bulkhead slot.
     pub fn release_slot(&self, host: &mut dyn Host, breaker: &Breaker) {
-        let result = update(host, &self.inflight_key, |bytes| {
+        let result = Cas::new(&self.inflight_key).update(host, |_, bytes| {
             let inflight = bytes.map_or(0, codec::decode_count);
             (
                 Write::Put(codec::encode_count(inflight.saturating_sub(1)).to_vec()),

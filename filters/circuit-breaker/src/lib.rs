@@ -20,9 +20,10 @@
 //!
 //! Layout: [`config`] (raw JSON -> validated types), [`window`] and [`machine`] (the pure core:
 //! sliding windows and the state machine as functions of config, state, time and outcome),
-//! [`outcome`] (judging responses), [`codec`] (the compact shared-data form), [`store`] (CAS
-//! with retries), [`guard`] (one breaker's steps over shared data, metrics, transition logs),
-//! [`matcher`] (which breaker guards a request) and [`filter`] (the proxy-wasm shell).
+//! [`outcome`] (judging responses), [`codec`] (the compact shared-data form), [`guard`] (one
+//! breaker's steps over shared data through the core's CAS helper, metrics, transition logs),
+//! [`matcher`] (which breaker guards a request, by the shared route matcher) and [`filter`]
+//! (the shell over the request model).
 #![cfg_attr(
     not(test),
     deny(
@@ -40,11 +41,7 @@ pub mod guard;
 pub mod machine;
 pub mod matcher;
 pub mod outcome;
-pub mod store;
 pub mod window;
 
 pub use config::{Config, parse_config};
-pub use filter::{CircuitBreakerHttp, CircuitBreakerRoot};
-
-#[cfg(target_arch = "wasm32")]
-meshguard_filter_shim::export_filter!(CircuitBreakerRoot::default());
+pub use filter::{CircuitBreaker, CircuitBreakerHttp, CircuitBreakerRoot};

@@ -1,53 +1,13 @@
-//! Which breaker guards a request: the first whose `match` holds.
+//! Which breaker guards a request: the first whose `match` holds (the shared route matcher,
+//! [`meshguard_filter_core::route`]).
 //!
-//! Request facts are read lazily through [`RequestFacts`], so a breaker that matches on the path
-//! alone never pays for reading the `cluster_name` property, and a request no breaker matches
-//! costs a header read or two.
+//! Facts are read lazily through the request model, so a breaker that matches on the path alone
+//! never pays for reading the cluster, and a request no breaker matches costs a header read or
+//! two.
 
-use crate::config::{Breaker, Match};
+use meshguard_filter_core::route::RequestFacts;
 
-/// What matching may ask about a request.
-pub trait RequestFacts {
-    /// Path without query or fragment.
-    fn path(&self) -> Option<&str>;
-    /// Method as sent (`GET`).
-    fn method(&self) -> Option<&str>;
-    /// Host in lowercase without port.
-    fn host(&self) -> Option<&str>;
-    /// Upstream cluster chosen by the route (`xds.cluster_name`).
-    fn cluster(&self) -> Option<&str>;
-}
-
-impl Match {
-    /// Whether every condition holds for `request`.
-    pub fn matches(&self, request: &dyn RequestFacts) -> bool {
-        if let Some(prefix) = &self.path_prefix
-            && !request
-                .path()
-                .is_some_and(|path| path.starts_with(prefix.as_str()))
-        {
-            return false;
-        }
-        if let Some(methods) = &self.methods
-            && !request
-                .method()
-                .is_some_and(|method| methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-        {
-            return false;
-        }
-        if let Some(host) = &self.host
-            && !request.host().is_some_and(|value| host.matches(value))
-        {
-            return false;
-        }
-        if let Some(cluster) = &self.cluster
-            && request.cluster() != Some(cluster.as_str())
-        {
-            return false;
-        }
-        true
-    }
-}
+use crate::config::Breaker;
 
 /// Index of the first breaker matching `request`.
 pub fn select(breakers: &[Breaker], request: &dyn RequestFacts) -> Option<usize> {
@@ -56,52 +16,36 @@ pub fn select(breakers: &[Breaker], request: &dyn RequestFacts) -> Option<usize>
         .position(|breaker| breaker.matcher.matches(request))
 }
 
-/// The path part of a `:path` (no query, no fragment).
-pub fn path_only(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    path.get(..end).unwrap_or(path)
-}
-
-/// The host of an `:authority` in lowercase without port (`[::1]:80` -> `[::1]`).
-pub fn host_only(authority: &str) -> String {
-    let host = if authority.starts_with('[') {
-        match authority.find(']') {
-            Some(end) => authority.get(..=end).unwrap_or(authority),
-            None => authority,
-        }
-    } else {
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _port)| host)
-    };
-    host.to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
     use super::*;
     use crate::config::parse_config;
 
     #[derive(Default)]
     struct Request {
-        path: Option<&'static str>,
-        method: Option<&'static str>,
+        path: &'static str,
+        method: &'static str,
         host: Option<&'static str>,
         cluster: Option<&'static str>,
     }
 
     impl RequestFacts for Request {
-        fn path(&self) -> Option<&str> {
-            self.path
+        fn path(&self) -> Rc<str> {
+            Rc::from(self.path)
         }
-        fn method(&self) -> Option<&str> {
-            self.method
+        fn method(&self) -> Rc<str> {
+            Rc::from(self.method)
         }
-        fn host(&self) -> Option<&str> {
-            self.host
+        fn host(&self) -> Option<String> {
+            self.host.map(str::to_string)
         }
-        fn cluster(&self) -> Option<&str> {
-            self.cluster
+        fn header(&self, _name: &str) -> Option<Rc<str>> {
+            None
+        }
+        fn cluster(&self) -> Option<Rc<str>> {
+            self.cluster.map(Rc::from)
         }
     }
 
@@ -113,32 +57,32 @@ mod tests {
     fn every_condition_must_hold_and_the_first_match_wins() {
         let breakers = breakers(
             r#"{"breakers":[
-                {"name":"pay-post","match":{"pathPrefix":"/api/payments","methods":["post"]}},
-                {"name":"pay","match":{"pathPrefix":"/api/payments"}},
+                {"name":"pay-post","match":{"prefix":"/api/payments","methods":["post"]}},
+                {"name":"pay","match":{"prefix":"/api/payments"}},
                 {"name":"by-cluster","match":{"cluster":"outbound|8080||product"}},
-                {"name":"by-host","match":{"host":"*.search.svc"}}
+                {"name":"by-host","match":{"hosts":["*.search.svc"]}}
             ]}"#,
         );
         let cases = [
             (
                 Request {
-                    path: Some("/api/payments/1"),
-                    method: Some("POST"),
+                    path: "/api/payments/1",
+                    method: "POST",
                     ..Request::default()
                 },
                 Some(0),
             ),
             (
                 Request {
-                    path: Some("/api/payments"),
-                    method: Some("GET"),
+                    path: "/api/payments",
+                    method: "GET",
                     ..Request::default()
                 },
                 Some(1),
             ),
             (
                 Request {
-                    path: Some("/api/products"),
+                    path: "/api/products",
                     cluster: Some("outbound|8080||product"),
                     ..Request::default()
                 },
@@ -146,7 +90,7 @@ mod tests {
             ),
             (
                 Request {
-                    path: Some("/q"),
+                    path: "/q",
                     host: Some("eu.search.svc"),
                     ..Request::default()
                 },
@@ -154,7 +98,7 @@ mod tests {
             ),
             (
                 Request {
-                    path: Some("/q"),
+                    path: "/q",
                     host: Some("search.svc"),
                     ..Request::default()
                 },
@@ -176,7 +120,7 @@ mod tests {
     #[test]
     fn exact_host_and_cluster() {
         let breakers = breakers(
-            r#"{"breakers":[{"name":"a","match":{"host":"Payment.Shop","cluster":"pay"}}]}"#,
+            r#"{"breakers":[{"name":"a","match":{"hosts":["Payment.Shop"],"cluster":"pay"}}]}"#,
         );
         let request = |host, cluster| Request {
             host: Some(host),
@@ -186,15 +130,5 @@ mod tests {
         assert_eq!(select(&breakers, &request("payment.shop", "pay")), Some(0));
         assert_eq!(select(&breakers, &request("payment.shop", "other")), None);
         assert_eq!(select(&breakers, &request("x.payment.shop", "pay")), None);
-    }
-
-    #[test]
-    fn paths_and_hosts_are_normalised() {
-        assert_eq!(path_only("/a/b?x=1#f"), "/a/b");
-        assert_eq!(path_only("/a#f"), "/a");
-        assert_eq!(path_only("/"), "/");
-        assert_eq!(host_only("Shop.Example:8443"), "shop.example");
-        assert_eq!(host_only("shop"), "shop");
-        assert_eq!(host_only("[::1]:80"), "[::1]");
     }
 }

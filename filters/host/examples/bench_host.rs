@@ -80,10 +80,11 @@ fn rows() -> anyhow::Result<Vec<Row>> {
         Row {
             name: "canary (sticky by user)",
             bytes: module_bytes("meshguard_canary")?,
-            config: r#"{"services":[{"name":"product","hosts":["*"],"pathPrefix":"/api/products",
+            config:
+                r#"{"services":[{"name":"product","match":{"hosts":["*"], "prefix":"/api/products"},
                 "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
                 "stickyKey":[{"header":"x-user-id"}]}]}"#
-                .into(),
+                    .into(),
             request: Box::new(|i| {
                 Request::get("/api/products").header("x-user-id", format!("user-{}", i % 1000))
             }),

@@ -11,7 +11,7 @@ fn config(canary_percent: u32) -> String {
         r#"{{
           "pinCookie": {{"name": "mesh-canary", "maxAgeSeconds": 3600}},
           "services": [{{
-            "name": "product", "hosts": ["*"], "pathPrefix": "/api/products",
+            "name": "product", "match": {{"hosts": ["*"], "prefix": "/api/products"}},
             "versions": [{{"name": "v1", "weight": {}}}, {{"name": "v2", "weight": {canary_percent}}}],
             "stickyKey": [{{"header": "x-user-id"}}, {{"cookie": "session"}}],
             "overrides": {{"header": "x-canary-version",

@@ -20,7 +20,7 @@ fn start(config: &str, workers: usize) -> Plugin {
 
 const PAYMENT: &str = r#"{"breakers":[{
     "name": "payment",
-    "match": {"pathPrefix": "/api/payments"},
+    "match": {"prefix": "/api/payments"},
     "window": {"type": "count", "size": 6},
     "minimumCalls": 4,
     "failureRateThreshold": 50,
@@ -96,7 +96,7 @@ fn a_failing_probe_reopens() {
 
 #[test]
 fn slow_calls_open_a_slow_call_breaker_on_virtual_latency() {
-    let config = r#"{"breakers":[{"name":"search","match":{"pathPrefix":"/api/search"},
+    let config = r#"{"breakers":[{"name":"search","match":{"prefix":"/api/search"},
         "window":{"size":4},"minimumCalls":3,"failureRateThreshold":100,
         "slowCall":{"duration":"200ms","rateThreshold":50},"openFor":"30s"}]}"#;
     let mut plugin = start(config, 1);

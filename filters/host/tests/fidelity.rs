@@ -55,7 +55,7 @@ fn stamp_matches_envoy() {
 
 #[test]
 fn rate_limit_matches_envoy() {
-    let config = r#"{"limits":[{"name":"orders","match":{"path":{"prefix":"/api/orders"}},
+    let config = r#"{"limits":[{"name":"orders","match":{"prefix":"/api/orders"},
         "key":[{"header":"x-user"}],"rate":{"requests":3,"per":"hour"}}],"headers":"ietf"}"#;
     let mut steps: Vec<Step> = (0..5)
         .map(|_| Step::get("/api/orders").header("x-user", "alice"))
@@ -79,7 +79,7 @@ fn rate_limit_matches_envoy() {
 fn canary_matches_envoy() {
     let config = r#"{
       "services": [{
-        "name": "product", "hosts": ["*"], "pathPrefix": "/api/products",
+        "name": "product", "match": {"hosts": ["*"], "prefix": "/api/products"},
         "versions": [{"name": "v1", "weight": 50}, {"name": "v2", "weight": 50}],
         "stickyKey": [{"header": "x-user-id"}],
         "overrides": {"header": "x-canary-version",
@@ -121,12 +121,12 @@ fn canary_matches_envoy() {
 #[test]
 fn circuit_breaker_matches_envoy() {
     let config = r#"{"breakers":[{
-        "name": "payment", "match": {"pathPrefix": "/api/payments"},
+        "name": "payment", "match": {"prefix": "/api/payments"},
         "window": {"type": "count", "size": 6}, "minimumCalls": 4, "failureRateThreshold": 50,
         "openFor": "30s", "halfOpen": {"permittedCalls": 1, "successToClose": 1},
         "fallback": {"status": 200, "headers": {"content-type": "application/json", "x-fallback": "static"},
                      "body": "{\"service\":\"payment\",\"status\":\"deferred\"}"}
-    }, {"name": "search", "match": {"pathPrefix": "/api/search"}, "window": {"size": 4},
+    }, {"name": "search", "match": {"prefix": "/api/search"}, "window": {"size": 4},
         "minimumCalls": 2, "failureRateThreshold": 100, "openFor": "30s"}]}"#;
     let mut steps = Vec::new();
     for _ in 0..3 {

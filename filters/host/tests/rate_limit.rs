@@ -22,7 +22,7 @@ fn start(config: &str, workers: usize) -> Plugin {
     .unwrap()
 }
 
-const ORDERS: &str = r#"{"limits":[{"name":"orders","match":{"path":{"prefix":"/api/orders"}},
+const ORDERS: &str = r#"{"limits":[{"name":"orders","match":{"prefix":"/api/orders"},
     "key":[{"header":"x-user"}],"rate":{"requests":10,"per":"minute"},"burst":5}],
     "headers":"ietf"}"#;
 
@@ -195,7 +195,7 @@ fn keys_are_isolated_and_unmatched_paths_are_not_limited() {
 
 #[test]
 fn a_per_second_limit_refills_its_whole_budget() {
-    let config = r#"{"limits":[{"name":"search","match":{"path":{"prefix":"/api/search"}},
+    let config = r#"{"limits":[{"name":"search","match":{"prefix":"/api/search"},
         "key":[{"header":"x-user"}],"rate":{"requests":4,"per":"second"}}],"headers":"xRateLimit"}"#;
     let mut plugin = start(config, 2);
     let search = || Request::get("/api/search?q=shoe").header("x-user", "carol");

@@ -1,13 +1,16 @@
 //! The request path: pick the requirement, evaluate it over per-provider outcomes (cache first,
 //! then full verification), and turn the result into a decision plus the header changes.
 //!
-//! Host calls are kept to what the decision needs: one read of the header map, the clock, the
-//! signature verifications that miss the cache, and the writes (claim headers, the token's
-//! removal, and removal of spoofed copies of written headers that are actually present).
+//! Host calls are kept to what the decision needs: one read of the header map (through the
+//! request model, so every later stage's header reads are free), the clock, the signature
+//! verifications that miss the cache, and the writes (claim headers, the token's removal, and
+//! removal of spoofed copies of written headers that are actually present). The verified tokens'
+//! claims are published to the later stages of the module ([`Ctx::set_identity`]).
 
 use std::rc::Rc;
 
-use meshguard_filter_core::{Decision, HeaderMap, Host};
+use meshguard_filter_core::request::Identity;
+use meshguard_filter_core::{Ctx, Decision, HeaderMap, Host};
 
 use crate::claims::check_times;
 use crate::config::{Config, KeySource, Requirement};
@@ -21,25 +24,32 @@ use crate::policy::{Evaluation, Outcome};
 use crate::request::Request;
 use crate::verify::verify_token;
 
-/// Authenticates the current request at `now` (seconds since the epoch).
-pub fn authenticate(host: &mut dyn Host, worker: &mut Worker, now: u64) -> Decision {
+/// Authenticates the request seen through `ctx`. The clock is read only when a token is judged
+/// (public paths and preflights do not need it).
+pub fn authenticate(ctx: &mut Ctx<'_>, worker: &mut Worker) -> Decision {
     let config = Rc::clone(&worker.config);
-    let request = Request::read(host);
+    let request = Request::read(ctx);
     let (method, path) = (request.method(), request.path());
     let preflight = config.bypass_cors_preflight
         && method == "OPTIONS"
         && request.has("origin")
         && request.has("access-control-request-method");
+    // The header map is in the request model now: matching reads nothing more from the host.
     let requirement = config
         .rules
         .iter()
-        .find(|rule| rule.matches(method, path))
+        .find(|rule| rule.matches(&*ctx))
         .map_or(&config.default_requirement, |rule| &rule.requirement);
+    let host: &mut dyn Host = ctx;
     if preflight || *requirement == Requirement::None {
         strip_spoofed(host, &config, &request, &[]);
         worker.metrics.increment(Counter::Public);
         return Decision::Continue;
     }
+    let now = host
+        .now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
 
     let mut found: Vec<Option<Found>> = vec![None; config.providers.len()];
     let (result, valid) = {
@@ -61,6 +71,15 @@ pub fn authenticate(host: &mut dyn Host, worker: &mut Worker, now: u64) -> Decis
         .iter()
         .flat_map(|(_, verified)| verified.headers.iter())
         .collect();
+    for (index, verified) in &valid {
+        if let Some(provider) = config.providers.get(*index) {
+            ctx.set_identity(Identity {
+                provider: Rc::from(provider.name.as_str()),
+                claims: Rc::clone(&verified.claims),
+            });
+        }
+    }
+    let host: &mut dyn Host = ctx;
     strip_spoofed(host, &config, &request, &written);
     for (name, value) in &written {
         // Replaces every value a client may have sent under the same name.

@@ -12,15 +12,20 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
+use serde_json::{Map, Value};
+
 use crate::claims::Times;
 
 /// What a verified token produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     /// Time claims, checked again on every use.
     pub times: Times,
     /// Headers to write upstream (claims and payload).
     pub headers: Rc<[(String, String)]>,
+    /// The payload, as verified: published to the stages after the JWT stage in the pipeline
+    /// (a limit or canary keyed on `claim: sub`, authorization).
+    pub claims: Rc<Map<String, Value>>,
 }
 
 #[derive(Debug)]
@@ -119,6 +124,7 @@ mod tests {
 
     fn verified(exp: u64) -> Verified {
         Verified {
+            claims: Rc::default(),
             times: Times {
                 exp: Some(exp),
                 ..Times::default()

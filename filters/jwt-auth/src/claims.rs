@@ -122,30 +122,10 @@ fn lookup<'a>(payload: &'a Map<String, Value>, path: &[String]) -> Option<&'a Va
     Some(value)
 }
 
-fn scalar(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::Bool(flag) => Some(flag.to_string()),
-        _ => None,
-    }
-}
-
+/// A claim as header text: the request model's one rule for claim text
+/// ([`meshguard_filter_core::request::claim_text`]), so a claim header and a claim key agree.
 fn header_value(value: &Value) -> Option<String> {
-    let text = match value {
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().filter_map(scalar).collect();
-            if parts.is_empty() {
-                return None;
-            }
-            parts.join(",")
-        }
-        other => scalar(other)?,
-    };
-    if text.chars().any(char::is_control) || text.len() > 8192 {
-        return None;
-    }
-    Some(text)
+    meshguard_filter_core::request::claim_text(value)
 }
 
 #[cfg(test)]

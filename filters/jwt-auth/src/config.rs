@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 use crate::keys::KeySet;
 
-pub use rules::{PathMatch, Requirement, Rule};
+pub use rules::{Requirement, Rule};
 
 /// Default bound on a token's length.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;

@@ -1,13 +1,14 @@
-//! The thin shell: the root context (configuration, metric ids, the host-crypto probe, remote
-//! JWKS ticks, metric flushes) and the per-request filter that hands the request to
-//! [`crate::auth`].
+//! The thin shell: the filter's configuration step, the root context (metric ids, the
+//! host-crypto probe, remote JWKS ticks, metric flushes) and the per-request filter that hands
+//! the request to [`crate::auth`].
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::{
-    CallResponse, ConfigError, Decision, Host, HttpFilter, LogLevel, RootFilter, StreamCallbacks,
+    CallResponse, ConfigError, Ctx, Decision, Env, Filter, Host, HttpFilter, LogLevel, Provides,
+    Root, Stats, StreamCallbacks,
 };
 
 use crate::auth::authenticate;
@@ -37,54 +38,27 @@ pub struct Worker {
     pub metrics: Metrics,
 }
 
-/// The root context.
-#[derive(Debug, Default)]
-pub struct JwtRoot {
-    worker: Option<Rc<RefCell<Worker>>>,
-    remotes: Vec<RemoteSlot>,
-    holder: u64,
-}
+/// The JWT authentication filter.
+#[derive(Debug)]
+pub struct JwtAuth;
 
-fn seconds(now: SystemTime) -> u64 {
-    now.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+impl Filter for JwtAuth {
+    type Root = JwtRoot;
+    const NAME: &'static str = "jwt_auth";
 
-fn millis(now: SystemTime) -> u64 {
-    now.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-impl JwtRoot {
-    /// The worker state (after a successful `configure`), for tests.
-    pub fn worker(&self) -> Option<Rc<RefCell<Worker>>> {
-        self.worker.clone()
-    }
-
-    /// Adds the batched counts to the host's stats now (ticks do this periodically).
-    pub fn flush_metrics(&self, host: &mut dyn Host) {
-        if let Some(worker) = &self.worker {
-            worker.borrow_mut().metrics.flush(host);
-        }
-    }
-}
-
-impl RootFilter for JwtRoot {
-    type Http = JwtHttp;
-
-    fn configure(&mut self, host: &mut dyn Host, config: &[u8]) -> Result<(), ConfigError> {
+    fn configure(host: &mut dyn Host, env: &Env, config: &[u8]) -> Result<JwtRoot, ConfigError> {
         let config = parse_config(config)?;
-        let plugin = host
-            .property(&["plugin_name"])
-            .and_then(|name| String::from_utf8(name).ok())
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "jwt-auth".to_string());
+        let plugin = if env.plugin.is_empty() {
+            "jwt-auth"
+        } else {
+            env.plugin.as_str()
+        };
         let support = if config.host_crypto {
             probe(host)
         } else {
             HostSupport::default()
         };
-        self.remotes.clear();
+        let mut remotes = Vec::new();
         let mut keys = Vec::with_capacity(config.providers.len());
         for (index, provider) in config.providers.iter().enumerate() {
             match &provider.keys {
@@ -95,12 +69,12 @@ impl RootFilter for JwtRoot {
                     shared: None,
                 }),
                 KeySource::Remote(remote) => {
-                    let slot = RemoteSlot::new(&plugin, index, &provider.name, remote.clone());
+                    let slot = RemoteSlot::new(plugin, index, &provider.name, remote.clone());
                     keys.push(ProviderKeys {
                         shared: Some(slot.names().clone()),
                         ..ProviderKeys::default()
                     });
-                    self.remotes.push(slot);
+                    remotes.push(slot);
                 }
             }
         }
@@ -114,16 +88,49 @@ impl RootFilter for JwtRoot {
                 support.ecdsa
             ),
         );
-        self.holder = host.random_u64();
-        self.worker = Some(Rc::new(RefCell::new(Worker {
-            cache: TokenCache::new(config.cache_size),
-            config: Rc::new(config),
-            keys,
-            support,
-            metrics: Metrics::define(host, &plugin),
-        })));
-        Ok(())
+        let holder = host.random_u64();
+        let metrics = Metrics::define(host, &Stats::new(Self::NAME, plugin));
+        Ok(JwtRoot {
+            worker: Rc::new(RefCell::new(Worker {
+                cache: TokenCache::new(config.cache_size),
+                config: Rc::new(config),
+                keys,
+                support,
+                metrics,
+            })),
+            remotes,
+            holder,
+        })
     }
+}
+
+/// The root context.
+#[derive(Debug)]
+pub struct JwtRoot {
+    worker: Rc<RefCell<Worker>>,
+    remotes: Vec<RemoteSlot>,
+    holder: u64,
+}
+
+fn millis(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl JwtRoot {
+    /// The worker state, for tests.
+    pub fn worker(&self) -> Rc<RefCell<Worker>> {
+        Rc::clone(&self.worker)
+    }
+
+    /// Adds the batched counts to the host's stats now (ticks do this periodically).
+    pub fn flush_metrics(&self, host: &mut dyn Host) {
+        self.worker.borrow_mut().metrics.flush(host);
+    }
+}
+
+impl Root for JwtRoot {
+    type Http = JwtHttp;
 
     fn tick_period(&self) -> Option<Duration> {
         Some(if self.remotes.is_empty() {
@@ -134,9 +141,8 @@ impl RootFilter for JwtRoot {
     }
 
     fn on_tick(&mut self, host: &mut dyn Host) {
-        let Some(worker) = &self.worker else { return };
         let now = millis(host.now());
-        let mut worker = worker.borrow_mut();
+        let mut worker = self.worker.borrow_mut();
         let worker = &mut *worker;
         for slot in &mut self.remotes {
             let Some(keys) = worker.keys.get_mut(slot.provider) else {
@@ -154,26 +160,30 @@ impl RootFilter for JwtRoot {
         host: &mut dyn Host,
         token: u32,
         response: Option<CallResponse>,
-    ) {
-        let Some(worker) = &self.worker else { return };
+    ) -> bool {
+        let Some(slot) = self.remotes.iter_mut().find(|slot| slot.owns(token)) else {
+            return false;
+        };
         let now = millis(host.now());
-        let mut worker = worker.borrow_mut();
-        for slot in &mut self.remotes {
-            if !slot.owns(token) {
-                continue;
-            }
-            let Some(keys) = worker.keys.get_mut(slot.provider) else {
-                continue;
-            };
+        let mut worker = self.worker.borrow_mut();
+        if let Some(keys) = worker.keys.get_mut(slot.provider) {
             let event = slot.on_response(host, now, response, keys);
             worker.metrics.increment(fetch_counter(event));
-            return;
+        }
+        true
+    }
+
+    /// Verified claims, for the stages after this one.
+    fn provides(&self) -> Provides {
+        Provides {
+            claims: true,
+            reroutes: None,
         }
     }
 
     fn new_http(&self, _context_id: u32) -> JwtHttp {
         JwtHttp {
-            worker: self.worker.clone(),
+            worker: Rc::clone(&self.worker),
         }
     }
 }
@@ -188,19 +198,15 @@ fn fetch_counter(event: FetchEvent) -> Counter {
 /// The per-request filter.
 #[derive(Debug)]
 pub struct JwtHttp {
-    worker: Option<Rc<RefCell<Worker>>>,
+    worker: Rc<RefCell<Worker>>,
 }
 
 impl HttpFilter for JwtHttp {
     /// A token is judged on the request headers alone.
     const CALLBACKS: StreamCallbacks = StreamCallbacks::REQUEST_ONLY;
 
-    fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
-        let Some(worker) = &self.worker else {
-            return Decision::Continue;
-        };
-        let now = seconds(host.now());
-        let mut worker = worker.borrow_mut();
-        authenticate(host, &mut worker, now)
+    fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
+        let mut worker = self.worker.borrow_mut();
+        authenticate(ctx, &mut worker)
     }
 }

@@ -12,8 +12,10 @@
 //! ([`cache`]); remote JWKS are fetched once per Envoy and shared across workers ([`remote`]).
 //!
 //! The decision code is a pure function of configuration, request facts, keys and time; only
-//! [`filter`] touches the [`meshguard_filter_core::Host`] seam, and only the shim touches
-//! proxy-wasm.
+//! [`filter`] and [`auth`] touch the request model ([`meshguard_filter_core::Ctx`]), and only
+//! the shim touches proxy-wasm. In the `meshguard` pipeline the verified tokens' claims are
+//! published to the stages after this one ([`meshguard_filter_core::Ctx::set_identity`]), so a
+//! limit or a canary keyed on `claim: sub` uses the verified claim, never a header.
 #![cfg_attr(
     not(test),
     deny(
@@ -44,7 +46,4 @@ pub mod token;
 pub mod verify;
 
 pub use config::{Config, parse_config};
-pub use filter::{JwtHttp, JwtRoot};
-
-#[cfg(target_arch = "wasm32")]
-meshguard_filter_shim::export_filter!(JwtRoot::default());
+pub use filter::{JwtAuth, JwtHttp, JwtRoot};

@@ -1,13 +1,13 @@
-//! The filter's counters, as proxy-wasm metrics (Envoy shows them as
-//! `wasmcustom.jwt_auth.<plugin>.<name>`): allowed and public requests, denials by reason,
+//! The filter's counters, by the one naming scheme `meshguard.jwt_auth.<plugin>.<name>` (Envoy
+//! shows them under `wasmcustom.`): allowed and public requests, denials by reason,
 //! JWKS fetches, verified-token cache hits and misses, and which path verified signatures.
 //!
 //! Requests only bump counts inside the module; the root context adds them to Envoy's stats on
 //! each tick ([`crate::filter::METRICS_FLUSH_PERIOD`] at most), as every meshguard filter does
 //! ([`meshguard_filter_core::counters`]).
 
-use meshguard_filter_core::Host;
 use meshguard_filter_core::counters::Counter as Batched;
+use meshguard_filter_core::{Host, Stats};
 
 use crate::failure::Failure;
 
@@ -52,17 +52,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Defines every counter under `jwt_auth.<plugin>.`.
-    pub fn define(host: &mut dyn Host, plugin: &str) -> Self {
+    /// Defines every counter under `meshguard.jwt_auth.<plugin>.`.
+    pub fn define(host: &mut dyn Host, stats: &Stats) -> Self {
         let names = FIXED.iter().map(|(name, _)| (*name).to_string()).chain(
             Failure::REASONS
                 .iter()
                 .map(|reason| format!("denied.{reason}")),
         );
         Self {
-            counters: names
-                .map(|name| Batched::define(host, &format!("jwt_auth.{plugin}.{name}")))
-                .collect(),
+            counters: names.map(|name| stats.counter(host, &name)).collect(),
         }
     }
 
@@ -100,18 +98,18 @@ mod tests {
     #[test]
     fn counts_are_batched_until_flushed() {
         let mut host = MockHost::new();
-        let mut metrics = Metrics::define(&mut host, "edge");
+        let mut metrics = Metrics::define(&mut host, &Stats::new("jwt_auth", "edge"));
         metrics.increment(Counter::Allowed);
         metrics.increment(Counter::Allowed);
         metrics.increment(Counter::Denied("expired"));
         metrics.increment(Counter::Denied("no such reason"));
-        assert_eq!(host.metric("jwt_auth.edge.allowed"), 0);
+        assert_eq!(host.metric("meshguard.jwt_auth.edge.allowed"), 0);
         metrics.flush(&mut host);
-        assert_eq!(host.metric("jwt_auth.edge.allowed"), 2);
-        assert_eq!(host.metric("jwt_auth.edge.denied.expired"), 1);
+        assert_eq!(host.metric("meshguard.jwt_auth.edge.allowed"), 2);
+        assert_eq!(host.metric("meshguard.jwt_auth.edge.denied.expired"), 1);
         metrics.flush(&mut host);
         assert_eq!(
-            host.metric("jwt_auth.edge.allowed"),
+            host.metric("meshguard.jwt_auth.edge.allowed"),
             2,
             "flushed counts are not added twice"
         );

@@ -16,7 +16,7 @@ use crate::config::Requirement;
 use crate::failure::Failure;
 
 /// What one provider made of the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// No token in its locations.
     Missing,
@@ -131,6 +131,7 @@ mod tests {
         Outcome::Valid(Verified {
             times: Times::default(),
             headers: Rc::from(Vec::new()),
+            claims: Rc::default(),
         })
     }
 

@@ -2,13 +2,15 @@
 //! with every worker through proxy-wasm shared data.
 //!
 //! Per provider, two shared-data entries:
-//! - `…/state`: a small [`FetchState`] record that every root context (the main thread's and
-//!   each worker's) reads on each tick. A fetch is due when `next_fetch_ms` has passed and no
-//!   lease is held; the root that wins the compare-and-swap on the lease makes the HTTP callout
-//!   (callouts cannot be made at VM start, which is why this runs from ticks). A lease expires on
-//!   its own after the fetch timeout, so a VM that disappears mid-fetch blocks nobody for long.
+//! - `…/lease`: the fetch job's lease ([`meshguard_filter_core::lease`]), which every root
+//!   context (the main thread's and each worker's) reads on each tick. A fetch is due when the
+//!   lease's `next_due` has passed and nobody holds it; the root that takes it makes the HTTP
+//!   callout (callouts cannot be made at VM start, which is why this runs from ticks). The hold
+//!   expires on its own after the fetch timeout, so a VM that disappears mid-fetch blocks nobody
+//!   for long. The lease's payload is the [`FetchState`]: the published generation, failures in
+//!   a row, the last early refresh and when the keys were fetched.
 //! - `…/jwks`: `"<generation>\n<JWKS JSON>"`, written by the lease holder after a successful
-//!   fetch. Workers parse it once when the generation in `state` moves, never per request.
+//!   fetch. Workers parse it once when the generation in the lease moves, never per request.
 //!
 //! Success schedules the next fetch `cacheDuration` later; failure keeps the last good keys and
 //! retries with exponential backoff (1 s doubling, capped at the cache duration and one minute).
@@ -17,17 +19,12 @@
 //! [`MIN_KEY_AGE`] (a `kid` missing from a JWKS fetched a moment ago is not a rotation), so
 //! rotated keys are picked up quickly while random `kid`s cannot make the filter hammer the
 //! identity provider.
-//!
-//! The state record is created (without a lease) by whichever root first finds it missing, and
-//! a lease is only ever taken with the CAS token of a read of an existing record: Envoy accepts
-//! any CAS on a missing key, so taking a lease in the same tick as creating the record could let
-//! two workers both win.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use meshguard_filter_core::{CallResponse, Host, HttpCall, LogLevel, SharedDataError};
-use serde::{Deserialize, Serialize};
+use meshguard_filter_core::lease::{Lease, LeaseState};
+use meshguard_filter_core::{CallResponse, Host, HttpCall, LogLevel};
 
 use crate::config::RemoteJwks;
 use crate::keys::{KeySet, Strictness, parse_jwks};
@@ -35,31 +32,56 @@ use crate::keys::{KeySet, Strictness, parse_jwks};
 /// Largest JWKS document accepted.
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
 
-/// The shared schedule of one provider's fetches.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The fetch job's own state: the payload of its lease.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FetchState {
     /// Generation of the JWKS under the `jwks` key (0: none fetched yet).
     pub generation: u64,
-    /// When the next fetch is due (ms since the epoch).
-    pub next_fetch_ms: u64,
-    /// A fetch is in flight until then (0: none).
-    pub lease_until_ms: u64,
-    /// Which root context holds the lease.
-    pub holder: u64,
     /// Consecutive failures.
     pub failures: u32,
-    /// When the last early refresh was granted.
+    /// When the last early refresh was granted (ms since the epoch).
     pub early_at_ms: u64,
     /// When the keys under `jwks` were fetched (0: never).
-    #[serde(default)]
     pub fetched_at_ms: u64,
+}
+
+impl FetchState {
+    /// The payload's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(28);
+        bytes.extend_from_slice(&self.generation.to_le_bytes());
+        bytes.extend_from_slice(&self.failures.to_le_bytes());
+        bytes.extend_from_slice(&self.early_at_ms.to_le_bytes());
+        bytes.extend_from_slice(&self.fetched_at_ms.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes a payload (short or empty: a fresh state).
+    pub fn decode(bytes: &[u8]) -> Self {
+        let u64_at = |at: usize| {
+            bytes
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let failures = bytes
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes);
+        Self {
+            generation: u64_at(0),
+            failures,
+            early_at_ms: u64_at(12),
+            fetched_at_ms: u64_at(20),
+        }
+    }
 }
 
 /// Where one remote provider's entries live in shared data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedNames {
-    /// The [`FetchState`] record.
-    pub state: String,
+    /// The fetch job's lease.
+    pub lease: String,
     /// `"<generation>\n<JWKS>"`.
     pub jwks: String,
     /// Provider name (for logs).
@@ -71,17 +93,17 @@ impl SharedNames {
     pub fn new(plugin: &str, provider: &str) -> Self {
         let base = format!("meshguard.jwt_auth/{plugin}/{provider}");
         Self {
-            state: format!("{base}/state"),
+            lease: format!("{base}/lease"),
             jwks: format!("{base}/jwks"),
             provider: provider.to_string(),
         }
     }
 }
 
-fn read_state(host: &dyn Host, names: &SharedNames) -> Option<(FetchState, u32)> {
-    let (bytes, cas) = host.shared_get(&names.state)?;
-    let state = serde_json::from_slice(&bytes).ok()?;
-    Some((state, cas))
+fn read_state(host: &dyn Host, names: &SharedNames) -> Option<FetchState> {
+    Lease::new(names.lease.clone())
+        .read(host)
+        .map(|lease| FetchState::decode(&lease.payload))
 }
 
 /// A provider's current keys in one worker.
@@ -106,7 +128,7 @@ impl ProviderKeys {
             return false;
         };
         match read_state(host, &names) {
-            Some((state, _)) => self.sync_with(host, &names, &state),
+            Some(state) => self.sync_with(host, &names, &state),
             None => false,
         }
     }
@@ -179,6 +201,7 @@ pub struct RemoteSlot {
     /// Endpoint.
     pub remote: RemoteJwks,
     names: SharedNames,
+    lease: Lease,
     /// Token of this root's in-flight callout.
     pending: Option<u32>,
 }
@@ -192,14 +215,24 @@ pub enum FetchEvent {
     Failed,
 }
 
+/// A fresh lease record: due at once, nothing fetched.
+fn fresh() -> LeaseState {
+    LeaseState {
+        payload: FetchState::default().encode(),
+        ..LeaseState::default()
+    }
+}
+
 impl RemoteSlot {
     /// A slot for provider `provider` of plugin `plugin`.
     pub fn new(plugin: &str, provider: usize, name: &str, remote: RemoteJwks) -> Self {
+        let names = SharedNames::new(plugin, name);
         Self {
             provider,
             name: name.to_string(),
             remote,
-            names: SharedNames::new(plugin, name),
+            lease: Lease::new(names.lease.clone()),
+            names,
             pending: None,
         }
     }
@@ -209,29 +242,21 @@ impl RemoteSlot {
         &self.names
     }
 
-    fn read(&self, host: &dyn Host) -> Option<(FetchState, u32)> {
-        read_state(host, &self.names)
-    }
-
-    /// Read-modify-write of the state with CAS retries; `change` returns false to give up.
+    /// Changes the fetch state (and through `state` the schedule) with CAS; `change` returns
+    /// `false` to write nothing.
     fn update(
         &self,
         host: &mut dyn Host,
-        change: &mut dyn FnMut(&mut FetchState) -> bool,
-    ) -> Option<FetchState> {
-        for _ in 0..8 {
-            let (mut state, cas) = self.read(host)?;
-            if !change(&mut state) {
+        mut change: impl FnMut(&mut LeaseState, &mut FetchState) -> bool,
+    ) -> Option<()> {
+        self.lease.update(host, |state| {
+            let mut fetch = FetchState::decode(&state.payload);
+            if !change(state, &mut fetch) {
                 return None;
             }
-            let bytes = serde_json::to_vec(&state).ok()?;
-            match host.shared_set(&self.names.state, &bytes, Some(cas)) {
-                Ok(()) => return Some(state),
-                Err(SharedDataError::CasMismatch) => continue,
-                Err(SharedDataError::Refused) => return None,
-            }
-        }
-        None
+            state.payload = fetch.encode();
+            Some(())
+        })
     }
 
     /// One tick: adopt new keys, ask for an early refresh if wanted, and fetch if due and the
@@ -243,25 +268,24 @@ impl RemoteSlot {
         holder: u64,
         keys: &mut ProviderKeys,
     ) -> Option<FetchEvent> {
-        let Some((state, _)) = self.read(host) else {
-            // First sighting: create the record; leases are taken from the next tick on.
-            let fresh = serde_json::to_vec(&FetchState::default()).unwrap_or_default();
-            let _ = host.shared_set(&self.names.state, &fresh, None);
+        let Some(lease) = self.lease.read(host) else {
+            // First sighting: create the record; the job is taken from the next tick on.
+            self.lease.ensure(host, fresh());
             return None;
         };
-        keys.sync_with(host, &self.names, &state);
+        keys.sync_with(host, &self.names, &FetchState::decode(&lease.payload));
         if std::mem::take(&mut keys.wants_refresh) {
             let interval = millis(early_refresh_interval(&self.remote));
             let min_age = millis(MIN_KEY_AGE.min(self.remote.cache_duration));
-            let granted = self.update(host, &mut |state| {
-                let allowed = (state.early_at_ms == 0
-                    || now_ms >= state.early_at_ms.saturating_add(interval))
-                    && now_ms >= state.fetched_at_ms.saturating_add(min_age);
-                if !allowed || state.next_fetch_ms <= now_ms {
+            let granted = self.update(host, |state, fetch| {
+                let allowed = (fetch.early_at_ms == 0
+                    || now_ms >= fetch.early_at_ms.saturating_add(interval))
+                    && now_ms >= fetch.fetched_at_ms.saturating_add(min_age);
+                if !allowed || state.next_due_ms <= now_ms {
                     return false;
                 }
-                state.early_at_ms = now_ms;
-                state.next_fetch_ms = now_ms;
+                fetch.early_at_ms = now_ms;
+                state.next_due_ms = now_ms;
                 true
             });
             if granted.is_some() {
@@ -277,16 +301,8 @@ impl RemoteSlot {
         if self.pending.is_some() {
             return None;
         }
-        let lease_ms = millis(self.remote.timeout) + 1000;
-        let leased = self.update(host, &mut |state| {
-            if now_ms < state.next_fetch_ms || now_ms < state.lease_until_ms {
-                return false;
-            }
-            state.lease_until_ms = now_ms + lease_ms;
-            state.holder = holder;
-            true
-        });
-        leased?;
+        let hold_ms = millis(self.remote.timeout) + 1000;
+        self.lease.acquire(host, now_ms, holder, hold_ms)?;
         let call = HttpCall {
             cluster: self.remote.cluster.clone(),
             headers: vec![
@@ -350,9 +366,8 @@ impl RemoteSlot {
                 return FetchEvent::Failed;
             }
         };
-        let generation = self
-            .read(host)
-            .map_or(0, |(state, _)| state.generation)
+        let generation = read_state(host, &self.names)
+            .map_or(0, |state| state.generation)
             .max(keys.generation)
             + 1;
         let document = format!("{generation}\n{text}");
@@ -364,12 +379,12 @@ impl RemoteSlot {
             return FetchEvent::Failed;
         }
         let next = now_ms.saturating_add(millis(self.remote.cache_duration));
-        self.update(host, &mut |state| {
-            state.generation = generation;
-            state.fetched_at_ms = now_ms;
-            state.next_fetch_ms = next;
-            state.lease_until_ms = 0;
-            state.failures = 0;
+        self.update(host, |state, fetch| {
+            fetch.generation = generation;
+            fetch.fetched_at_ms = now_ms;
+            fetch.failures = 0;
+            state.next_due_ms = next;
+            state.held_until_ms = 0;
             true
         });
         for skipped in &set.skipped {
@@ -385,12 +400,12 @@ impl RemoteSlot {
 
     fn failed(&self, host: &mut dyn Host, now_ms: u64, reason: &str) {
         let mut failures = 0;
-        self.update(host, &mut |state| {
-            state.failures = state.failures.saturating_add(1);
-            failures = state.failures;
-            state.next_fetch_ms =
-                now_ms.saturating_add(millis(backoff(&self.remote, state.failures)));
-            state.lease_until_ms = 0;
+        self.update(host, |state, fetch| {
+            fetch.failures = fetch.failures.saturating_add(1);
+            failures = fetch.failures;
+            state.next_due_ms =
+                now_ms.saturating_add(millis(backoff(&self.remote, fetch.failures)));
+            state.held_until_ms = 0;
             true
         });
         host.log(

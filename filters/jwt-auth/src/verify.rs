@@ -16,7 +16,7 @@ use crate::keys::KeySet;
 use crate::token::{self, Token};
 
 /// A successful verification and which path checked the signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Success {
     /// What the token produced.
     pub verified: Verified,
@@ -46,6 +46,7 @@ pub fn verify_token(
         verified: Verified {
             times,
             headers: Rc::from(headers_for(provider, &token.payload, token.payload_b64)),
+            claims: Rc::new(token.payload),
         },
         path,
     })

@@ -64,7 +64,11 @@ fn wasm_plugin_is_valid_authn_and_fails_closed() {
             config
                 .rules
                 .iter()
-                .find(|rule| rule.matches(method, path))
+                .find(|rule| {
+                    rule.matches(&meshguard_filter_core::route::FixedRequest::new(
+                        method, path,
+                    ))
+                })
                 .map_or(&config.default_requirement, |rule| &rule.requirement)
                 .clone()
         };

@@ -13,13 +13,13 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::Quota;
-use meshguard_filter_core::ConfigError;
 use meshguard_filter_core::config::parse_json;
+use meshguard_filter_core::{ConfigError, Env, RawRouteMatch, RouteMatch};
 
 mod matching;
 
-pub use matching::{HeaderCondition, HeaderMatch, KeyPart, Matcher, PathMatch};
-use matching::{RawKeyPart, RawMatch};
+pub use matching::KeyPart;
+use matching::RawKeyPart;
 
 /// The default table size per limit.
 pub const DEFAULT_MAX_KEYS: u32 = 100_000;
@@ -30,8 +30,6 @@ pub const MAX_MAX_KEYS: u32 = 1_000_000;
 pub const MAX_REFILL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The longest idle expiry accepted.
 pub const MAX_IDLE_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The most trusted proxies an X-Forwarded-For chain may be counted through.
-pub const MAX_TRUSTED_HOPS: u32 = 32;
 
 // === raw types ===
 
@@ -50,7 +48,7 @@ struct RawConfig {
 struct RawLimit {
     name: String,
     #[serde(default, rename = "match")]
-    matcher: RawMatch,
+    matcher: RawRouteMatch,
     key: Vec<RawKeyPart>,
     rate: RawRate,
     #[serde(default)]
@@ -179,8 +177,8 @@ pub struct Config {
 pub struct Limit {
     /// Unique name (metrics, headers, shared-data namespace).
     pub name: String,
-    /// Which requests it applies to.
-    pub matcher: Matcher,
+    /// Which requests it applies to (the shared route matcher).
+    pub matcher: RouteMatch,
     /// The parts its key is built from, in order.
     pub key: Vec<KeyPart>,
     /// `requests` per `per`.
@@ -229,6 +227,31 @@ pub struct DenyResponse {
 /// Parses and validates the JSON configuration.
 pub fn parse_config(bytes: &[u8]) -> Result<Config, ConfigError> {
     Config::try_from(parse_json::<RawConfig>(bytes)?)
+}
+
+impl Config {
+    /// Checks what the configuration needs from the module around it: `claim` key parts need
+    /// verified claims (a JWT stage earlier in the same module).
+    pub fn check_env(&self, env: &Env) -> Result<(), ConfigError> {
+        if env.claims {
+            return Ok(());
+        }
+        for (index, limit) in self.limits.iter().enumerate() {
+            for (part, key) in limit.key.iter().enumerate() {
+                if let KeyPart::Claim(path) = key {
+                    return Err(ConfigError::new(
+                        format!("limits[{index}].key[{part}].claim"),
+                        format!(
+                            "`{path}` needs verified claims, which only a jwtAuth stage in the \
+                             same module provides: use the `meshguard` module with a `jwtAuth` \
+                             section, or key on the claim header the JWT filter writes"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 // === impl TryFrom ===
@@ -282,7 +305,7 @@ impl TryFrom<RawLimit> for Limit {
                 ),
             ));
         }
-        let matcher = Matcher::try_from(raw.matcher).map_err(|err| err.within("match"))?;
+        let matcher = RouteMatch::try_from(raw.matcher).map_err(|err| err.within("match"))?;
         if raw.key.is_empty() {
             return Err(ConfigError::new(
                 "key",

@@ -15,7 +15,9 @@
 //!   idle keys are reused or swept, and keys that find no room share one overflow cell, so a key
 //!   flood can neither grow Envoy's memory nor buy fresh budgets ([`table`], [`sweep`]).
 //!
-//! The decision core is host-agnostic (`&mut dyn Host`); the proxy-wasm shim only exports it.
+//! The decision core is host-agnostic: it sees the request through the shared request model
+//! ([`meshguard_filter_core::Ctx`]) and shared data through the [`Host`] seam, and is exported
+//! on its own (`module.rs`) or as a stage of the `meshguard` pipeline.
 #![cfg_attr(
     not(test),
     deny(
@@ -43,7 +45,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use meshguard_filter_core::{
-    ConfigError, Decision, HeaderMap, Host, HttpFilter, RootFilter, StreamCallbacks,
+    ConfigError, Ctx, Decision, Env, Filter, HeaderMap, Host, HttpFilter, Root, Stats,
+    StreamCallbacks,
 };
 
 pub use config::{Config, parse_config};
@@ -53,62 +56,72 @@ use crate::limiter::now_ns;
 use crate::metrics::LimitMetrics;
 use crate::table::Table;
 
-#[cfg(target_arch = "wasm32")]
-meshguard_filter_shim::export_filter!(RateLimitRoot::default());
-
 /// How often every root context ticks (sweep lease attempts, seed refresh, stats flush).
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// The root: validated config, table layouts, seeds and metric ids.
-#[derive(Debug, Default)]
-pub struct RateLimitRoot {
-    engine: Option<Rc<Engine>>,
-}
+/// The rate-limit filter.
+#[derive(Debug)]
+pub struct RateLimit;
 
-impl RateLimitRoot {
-    /// The engine, once configured.
-    pub fn engine(&self) -> Option<&Rc<Engine>> {
-        self.engine.as_ref()
-    }
-}
+impl Filter for RateLimit {
+    type Root = RateLimitRoot;
+    const NAME: &'static str = "rate_limit";
 
-impl RootFilter for RateLimitRoot {
-    type Http = RateLimitHttp;
-
-    fn configure(&mut self, host: &mut dyn Host, config: &[u8]) -> Result<(), ConfigError> {
+    fn configure(
+        host: &mut dyn Host,
+        env: &Env,
+        config: &[u8],
+    ) -> Result<RateLimitRoot, ConfigError> {
         let config = parse_config(config)?;
-        let plugin = host
-            .property(&["plugin_name"])
-            .map(|name| String::from_utf8_lossy(&name).into_owned())
-            .unwrap_or_default();
+        config.check_env(env)?;
+        let stats = Stats::new(Self::NAME, &env.plugin);
         let mut tables = Vec::with_capacity(config.limits.len());
         let mut seeds = Vec::with_capacity(config.limits.len());
         let mut metrics = Vec::with_capacity(config.limits.len());
         for limit in &config.limits {
-            let table = Table::new(limit, &plugin);
+            let table = Table::new(limit, &env.plugin);
             let random = host.random_u64();
             seeds.push(Cell::new(table.ensure(host, random)));
             tables.push(table);
-            metrics.push(LimitMetrics::define(host, &limit.name));
+            metrics.push(LimitMetrics::define(host, &stats, &limit.name));
         }
-        self.engine = Some(Rc::new(Engine {
-            config,
-            tables,
-            seeds,
-            metrics,
-        }));
-        Ok(())
+        Ok(RateLimitRoot {
+            engine: Rc::new(Engine {
+                config,
+                tables,
+                seeds,
+                metrics,
+            }),
+            holder: host.random_u64(),
+        })
     }
+}
+
+/// The root: validated config, table layouts, seeds and metric ids.
+#[derive(Debug)]
+pub struct RateLimitRoot {
+    engine: Rc<Engine>,
+    /// This root's identity in sweep leases.
+    holder: u64,
+}
+
+impl RateLimitRoot {
+    /// The engine.
+    pub fn engine(&self) -> &Rc<Engine> {
+        &self.engine
+    }
+}
+
+impl Root for RateLimitRoot {
+    type Http = RateLimitHttp;
 
     fn tick_period(&self) -> Option<Duration> {
         Some(TICK)
     }
 
     fn on_tick(&mut self, host: &mut dyn Host) {
-        let Some(engine) = &self.engine else {
-            return;
-        };
-        let now = now_ns(host);
+        let engine = &self.engine;
+        let now_ms = now_ns(host) / 1_000_000;
         for (index, limit) in engine.config.limits.iter().enumerate() {
             let (Some(table), Some(seed), Some(metrics)) = (
                 engine.tables.get(index),
@@ -121,14 +134,14 @@ impl RootFilter for RateLimitRoot {
             if let Some(stored) = table.read_seed(host) {
                 seed.set(stored);
             }
-            sweep::tick(host, limit, table, metrics, now);
+            sweep::tick(host, limit, table, metrics, now_ms, self.holder);
             metrics.flush(host);
         }
     }
 
     fn new_http(&self, _context_id: u32) -> RateLimitHttp {
         RateLimitHttp {
-            engine: self.engine.clone(),
+            engine: Rc::clone(&self.engine),
             response_headers: Vec::new(),
         }
     }
@@ -137,7 +150,7 @@ impl RootFilter for RateLimitRoot {
 /// Per-stream filter: judges the request, and adds rate-limit headers to the response.
 #[derive(Debug)]
 pub struct RateLimitHttp {
-    engine: Option<Rc<Engine>>,
+    engine: Rc<Engine>,
     response_headers: Vec<(String, String)>,
 }
 
@@ -148,11 +161,8 @@ impl HttpFilter for RateLimitHttp {
         log: false,
     };
 
-    fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
-        let Some(engine) = &self.engine else {
-            return Decision::Continue;
-        };
-        match engine.decide(host) {
+    fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
+        match self.engine.decide(ctx) {
             Verdict::Admit(headers) => {
                 self.response_headers = headers;
                 Decision::Continue
@@ -161,9 +171,9 @@ impl HttpFilter for RateLimitHttp {
         }
     }
 
-    fn on_response_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
+    fn on_response_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
         for (name, value) in self.response_headers.drain(..) {
-            host.set_header(HeaderMap::Response, &name, Some(&value));
+            ctx.set_header(HeaderMap::Response, &name, Some(&value));
         }
         Decision::Continue
     }

@@ -24,12 +24,12 @@ use governor::NotUntil;
 use governor::RateLimiter;
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::nanos::Nanos;
-use meshguard_filter_core::{Host, LocalResponse, LogLevel, SharedDataError};
+use meshguard_filter_core::{Ctx, Host, LocalResponse, LogLevel, SharedDataError};
 
 use crate::config::{Config, HeaderStyle, Limit};
 use crate::headers::{LimitStatus, render, seconds_until};
 use crate::metrics::LimitMetrics;
-use crate::request::{self, Key, Request};
+use crate::request::{self, Key};
 use crate::store::{HostClock, Mode, Observation, Placement, SharedStore, refund};
 use crate::table::{Slot, Table};
 
@@ -91,20 +91,20 @@ impl Engine {
         ))
     }
 
-    /// Judges the request on `host`.
-    pub fn decide(&self, host: &mut dyn Host) -> Verdict {
+    /// Judges the request seen through `ctx`.
+    pub fn decide(&self, ctx: &mut Ctx<'_>) -> Verdict {
         // The clock is read once, and only when a limit applies (a hostcall in Envoy): a request
         // no limit matches or keys costs just the reads of the match.
         let mut clock = None;
-        let request = Request::default();
         let mut checks = Vec::new();
         for (index, limit) in self.config.limits.iter().enumerate() {
-            if !limit.matcher.matches(host, &request) {
+            if !limit.matcher.matches(&*ctx) {
                 continue;
             }
-            let Some(key) = request::key(limit, host, &request) else {
+            let Some(key) = request::key(limit, ctx) else {
                 continue;
             };
+            let host: &mut dyn Host = ctx;
             let seed = self.seeds.get(index).map_or(0, Cell::get);
             let Some((_, table, _)) = self.limit(index) else {
                 continue;
@@ -128,6 +128,7 @@ impl Engine {
         let (Some(now), false) = (clock, checks.is_empty()) else {
             return Verdict::Admit(Vec::new());
         };
+        let host: &mut dyn Host = ctx;
         let enforced_denial = checks
             .iter()
             .any(|check| check.denied() && !self.is_shadow(check.index));

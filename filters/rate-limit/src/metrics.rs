@@ -1,15 +1,12 @@
-//! Envoy stats per limit.
-//!
-//! Every root context defines the same names; Envoy keeps one stat per name, so counters add up
-//! across workers. Names are `meshguard_rate_limit.<limit>.<stat>` (Envoy may show custom wasm
-//! stats under a `wasmcustom.` prefix).
+//! Stats per limit, by the one naming scheme: `meshguard.rate_limit.<plugin>.<limit>.<stat>`
+//! (Envoy shows them under `wasmcustom.`).
 
+use meshguard_filter_core::Host;
 use meshguard_filter_core::counters::Counter;
-use meshguard_filter_core::{Host, MetricKind};
+use meshguard_filter_core::stats::{Gauge, Stats};
 
 /// Stats of one limit: counters batched per worker and added on the root's tick
-/// ([`meshguard_filter_core::counters`]), and the tracked-keys gauge the sweep sets (`None` when
-/// the host refused the definition).
+/// ([`meshguard_filter_core::counters`]), and the tracked-keys gauge the sweep sets.
 #[derive(Debug, Default)]
 pub struct LimitMetrics {
     /// Requests this limit admitted and charged.
@@ -24,19 +21,14 @@ pub struct LimitMetrics {
     pub evictions: Counter,
     /// Requests judged on the shared overflow cell because their bucket was full.
     pub overflow: Counter,
-    /// Keys tracked at the end of the last full sweep (gauge).
-    pub keys: Option<u32>,
+    /// Keys tracked at the end of the last full sweep.
+    pub keys: Gauge,
 }
 
 impl LimitMetrics {
     /// Defines the stats of limit `name`.
-    pub fn define(host: &mut dyn Host, name: &str) -> Self {
-        let keys = host.define_metric(
-            MetricKind::Gauge,
-            &format!("meshguard_rate_limit.{name}.keys"),
-        );
-        let mut counter =
-            |stat: &str| Counter::define(host, &format!("meshguard_rate_limit.{name}.{stat}"));
+    pub fn define(host: &mut dyn Host, stats: &Stats, name: &str) -> Self {
+        let mut counter = |stat: &str| stats.counter(host, &format!("{name}.{stat}"));
         Self {
             allowed: counter("allowed"),
             limited: counter("limited"),
@@ -44,7 +36,7 @@ impl LimitMetrics {
             cas_retries: counter("cas_retries"),
             evictions: counter("evictions"),
             overflow: counter("overflow"),
-            keys,
+            keys: stats.gauge(host, &format!("{name}.keys")),
         }
     }
 

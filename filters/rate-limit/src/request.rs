@@ -1,82 +1,21 @@
-//! Request facts: which limits a request matches and the key it is counted under.
+//! The key a request is counted under, from the request model's facts.
 //!
-//! Keys are built from untrusted input (headers, cookies, `x-forwarded-for`), so parts are
-//! length-prefixed before hashing: `a|b` + `c` and `a` + `b|c` can never collide, whatever the
-//! client sends. The client IP is taken from `x-forwarded-for` only as far as the configured
-//! number of trusted proxies vouches for it; anything else a client writes there is ignored.
+//! Keys are built from untrusted input (headers, cookies), so parts are length-prefixed before
+//! hashing: `a|b` + `c` and `a` + `b|c` can never collide, whatever the client sends. Every fact
+//! comes through the [`Ctx`], so a header another limit (or another stage) already read costs
+//! no hostcall.
 
-use std::cell::OnceCell;
-use std::net::{IpAddr, SocketAddr};
+use meshguard_filter_core::Ctx;
+use meshguard_filter_core::request::path_only;
 
-use meshguard_filter_core::{HeaderMap, Host};
-
-use crate::config::{HeaderCondition, KeyPart, Limit, Matcher, MissingKey, PathMatch};
-
-/// The facts limits look at, each read from the host at most once per request and only if a
-/// limit needs it (every hostcall is paid on the request path).
-#[derive(Debug, Default)]
-pub struct Request {
-    path: OnceCell<String>,
-    method: OnceCell<String>,
-}
-
-impl Request {
-    /// `:path` without the query string or fragment.
-    pub fn path(&self, host: &dyn Host) -> &str {
-        self.path.get_or_init(|| {
-            let full = host.header(HeaderMap::Request, ":path").unwrap_or_default();
-            match full.split_once(['?', '#']) {
-                Some((path, _)) => path.to_string(),
-                None => full,
-            }
-        })
-    }
-
-    /// `:method`.
-    pub fn method(&self, host: &dyn Host) -> &str {
-        self.method.get_or_init(|| {
-            host.header(HeaderMap::Request, ":method")
-                .unwrap_or_default()
-        })
-    }
-}
-
-// === impl Matcher ===
-
-impl Matcher {
-    /// Whether every condition holds for this request.
-    pub fn matches(&self, host: &dyn Host, request: &Request) -> bool {
-        let path_ok = match &self.path {
-            None => true,
-            Some(PathMatch::Exact(path)) => request.path(host) == path,
-            Some(PathMatch::Prefix(prefix)) => request.path(host).starts_with(prefix.as_str()),
-            Some(PathMatch::Regex(regex)) => regex.is_match(request.path(host)),
-        };
-        if !path_ok {
-            return false;
-        }
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == request.method(host)) {
-            return false;
-        }
-        self.headers.iter().all(|header| {
-            let value = host.header(HeaderMap::Request, &header.name);
-            match &header.condition {
-                HeaderCondition::Present => value.is_some(),
-                HeaderCondition::Absent => value.is_none(),
-                HeaderCondition::Equals(expected) => value.as_deref() == Some(expected.as_str()),
-            }
-        })
-    }
-}
-
-// === key extraction ===
+use crate::config::{KeyPart, Limit, MissingKey};
 
 /// The key a request is counted under for `limit`, as unambiguous bytes. `None` when a part is
 /// missing and the limit skips such requests.
-pub fn key(limit: &Limit, host: &dyn Host, request: &Request) -> Option<Key> {
+pub fn key(limit: &Limit, ctx: &Ctx<'_>) -> Option<Key> {
     let mut bytes = Vec::with_capacity(64);
     for part in &limit.key {
-        match (part_value(part, host, request), limit.on_missing_key) {
+        match (part_value(part, ctx), limit.on_missing_key) {
             (Some(value), _) => {
                 // Tag 1 + length + bytes: a present value never looks like a missing one.
                 bytes.push(1);
@@ -126,67 +65,14 @@ impl Key {
     }
 }
 
-fn part_value(part: &KeyPart, host: &dyn Host, request: &Request) -> Option<String> {
+fn part_value(part: &KeyPart, ctx: &Ctx<'_>) -> Option<String> {
     match part {
-        KeyPart::ClientIp { trusted_hops } => {
-            client_ip(host, *trusted_hops).map(|ip| ip.to_string())
-        }
-        KeyPart::Header(name) => host.header(HeaderMap::Request, name),
-        KeyPart::Cookie(name) => cookie(host, name),
-        KeyPart::Path => Some(request.path(host).to_string()),
-        KeyPart::Method => Some(request.method(host).to_string()),
+        KeyPart::ClientIp => ctx.client_address().map(|ip| ip.to_string()),
+        KeyPart::Header(name) => ctx.request_header(name).map(|value| value.to_string()),
+        KeyPart::Cookie(name) => ctx.cookie(name),
+        KeyPart::Claim(path) => ctx.claim(path),
+        KeyPart::Path => Some(path_only(&ctx.path()).to_string()),
+        KeyPart::Method => Some(ctx.method().to_string()),
         KeyPart::Constant(value) => Some(value.clone()),
     }
-}
-
-/// The client address: with `trusted_hops` = N > 0, the N-th address from the right of
-/// `x-forwarded-for` (all occurrences joined in order), which is the one the outermost trusted
-/// proxy appended; with N = 0, or when the header has fewer than N valid entries, the
-/// connection's peer (`source.address`).
-pub fn client_ip(host: &dyn Host, trusted_hops: u32) -> Option<IpAddr> {
-    if trusted_hops > 0 {
-        let chain: Vec<String> = host
-            .headers(HeaderMap::Request)
-            .into_iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
-            .map(|(_, value)| value)
-            .collect();
-        let entries: Vec<&str> = chain
-            .iter()
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .collect();
-        let index = usize::try_from(trusted_hops).ok()?;
-        if let Some(entry) = entries
-            .len()
-            .checked_sub(index)
-            .and_then(|i| entries.get(i))
-            && let Some(ip) = parse_ip(entry)
-        {
-            return Some(ip);
-        }
-    }
-    let source = host.property(&["source", "address"])?;
-    parse_ip(std::str::from_utf8(&source).ok()?)
-}
-
-/// An IP from `1.2.3.4`, `1.2.3.4:80`, `::1` or `[::1]:80`.
-fn parse_ip(text: &str) -> Option<IpAddr> {
-    let text = text.trim();
-    text.parse::<IpAddr>()
-        .ok()
-        .or_else(|| text.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
-}
-
-/// The value of cookie `name` across every `cookie` header (HTTP/2 may split them).
-pub fn cookie(host: &dyn Host, name: &str) -> Option<String> {
-    host.headers(HeaderMap::Request)
-        .into_iter()
-        .filter(|(header, _)| header.eq_ignore_ascii_case("cookie"))
-        .find_map(|(_, value)| {
-            value.split(';').find_map(|pair| {
-                let (key, value) = pair.split_once('=')?;
-                (key.trim() == name).then(|| value.trim().trim_matches('"').to_string())
-            })
-        })
 }

@@ -21,7 +21,8 @@ use std::cell::RefCell;
 use governor::clock::Clock;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
-use meshguard_filter_core::{Host, SharedDataError};
+use meshguard_filter_core::Host;
+use meshguard_filter_core::shared::{Cas, StoreError, Write as Put};
 
 use crate::table::{Record, Slot, Table, decode, decode_cell, encode};
 
@@ -103,21 +104,33 @@ pub struct Observation {
     pub failed: bool,
 }
 
-/// A bucket (or the overflow cell) as read, with the position of the key in it.
-struct Located {
-    key: String,
-    cas: Option<u32>,
-    records: Vec<Record>,
-    target: Target,
-    before: Option<u64>,
-}
-
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Target {
     Way(usize),
     Append,
     Replace(usize),
     Overflow,
+}
+
+impl Target {
+    fn placement(self) -> Placement {
+        match self {
+            Self::Way(_) => Placement::Existing,
+            Self::Append => Placement::Fresh,
+            Self::Replace(_) => Placement::Replaced,
+            Self::Overflow => Placement::Overflow,
+        }
+    }
+}
+
+/// One decision against one value (a bucket or the overflow cell).
+struct Judged<T, E> {
+    outcome: Result<T, E>,
+    before: Option<u64>,
+    after: Option<u64>,
+    placement: Placement,
+    /// The value to store when admitted.
+    value: Option<Vec<u8>>,
 }
 
 /// governor's state store over one limit's shared-data table.
@@ -146,7 +159,121 @@ impl<'a> SharedStore<'a> {
         self.observation.into_inner()
     }
 
-    fn locate(&self, slot: &Slot) -> Located {
+    /// Where `slot`'s key goes in a bucket holding `records`.
+    fn target(&self, records: &[Record], slot: &Slot) -> Target {
+        if let Some(index) = records.iter().position(|r| r.fp == slot.fp) {
+            return Target::Way(index);
+        }
+        if records.len() < self.table.ways(slot.bucket) {
+            return Target::Append;
+        }
+        // A record whose tat is not in the future is indistinguishable from a fresh key
+        // (governor's own `retain_recent` criterion): reuse the oldest such way.
+        records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.tat <= self.origin)
+            .min_by_key(|(_, r)| r.tat)
+            .map_or(Target::Overflow, |(index, _)| Target::Replace(index))
+    }
+
+    /// Runs governor's decision `f` for the key at `target` of a bucket holding `records`.
+    fn judge_bucket<T, E>(
+        &self,
+        mut records: Vec<Record>,
+        target: Target,
+        fp: u64,
+        f: &impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    ) -> Judged<T, E> {
+        let before = match target {
+            Target::Way(index) => records.get(index).map(|r| r.tat),
+            _ => None,
+        };
+        let placement = target.placement();
+        match f(self.relative(before)) {
+            Err(denied) => Judged {
+                outcome: Err(denied),
+                before,
+                after: None,
+                placement,
+                value: None,
+            },
+            Ok((value, next)) => {
+                let tat = self.origin.saturating_add(next.as_u64());
+                match target {
+                    Target::Way(index) => {
+                        if let Some(record) = records.get_mut(index) {
+                            record.tat = tat;
+                        }
+                    }
+                    Target::Append => records.push(Record { fp, tat }),
+                    Target::Replace(index) => {
+                        if let Some(record) = records.get_mut(index) {
+                            *record = Record { fp, tat };
+                        }
+                    }
+                    Target::Overflow => {}
+                }
+                Judged {
+                    outcome: Ok(value),
+                    before,
+                    after: Some(tat),
+                    placement,
+                    value: Some(encode(&records)),
+                }
+            }
+        }
+    }
+
+    /// Runs governor's decision `f` against the overflow cell holding `before`.
+    fn judge_cell<T, E>(
+        &self,
+        before: Option<u64>,
+        f: &impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    ) -> Judged<T, E> {
+        match f(self.relative(before)) {
+            Err(denied) => Judged {
+                outcome: Err(denied),
+                before,
+                after: None,
+                placement: Placement::Overflow,
+                value: None,
+            },
+            Ok((value, next)) => {
+                let tat = self.origin.saturating_add(next.as_u64());
+                Judged {
+                    outcome: Ok(value),
+                    before,
+                    after: Some(tat),
+                    placement: Placement::Overflow,
+                    value: Some(tat.to_le_bytes().to_vec()),
+                }
+            }
+        }
+    }
+
+    /// Absolute -> relative to the limiter's origin. A tat in the past clamps to the origin,
+    /// which governor treats exactly like the past tat (both are <= now).
+    fn relative(&self, before: Option<u64>) -> Option<Nanos> {
+        before.map(|abs| Nanos::from(abs.saturating_sub(self.origin)))
+    }
+
+    fn observe<T, E>(&self, judged: Judged<T, E>, write: Option<Write>) -> Result<T, E> {
+        let mut observation = self.observation.borrow_mut();
+        observation.before = judged.before;
+        observation.after = judged.after;
+        observation.placement = judged.placement;
+        observation.write = write;
+        judged.outcome
+    }
+
+    /// Deferred: one read (the bucket, and the overflow cell if the bucket has no room), the
+    /// decision, and the write kept for the commit.
+    fn deferred<T, E>(
+        &self,
+        slot: &Slot,
+        f: &impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    ) -> Result<T, E> {
         let host = self.host.borrow();
         let key = self.table.bucket_key(slot.bucket);
         let (bytes, cas) = match host.shared_get(&key) {
@@ -154,107 +281,87 @@ impl<'a> SharedStore<'a> {
             None => (Vec::new(), None),
         };
         let records = decode(&bytes);
-        if let Some(index) = records.iter().position(|r| r.fp == slot.fp) {
-            let before = records.get(index).map(|r| r.tat);
-            return Located {
-                key,
-                cas,
-                records,
-                target: Target::Way(index),
-                before,
-            };
-        }
-        if records.len() < self.table.ways(slot.bucket) {
-            return Located {
-                key,
-                cas,
-                records,
-                target: Target::Append,
-                before: None,
-            };
-        }
-        // A record whose tat is not in the future is indistinguishable from a fresh key
-        // (governor's own `retain_recent` criterion): reuse the oldest such way.
-        let idle = records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.tat <= self.origin)
-            .min_by_key(|(_, r)| r.tat)
-            .map(|(index, _)| index);
-        if let Some(index) = idle {
-            return Located {
-                key,
-                cas,
-                records,
-                target: Target::Replace(index),
-                before: None,
-            };
-        }
-        let key = self.table.overflow_key();
-        let (before, cas) = match host.shared_get(&key) {
-            Some((bytes, cas)) => (decode_cell(&bytes), Some(cas)),
-            None => (None, None),
-        };
-        Located {
-            key,
-            cas,
-            records: Vec::new(),
-            target: Target::Overflow,
-            before,
-        }
-    }
-
-    /// The write that stores `tat` for the key. Takes the read by value: its key and records
-    /// move into the write instead of being copied (this runs on every admitted request).
-    fn prepare(located: Located, fp: u64, tat: u64) -> (Write, Placement) {
-        let Located {
-            key,
-            cas,
-            mut records,
-            target,
-            ..
-        } = located;
-        let placement = match target {
-            Target::Way(index) => {
-                if let Some(record) = records.get_mut(index) {
-                    record.tat = tat;
-                }
-                Placement::Existing
-            }
-            Target::Append => {
-                records.push(Record { fp, tat });
-                Placement::Fresh
-            }
-            Target::Replace(index) => {
-                if let Some(record) = records.get_mut(index) {
-                    *record = Record { fp, tat };
-                }
-                Placement::Replaced
-            }
+        let (judged, key, cas) = match self.target(&records, slot) {
             Target::Overflow => {
-                let write = Write {
-                    key,
-                    cas,
-                    value: tat.to_le_bytes().to_vec(),
+                let key = self.table.overflow_key();
+                let (before, cas) = match host.shared_get(&key) {
+                    Some((bytes, cas)) => (decode_cell(&bytes), Some(cas)),
+                    None => (None, None),
                 };
-                return (write, Placement::Overflow);
+                (self.judge_cell(before, f), key, cas)
             }
+            target => (self.judge_bucket(records, target, slot.fp, f), key, cas),
         };
-        let write = Write {
-            key,
-            cas,
-            value: encode(&records),
-        };
-        (write, placement)
+        let write = judged.value.clone().map(|value| Write { key, cas, value });
+        self.observe(judged, write)
     }
 
-    fn placement_of(target: Target) -> Placement {
-        match target {
-            Target::Way(_) => Placement::Existing,
-            Target::Append => Placement::Fresh,
-            Target::Replace(_) => Placement::Replaced,
-            Target::Overflow => Placement::Overflow,
+    /// Immediate: governor's read-decide-CAS loop on the bucket through the shared update
+    /// helper, then on the overflow cell if the bucket has no room for the key.
+    fn immediate<T, E>(
+        &self,
+        slot: &Slot,
+        f: &impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    ) -> Result<T, E> {
+        let mut host = self.host.borrow_mut();
+        let bucket = self.table.bucket_key(slot.bucket);
+        let attempted = Cas::new(&bucket)
+            .attempts(MAX_ATTEMPTS)
+            .run(&mut **host, |_, bytes| {
+                let records = decode(bytes.unwrap_or_default());
+                match self.target(&records, slot) {
+                    Target::Overflow => (Put::Keep, None),
+                    target => {
+                        let judged = self.judge_bucket(records, target, slot.fp, f);
+                        match judged.value.clone() {
+                            Some(value) => (Put::Put(value), Some(judged)),
+                            None => (Put::Keep, Some(judged)),
+                        }
+                    }
+                }
+            });
+        let mut retries = attempted.retries;
+        let (judged, result) = match attempted.result {
+            Ok(Some(judged)) => (judged, Ok(())),
+            Ok(None) => {
+                let overflow = self.table.overflow_key();
+                let attempted =
+                    Cas::new(&overflow)
+                        .attempts(MAX_ATTEMPTS)
+                        .run(&mut **host, |_, bytes| {
+                            let judged = self.judge_cell(bytes.and_then(decode_cell), f);
+                            match judged.value.clone() {
+                                Some(value) => (Put::Put(value), judged),
+                                None => (Put::Keep, judged),
+                            }
+                        });
+                retries += attempted.retries;
+                match attempted.result {
+                    Ok(judged) => (judged, Ok(())),
+                    // Judged on the last value read, but not stored.
+                    Err(err) => (self.judge_cell(None, f), Err(err)),
+                }
+            }
+            Err(err) => {
+                let records = Vec::new();
+                (
+                    self.judge_bucket(records, Target::Append, slot.fp, f),
+                    Err(err),
+                )
+            }
+        };
+        drop(host);
+        let stored = judged.value.is_some();
+        {
+            let mut observation = self.observation.borrow_mut();
+            observation.retries += retries;
+            match result {
+                Ok(()) => observation.committed = stored,
+                // Fail open: the request is judged, but its cell could not be stored.
+                Err(StoreError::Contended | StoreError::Refused) => observation.failed = true,
+            }
         }
+        self.observe(judged, None)
     }
 }
 
@@ -265,53 +372,9 @@ impl StateStore for SharedStore<'_> {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        let mut attempts = 0;
-        loop {
-            let located = self.locate(slot);
-            // Absolute -> relative to the limiter's origin. A tat in the past clamps to the
-            // origin, which governor treats exactly like the past tat (both are <= now).
-            let relative = located
-                .before
-                .map(|abs| Nanos::from(abs.saturating_sub(self.origin)));
-            let decision = f(relative);
-            let mut observation = self.observation.borrow_mut();
-            observation.before = located.before;
-            observation.placement = Self::placement_of(located.target);
-            let (value, next) = match decision {
-                Ok(admitted) => admitted,
-                Err(denied) => {
-                    observation.after = None;
-                    observation.write = None;
-                    return Err(denied);
-                }
-            };
-            let tat = self.origin.saturating_add(next.as_u64());
-            let (write, placement) = Self::prepare(located, slot.fp, tat);
-            observation.after = Some(tat);
-            observation.placement = placement;
-            if self.mode == Mode::Deferred {
-                observation.write = Some(write);
-                return Ok(value);
-            }
-            let result = self
-                .host
-                .borrow_mut()
-                .shared_set(&write.key, &write.value, write.cas);
-            match result {
-                Ok(()) => {
-                    observation.committed = true;
-                    return Ok(value);
-                }
-                Err(SharedDataError::CasMismatch) if attempts + 1 < MAX_ATTEMPTS => {
-                    attempts += 1;
-                    observation.retries += 1;
-                }
-                Err(_) => {
-                    // Fail open: the request is judged, but its cell could not be stored.
-                    observation.failed = true;
-                    return Ok(value);
-                }
-            }
+        match self.mode {
+            Mode::Deferred => self.deferred(slot, &f),
+            Mode::Immediate => self.immediate(slot, &f),
         }
     }
 }
@@ -326,28 +389,26 @@ pub fn refund(host: &mut dyn Host, table: &Table, slot: &Slot, overflow: bool, t
     } else {
         table.bucket_key(slot.bucket)
     };
-    let mut retries = 0;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some((bytes, cas)) = host.shared_get(&key) else {
-            return retries;
-        };
-        let value = if overflow {
-            match decode_cell(&bytes) {
-                Some(tat) => tat.saturating_sub(t).to_le_bytes().to_vec(),
-                None => return retries,
+    Cas::new(&key)
+        .attempts(MAX_ATTEMPTS)
+        .run(host, |_, bytes| {
+            let Some(bytes) = bytes else {
+                return (Put::Keep, ());
+            };
+            if overflow {
+                return match decode_cell(bytes) {
+                    Some(tat) => (Put::Put(tat.saturating_sub(t).to_le_bytes().to_vec()), ()),
+                    None => (Put::Keep, ()),
+                };
             }
-        } else {
-            let mut records = decode(&bytes);
+            let mut records = decode(bytes);
             match records.iter_mut().find(|r| r.fp == slot.fp) {
-                Some(record) => record.tat = record.tat.saturating_sub(t),
-                None => return retries,
+                Some(record) => {
+                    record.tat = record.tat.saturating_sub(t);
+                    (Put::Put(encode(&records)), ())
+                }
+                None => (Put::Keep, ()),
             }
-            encode(&records)
-        };
-        match host.shared_set(&key, &value, Some(cas)) {
-            Err(SharedDataError::CasMismatch) => retries += 1,
-            _ => return retries,
-        }
-    }
-    retries
+        })
+        .retries
 }

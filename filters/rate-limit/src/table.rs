@@ -71,7 +71,7 @@ impl Table {
         );
         let digest = hash64(0x6d65_7368_6775_6172, identity.as_bytes());
         Self {
-            namespace: format!("meshguard.rl.{}.{digest:016x}.", limit.name),
+            namespace: format!("meshguard.rl.v2.{}.{digest:016x}.", limit.name),
             buckets: limit.max_keys.div_ceil(WAYS).max(1),
             max_keys: limit.max_keys,
         }
@@ -125,7 +125,7 @@ impl Table {
         }
         let empty_bucket = encode(&[]);
         let fresh_cell = 0u64.to_le_bytes();
-        let fresh_lease = crate::sweep::Lease::default().encode();
+        let fresh_lease = crate::sweep::fresh().encode();
         let cells = (0..self.buckets)
             .map(|bucket| (self.bucket_key(bucket), empty_bucket.as_slice()))
             .chain([

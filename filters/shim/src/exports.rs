@@ -12,7 +12,7 @@
 //! `cargo xtask build-filters` removes those exports and the section. A module built without
 //! that step still works: it only keeps the calls.
 
-use meshguard_filter_core::{HttpFilter, RootFilter};
+use meshguard_filter_core::{Filter, HttpFilter, Root};
 
 pub use meshguard_filter_core::StreamCallbacks;
 
@@ -47,10 +47,9 @@ const NEVER_ROUTED: &[&str] = &[
 const RESPONSE_HEADERS: &str = "proxy_on_response_headers";
 const LOG: &str = "proxy_on_log";
 
-/// The optional callbacks of the filter whose root `make` builds. Only its type matters:
-/// `export_filter!` passes a closure it never calls.
-pub const fn callbacks_of<R: RootFilter>(_make: fn() -> R) -> StreamCallbacks {
-    <R::Http as HttpFilter>::CALLBACKS
+/// The optional callbacks of filter `F`'s streams.
+pub const fn callbacks_of<F: Filter>() -> StreamCallbacks {
+    <<F::Root as Root>::Http as HttpFilter>::CALLBACKS
 }
 
 /// The export names a filter with `callbacks` does not need.

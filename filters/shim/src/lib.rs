@@ -1,7 +1,8 @@
 //! The proxy-wasm adapter: the only meshguard crate that depends on the proxy-wasm SDK.
 //!
-//! It implements [`Host`] on top of the SDK's hostcalls, wraps a filter's [`RootFilter`] /
-//! [`HttpFilter`] pair in proxy-wasm contexts, turns [`Decision`]s into host actions, installs a
+//! It implements [`Host`] on top of the SDK's hostcalls, wraps a [`Filter`] (its [`Root`] and
+//! [`HttpFilter`]) in proxy-wasm contexts, each stream with its own request model
+//! ([`Stream`]), turns [`Decision`]s into host actions, installs a
 //! panic hook that logs at critical (a panic aborts the wasm VM, and Envoy then fails every
 //! later request on that worker, so the log line is the only trace), and exports one filter per
 //! module with [`export_filter!`], recording in the module which SDK exports the filter never
@@ -10,8 +11,8 @@
 use std::time::SystemTime;
 
 use meshguard_filter_core::{
-    CallResponse, Decision, HeaderMap, Host, HttpCall, HttpFilter, LocalResponse, LogLevel,
-    MetricKind, RootFilter, SharedDataError,
+    CallResponse, Decision, Env, Filter, HeaderMap, Host, HttpCall, HttpFilter, LocalResponse,
+    LogLevel, MetricKind, Root, SharedDataError, Stream,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -22,25 +23,25 @@ pub mod exports;
 #[doc(hidden)]
 pub use proxy_wasm;
 
-/// Exports `$root` (an expression building a [`RootFilter`]) as the module's only filter.
+/// Exports the [`Filter`] type `$filter` as the module's only filter.
 ///
 /// ```text
-/// meshguard_filter_shim::export_filter!(MyRoot::default());
+/// meshguard_filter_shim::export_filter!(meshguard_rate_limit::RateLimit);
 /// ```
 #[macro_export]
 macro_rules! export_filter {
-    ($root:expr) => {
+    ($filter:ty) => {
         // An anonymous const keeps the generated `_initialize` out of the crate's public docs
         // while `#[no_mangle]` still exports it.
         #[allow(missing_docs)]
         const _: () = {
             $crate::proxy_wasm::main! {{
-                $crate::install(|| $root);
+                $crate::install::<$filter>();
             }}
             // The exports this filter never needs, for `cargo xtask build-filters` to remove
-            // (see the `exports` module). The closure only names the root's type.
+            // (see the `exports` module).
             const CALLBACKS: $crate::exports::StreamCallbacks =
-                $crate::exports::callbacks_of(|| $root);
+                $crate::exports::callbacks_of::<$filter>();
             #[allow(unsafe_code)]
             #[used]
             #[unsafe(link_section = "meshguard.unused_exports")]
@@ -50,9 +51,9 @@ macro_rules! export_filter {
     };
 }
 
-/// Registers the filter's root context factory and the panic hook. Called from the module's
+/// Registers the filter's root contexts and the panic hook. Called from the module's
 /// `_initialize` by [`export_filter!`].
-pub fn install<R: RootFilter>(make: fn() -> R) {
+pub fn install<F: Filter>() {
     std::panic::set_hook(Box::new(|info| {
         let _ = hostcalls::log(
             types::LogLevel::Critical,
@@ -60,49 +61,24 @@ pub fn install<R: RootFilter>(make: fn() -> R) {
         );
     }));
     proxy_wasm::set_log_level(types::LogLevel::Trace);
-    // `set_root_context` takes a plain fn pointer, so the factory travels in a thread-local
-    // (wasm is single-threaded; one module exports one filter).
-    FACTORY.with(|cell| {
-        *cell.borrow_mut() = Some(Box::new(move || -> Box<dyn RootContext> {
-            Box::new(RootAdapter {
-                inner: make(),
-                configured: false,
-                host: ProxyHost,
-            })
-        }));
-    });
-    proxy_wasm::set_root_context(|_context_id| {
-        FACTORY.with(|cell| match cell.borrow().as_ref() {
-            Some(factory) => factory(),
-            None => Box::new(Unconfigured),
+    proxy_wasm::set_root_context(|_context_id| -> Box<dyn RootContext> {
+        Box::new(RootAdapter::<F> {
+            root: None,
+            host: ProxyHost,
         })
     });
 }
 
-type Factory = Box<dyn Fn() -> Box<dyn RootContext>>;
-
-thread_local! {
-    static FACTORY: std::cell::RefCell<Option<Factory>> = const { std::cell::RefCell::new(None) };
-}
-
-/// A root context that refuses configuration; only reachable if `install` was never called.
-struct Unconfigured;
-impl Context for Unconfigured {}
-impl RootContext for Unconfigured {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        false
-    }
-}
-
 // === impl RootAdapter ===
 
-struct RootAdapter<R> {
-    inner: R,
-    configured: bool,
+/// A plugin's root context: unconfigured until `on_configure` accepts the configuration, and
+/// then holding the filter's configured [`Root`].
+struct RootAdapter<F: Filter> {
+    root: Option<F::Root>,
     host: ProxyHost,
 }
 
-impl<R: RootFilter> Context for RootAdapter<R> {
+impl<F: Filter> Context for RootAdapter<F> {
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -111,19 +87,26 @@ impl<R: RootFilter> Context for RootAdapter<R> {
         _trailers: usize,
     ) {
         let response = call_response(body);
-        self.inner.on_call_response(&mut self.host, token, response);
+        if let Some(root) = &mut self.root {
+            root.on_call_response(&mut self.host, token, response);
+        }
     }
 }
 
-impl<R: RootFilter> RootContext for RootAdapter<R> {
+impl<F: Filter> RootContext for RootAdapter<F> {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
-        match self.inner.configure(&mut self.host, &config) {
-            Ok(()) => {
-                self.configured = true;
-                if let Some(period) = self.inner.tick_period() {
+        let plugin = self
+            .host
+            .property(&["plugin_name"])
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .unwrap_or_default();
+        match F::configure(&mut self.host, &Env::single(plugin), &config) {
+            Ok(root) => {
+                if let Some(period) = root.tick_period() {
                     let _ = hostcalls::set_tick_period(period);
                 }
+                self.root = Some(root);
                 true
             }
             Err(err) => {
@@ -137,17 +120,21 @@ impl<R: RootFilter> RootContext for RootAdapter<R> {
     }
 
     fn on_tick(&mut self) {
-        self.inner.on_tick(&mut self.host);
+        if let Some(root) = &mut self.root {
+            root.on_tick(&mut self.host);
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        if !self.configured {
-            return None;
-        }
-        Some(Box::new(HttpAdapter {
-            inner: self.inner.new_http(context_id),
-            host: ProxyHost,
-        }))
+        // The only place "not configured" exists: such a plugin never runs its filter, it
+        // refuses the stream (returning `None` would panic the SDK and with it the VM).
+        Some(match &self.root {
+            Some(root) => Box::new(HttpAdapter {
+                stream: Stream::new(root.new_http(context_id)),
+                host: ProxyHost,
+            }),
+            None => Box::new(Refusing),
+        })
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -155,10 +142,27 @@ impl<R: RootFilter> RootContext for RootAdapter<R> {
     }
 }
 
+// === impl Refusing ===
+
+/// The stream of a plugin without an accepted configuration: answered with a local 503.
+struct Refusing;
+
+impl Context for Refusing {}
+
+impl HttpContext for Refusing {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        ProxyHost.send_response(
+            &LocalResponse::new(503, "meshguard: the filter has no valid configuration\n")
+                .with_header("content-type", "text/plain; charset=utf-8"),
+        );
+        Action::Pause
+    }
+}
+
 // === impl HttpAdapter ===
 
 struct HttpAdapter<H> {
-    inner: H,
+    stream: Stream<H>,
     host: ProxyHost,
 }
 
@@ -184,7 +188,10 @@ impl<H: HttpFilter> Context for HttpAdapter<H> {
         _trailers: usize,
     ) {
         let response = call_response(body);
-        match self.inner.on_call_response(&mut self.host, token, response) {
+        match self
+            .stream
+            .on_call_response(&mut self.host, token, response)
+        {
             Decision::Continue => {
                 let _ = hostcalls::resume_http_request();
             }
@@ -196,19 +203,21 @@ impl<H: HttpFilter> Context for HttpAdapter<H> {
 
 impl<H: HttpFilter> HttpContext for HttpAdapter<H> {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        let decision = self.inner.on_request_headers(&mut self.host, end_of_stream);
+        let decision = self
+            .stream
+            .on_request_headers(&mut self.host, end_of_stream);
         self.act(decision)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let decision = self
-            .inner
+            .stream
             .on_response_headers(&mut self.host, end_of_stream);
         self.act(decision)
     }
 
     fn on_log(&mut self) {
-        self.inner.on_log(&mut self.host);
+        self.stream.on_log(&mut self.host);
     }
 }
 

@@ -22,11 +22,8 @@ use std::rc::Rc;
 
 use meshguard_filter_core::config::parse_json;
 use meshguard_filter_core::{
-    ConfigError, Decision, HeaderMap, Host, HttpFilter, RootFilter, StreamCallbacks,
+    ConfigError, Ctx, Decision, Env, Filter, HeaderMap, Host, HttpFilter, Root, StreamCallbacks,
 };
-
-#[cfg(target_arch = "wasm32")]
-meshguard_filter_shim::export_filter!(StampRoot::default());
 
 /// Raw configuration as written by an operator.
 #[derive(Debug, serde::Deserialize)]
@@ -144,23 +141,37 @@ pub fn parse_config(bytes: &[u8]) -> Result<Config, ConfigError> {
     Config::try_from(parse_json::<RawConfig>(bytes)?)
 }
 
-/// The root: holds the validated config.
-#[derive(Debug, Default)]
-pub struct StampRoot {
-    config: Option<Rc<Config>>,
+/// The stamp filter.
+#[derive(Debug)]
+pub struct Stamp;
+
+impl Filter for Stamp {
+    type Root = StampRoot;
+    const NAME: &'static str = "stamp";
+
+    fn configure(
+        _host: &mut dyn Host,
+        _env: &Env,
+        config: &[u8],
+    ) -> Result<StampRoot, ConfigError> {
+        Ok(StampRoot {
+            config: Rc::new(parse_config(config)?),
+        })
+    }
 }
 
-impl RootFilter for StampRoot {
-    type Http = StampHttp;
+/// The root: holds the validated config.
+#[derive(Debug)]
+pub struct StampRoot {
+    config: Rc<Config>,
+}
 
-    fn configure(&mut self, _host: &mut dyn Host, config: &[u8]) -> Result<(), ConfigError> {
-        self.config = Some(Rc::new(parse_config(config)?));
-        Ok(())
-    }
+impl Root for StampRoot {
+    type Http = StampHttp;
 
     fn new_http(&self, _context_id: u32) -> StampHttp {
         StampHttp {
-            config: self.config.clone(),
+            config: Rc::clone(&self.config),
         }
     }
 }
@@ -168,51 +179,55 @@ impl RootFilter for StampRoot {
 /// Per-stream filter.
 #[derive(Debug)]
 pub struct StampHttp {
-    config: Option<Rc<Config>>,
+    config: Rc<Config>,
 }
 
 impl HttpFilter for StampHttp {
     /// Request headers only: the floor pays for no callback it does not use.
     const CALLBACKS: StreamCallbacks = StreamCallbacks::REQUEST_ONLY;
 
-    fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
-        if let Some(config) = &self.config {
-            let calibration = &config.calibration;
-            for name in &calibration.header_reads {
-                let _ = host.header(HeaderMap::Request, name);
-            }
-            for _ in 0..calibration.clock_reads {
-                let _ = host.now();
-            }
-            for _ in 0..calibration.header_map_reads {
-                let _ = host.headers(HeaderMap::Request);
-            }
-            for _ in 0..calibration.shared_data_updates {
-                let cas = host.shared_get(CALIBRATION_KEY).map(|(_, cas)| cas);
-                let _ = host.shared_set(CALIBRATION_KEY, &[0; 16], cas);
-            }
-            for name in &calibration.header_writes {
-                host.set_header(HeaderMap::Request, name, Some("1"));
-            }
-            host.set_header(HeaderMap::Request, &config.header, Some(&config.value));
+    fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
+        let config = &self.config;
+        // Calibration prices hostcalls, so it goes past the request model's caches.
+        let host = ctx.uncached();
+        let calibration = &config.calibration;
+        for name in &calibration.header_reads {
+            let _ = host.header(HeaderMap::Request, name);
         }
+        for _ in 0..calibration.clock_reads {
+            let _ = host.now();
+        }
+        for _ in 0..calibration.header_map_reads {
+            let _ = host.headers(HeaderMap::Request);
+        }
+        for _ in 0..calibration.shared_data_updates {
+            let cas = host.shared_get(CALIBRATION_KEY).map(|(_, cas)| cas);
+            let _ = host.shared_set(CALIBRATION_KEY, &[0; 16], cas);
+        }
+        for name in &calibration.header_writes {
+            host.set_header(HeaderMap::Request, name, Some("1"));
+        }
+        ctx.set_header(HeaderMap::Request, &config.header, Some(&config.value));
         Decision::Continue
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use meshguard_filter_core::Stream;
     use meshguard_filter_core::mock::MockHost;
 
     use super::*;
 
+    fn stream(host: &mut MockHost, config: &[u8]) -> Stream<StampHttp> {
+        let root = Stamp::configure(host, &Env::single("stamp"), config).unwrap();
+        Stream::new(root.new_http(1))
+    }
+
     #[test]
     fn stamps_the_configured_header_replacing_a_client_copy() {
-        let mut root = StampRoot::default();
         let mut host = MockHost::new().with_request_header("x-tag", "spoofed");
-        root.configure(&mut host, br#"{"header":"x-tag","value":"v1"}"#)
-            .unwrap();
-        let mut http = root.new_http(1);
+        let mut http = stream(&mut host, br#"{"header":"x-tag","value":"v1"}"#);
         assert_eq!(http.on_request_headers(&mut host, true), Decision::Continue);
         assert_eq!(
             host.header(HeaderMap::Request, "x-tag").as_deref(),
@@ -223,15 +238,13 @@ mod tests {
 
     #[test]
     fn calibration_makes_exactly_the_configured_calls() {
-        let mut root = StampRoot::default();
         let mut host = MockHost::new().with_request_header("x-user-id", "u1");
-        root.configure(
+        let mut http = stream(
             &mut host,
-            br#"{"calibration":{"headerReads":["x-user-id","x-absent"],"clockReads":3,"headerMapReads":1,"sharedDataUpdates":2,"headerWrites":["x-a","x-b"]}}"#,
-        )
-        .unwrap();
+            br#"{"calibration":{"headerReads":["x-user-id","x-user-id"],"clockReads":3,"headerMapReads":1,"sharedDataUpdates":2,"headerWrites":["x-a","x-b"]}}"#,
+        );
         host.reset_hostcalls();
-        root.new_http(1).on_request_headers(&mut host, true);
+        http.on_request_headers(&mut host, true);
         let counts = host.hostcall_counts();
         assert_eq!(counts.get("header"), Some(&2));
         assert_eq!(counts.get("now"), Some(&3));

@@ -18,7 +18,7 @@ const USERS: usize = 200;
 
 fn config(canary_percent: u32) -> String {
     format!(
-        r#"{{"services":[{{"name":"product","hosts":["*"],"pathPrefix":"/api/products",
+        r#"{{"services":[{{"name":"product","match":{{"hosts":["*"], "prefix":"/api/products"}},
             "versions":[{{"name":"v1","weight":{}}},{{"name":"v2","weight":{canary_percent}}}],
             "stickyKey":[{{"header":"x-user-id"}}],
             "overrides":{{"header":"x-canary-version",

@@ -14,7 +14,7 @@ use super::Step;
 
 const CONFIG: &str = r#"{"breakers":[{
     "name": "payment",
-    "match": {"pathPrefix": "/api/payments", "methods": ["POST"]},
+    "match": {"prefix": "/api/payments", "methods": ["POST"]},
     "window": {"type": "count", "size": 10},
     "minimumCalls": 4,
     "failureRateThreshold": 50,

@@ -21,7 +21,7 @@ const CONFIG: &str = r#"{
                "body": "{\"error\":\"flash sale is busy, retry shortly\"}"},
   "limits": [{
     "name": "flash-sale",
-    "match": {"path": {"prefix": "/api/products/flash-sale"}},
+    "match": {"prefix": "/api/products/flash-sale"},
     "key": [{"constant": "flash-sale"}],
     "rate": {"requests": 30, "per": "minute"},
     "burst": 10

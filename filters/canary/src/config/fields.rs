@@ -3,7 +3,6 @@
 
 use meshguard_filter_core::ConfigError;
 
-use super::HostPattern;
 use crate::hash::BUCKETS;
 
 pub(super) fn at(field: &str) -> impl Fn(String) -> ConfigError + '_ {
@@ -54,49 +53,6 @@ pub(super) fn identifier(name: &str) -> Result<String, String> {
         ));
     }
     Ok(name.to_string())
-}
-
-pub(super) fn host_pattern(host: &str) -> Result<HostPattern, String> {
-    let host = host.to_ascii_lowercase();
-    if host == "*" {
-        return Ok(HostPattern::Any);
-    }
-    let (suffix, name) = match host.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, host.as_str()),
-    };
-    let ipv6 = name.starts_with('[')
-        && name.ends_with(']')
-        && name.len() > 2
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b"[]:.".contains(&b));
-    let dns = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    if !(dns || (ipv6 && !suffix)) {
-        return Err(if name.contains(':') && !ipv6 {
-            format!("`{host}`: write the host without a port (the port of `:authority` is ignored)")
-        } else {
-            format!("`{host}` is not a host name, `*.suffix` or `*`")
-        });
-    }
-    let name = name.trim_end_matches('.').to_string();
-    Ok(if suffix {
-        HostPattern::Suffix(format!(".{name}"))
-    } else {
-        HostPattern::Exact(name)
-    })
-}
-
-pub(super) fn path_prefix(prefix: &str) -> Result<String, String> {
-    if !prefix.starts_with('/') || prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(format!(
-            "`{prefix}` is not a path prefix (it starts with `/`)"
-        ));
-    }
-    Ok(prefix.to_string())
 }
 
 /// A percentage with at most two decimals, as a share of the ring.

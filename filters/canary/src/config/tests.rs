@@ -4,7 +4,7 @@ use super::*;
 
 fn product(extra: &str) -> String {
     format!(
-        r#"{{"services":[{{"name":"product","hosts":["product"],
+        r#"{{"services":[{{"name":"product","match":{{"hosts":["product"]}},
             "versions":[{{"name":"v1","weight":90}},{{"name":"v2","weight":10}}]{extra}}}]}}"#
     )
 }
@@ -19,11 +19,12 @@ fn a_full_document_becomes_validated_types() {
                         "sameSite": "Strict"},
           "services": [{
             "name": "product",
-            "hosts": ["Product", "product.commerce.svc.cluster.local.", "*.shop.example.com", "*",
+            "match": {"hosts": ["Product", "product.commerce.svc.cluster.local.", "*.shop.example.com", "*",
                       "[::1]", "10.0.0.7"],
-            "pathPrefix": "/api/products",
-            "versions": [{"name": "v1", "weight": 99.5}, {"name": "v2", "weight": 0.5}],
-            "stickyKey": [{"header": "X-User-Id"}, {"cookie": "session"}, "clientIp"],
+                      "prefix": "/api/products"},
+            "versions": [{"name": "v1", "weight": 99.5},
+                         {"name": "v2", "weight": 0.5, "cluster": "outbound|80|v2|product"}],
+            "stickyKey": [{"claim": "sub"}, {"header": "X-User-Id"}, {"cookie": "session"}, "clientIp"],
             "unkeyedVersion": "V1",
             "overrides": {"header": "x-canary", "cookie": "canary",
                           "onlyWithHeader": {"name": "X-Internal", "value": "qa"}}
@@ -32,11 +33,6 @@ fn a_full_document_becomes_validated_types() {
     )
     .unwrap();
     assert_eq!(config.route_header, "x-mesh-version");
-    assert!(config.needs_path);
-    assert!(
-        !config.needs_authority,
-        "the only service matches every host"
-    );
     assert_eq!(
         config.pin_cookie,
         Some(PinCookie {
@@ -50,8 +46,9 @@ fn a_full_document_becomes_validated_types() {
         })
     );
     let service = &config.services[0];
+    use meshguard_filter_core::route::{HostPattern, PathMatch};
     assert_eq!(
-        service.hosts,
+        service.matcher.hosts,
         vec![
             HostPattern::Exact("product".into()),
             HostPattern::Exact("product.commerce.svc.cluster.local".into()),
@@ -61,12 +58,18 @@ fn a_full_document_becomes_validated_types() {
             HostPattern::Exact("10.0.0.7".into()),
         ]
     );
-    assert_eq!(service.path_prefix.as_deref(), Some("/api/products"));
+    assert!(matches!(&service.matcher.path, Some(PathMatch::Prefix(p)) if p == "/api/products"));
+    assert_eq!(
+        service.clusters,
+        [None, Some("outbound|80|v2|product".to_string())]
+    );
+    assert!(!config.declares_clusters(), "v1 names no cluster");
     assert_eq!(service.ring.range(0), 0..9950);
     assert_eq!(service.ring.range(1), 9950..10_000);
     assert_eq!(
         service.sticky,
         vec![
+            KeySource::Claim(meshguard_filter_core::request::ClaimPath::parse("sub").unwrap()),
             KeySource::Header("x-user-id".into()),
             KeySource::Cookie("session".into()),
             KeySource::ClientIp,
@@ -91,15 +94,13 @@ fn defaults_are_what_an_operator_expects() {
     let config = parse_config(product("").as_bytes()).unwrap();
     assert_eq!(config.route_header, DEFAULT_ROUTE_HEADER);
     assert_eq!(config.pin_cookie, None);
-    assert!(!config.needs_path);
-    assert!(config.needs_authority);
     let service = &config.services[0];
     assert!(service.sticky.is_empty());
     assert_eq!(service.unkeyed_version, None);
     assert_eq!(service.overrides, None);
 
     let pin = parse_config(
-        br#"{"pinCookie":{"name":"pin"},"services":[{"name":"s","hosts":["*"],
+        br#"{"pinCookie":{"name":"pin"},"services":[{"name":"s","match":{"hosts":["*"]},
              "versions":[{"name":"v1","weight":100}]}]}"#,
     )
     .unwrap()
@@ -172,9 +173,9 @@ fn every_mistake_names_its_field() {
             "no version is called `v3`",
         ),
         (
-            &product(r#","pathPrefix":"api""#),
+            &product(r#","pathPrefix":"/api""#),
             "services[0].pathPrefix",
-            "starts with `/`",
+            "unknown field",
         ),
         (
             &product(r#","colour":"blue""#),
@@ -182,69 +183,69 @@ fn every_mistake_names_its_field() {
             "unknown field",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":[],"versions":[{"name":"v1","weight":100}]}]}"#,
-            "services[0].hosts",
+            r#"{"services":[{"name":"p","match":{"hosts":[]},"versions":[{"name":"v1","weight":100}]}]}"#,
+            "services[0].match.hosts",
             "at least one host",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["a","product:8080"],
+            r#"{"services":[{"name":"p","match":{"hosts":["a","product:8080"]},
                 "versions":[{"name":"v1","weight":100}]}]}"#,
-            "services[0].hosts[1]",
+            "services[0].match.hosts[1]",
             "without a port",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["a b"],"versions":[{"name":"v1","weight":100}]}]}"#,
-            "services[0].hosts[0]",
+            r#"{"services":[{"name":"p","match":{"hosts":["a b"]},"versions":[{"name":"v1","weight":100}]}]}"#,
+            "services[0].match.hosts[0]",
             "not a host name",
         ),
         (
-            r#"{"services":[{"name":"p.q","hosts":["*"],"versions":[{"name":"v1","weight":100}]}]}"#,
+            r#"{"services":[{"name":"p.q","match":{"hosts":["*"]},"versions":[{"name":"v1","weight":100}]}]}"#,
             "services[0].name",
             "letters, digits",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],"versions":[]}]}"#,
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},"versions":[]}]}"#,
             "services[0].versions",
             "at least one version",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},
                 "versions":[{"name":"v1","weight":90},{"name":"v2","weight":5}]}]}"#,
             "services[0].versions",
             "add up to 95,",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},
                 "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10.005}]}]}"#,
             "services[0].versions[1].weight",
             "more than two decimals",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},
                 "versions":[{"name":"v1","weight":110},{"name":"v2","weight":-10}]}]}"#,
             "services[0].versions[0].weight",
             "between 0 and 100",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},
                 "versions":[{"name":"v1","weight":"ten"}]}]}"#,
             "services[0].versions[0].weight",
             "invalid type",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},
                 "versions":[{"name":"v1","weight":50},{"name":"V1","weight":50}]}]}"#,
             "services[0].versions[1].name",
             "listed twice",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],"versions":[{"name":"v 2","weight":100}]}]}"#,
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},"versions":[{"name":"v 2","weight":100}]}]}"#,
             "services[0].versions[0].name",
             "letters, digits",
         ),
         (
-            r#"{"services":[{"name":"p","hosts":["*"],"versions":[{"name":"v1","weight":100}]},
-                           {"name":"P","hosts":["*"],"versions":[{"name":"v1","weight":100}]}]}"#,
+            r#"{"services":[{"name":"p","match":{"hosts":["*"]},"versions":[{"name":"v1","weight":100}]},
+                           {"name":"P","match":{"hosts":["*"]},"versions":[{"name":"v1","weight":100}]}]}"#,
             "services[1].name",
             "listed twice",
         ),
@@ -305,7 +306,7 @@ fn weights_accept_two_decimals_and_fill_the_ring_exactly() {
             .collect();
         let config = parse_config(
             format!(
-                r#"{{"services":[{{"name":"s","hosts":["*"],"versions":[{}]}}]}}"#,
+                r#"{{"services":[{{"name":"s","match":{{"hosts":["*"]}},"versions":[{}]}}]}}"#,
                 versions.join(",")
             )
             .as_bytes(),

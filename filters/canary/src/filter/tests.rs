@@ -1,28 +1,30 @@
 //! The filter against a [`MockHost`]: headers in, route header and cookies out, stats counted.
 
+use meshguard_filter_core::Stream;
 use meshguard_filter_core::mock::MockHost;
 
 use super::*;
 use crate::hash::bucket;
 
+/// The plugin name the tests configure: stats are `meshguard.canary.edge.*`.
+const PLUGIN: &str = "edge";
+
 const CONFIG: &str = r#"{
   "pinCookie": {"name": "mesh-pin", "maxAgeSeconds": 3600},
   "services": [
-    {"name": "product", "hosts": ["product", "product.commerce.svc.cluster.local"],
-     "pathPrefix": "/api/products",
+    {"name": "product", "match": {"hosts": ["product", "product.commerce.svc.cluster.local"],
+     "prefix": "/api/products"},
      "versions": [{"name": "v1", "weight": 90}, {"name": "v2", "weight": 10}],
      "stickyKey": [{"header": "x-user-id"}, "clientIp"],
      "overrides": {"header": "x-canary", "onlyWithHeader": {"name": "x-internal-caller"}}},
-    {"name": "cart", "hosts": ["cart"],
+    {"name": "cart", "match": {"hosts": ["cart"]},
      "versions": [{"name": "v1", "weight": 50}, {"name": "v2", "weight": 50}],
      "stickyKey": [{"cookie": "session"}]}
   ]
 }"#;
 
 fn root(config: &str, host: &mut MockHost) -> CanaryRoot {
-    let mut root = CanaryRoot::default();
-    root.configure(host, config.as_bytes()).unwrap();
-    root
+    Canary::configure(host, &Env::single(PLUGIN), config.as_bytes()).unwrap()
 }
 
 /// One request through a fresh stream: returns the route header the upstream would see and the
@@ -42,7 +44,7 @@ fn request(
     host.request_headers
         .extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     host.response_headers = vec![(":status".into(), "200".into())];
-    let mut http = root.new_http(7);
+    let mut http = Stream::new(root.new_http(7));
     assert_eq!(http.on_request_headers(host, true), Decision::Continue);
     assert_eq!(http.on_response_headers(host, true), Decision::Continue);
     let route: Vec<String> = host
@@ -87,8 +89,8 @@ fn each_user_is_routed_by_the_hash_of_their_key_every_time() {
     }
     root.on_tick(&mut host);
     let (v1, v2) = (
-        host.metric("meshguard.canary.product.v1.requests"),
-        host.metric("meshguard.canary.product.v2.requests"),
+        host.metric("meshguard.canary.edge.product.v1.requests"),
+        host.metric("meshguard.canary.edge.product.v2.requests"),
     );
     assert_eq!(v1 + v2, 900);
     assert!((30..=150).contains(&v2), "about 10% of 900 in v2: {v2}");
@@ -160,8 +162,11 @@ fn a_spoofed_route_header_is_replaced_or_removed() {
         assert_eq!(route, None, "{authority}{path}");
     }
     root.on_tick(&mut host);
-    assert_eq!(host.metric("meshguard.canary.route_header_stripped"), 3);
-    assert_eq!(host.metric("meshguard.canary.unmatched"), 2);
+    assert_eq!(
+        host.metric("meshguard.canary.edge.route_header_stripped"),
+        3
+    );
+    assert_eq!(host.metric("meshguard.canary.edge.unmatched"), 2);
 }
 
 #[test]
@@ -183,8 +188,14 @@ fn an_override_needs_the_gate_header() {
         Some("v2")
     );
     root.on_tick(&mut host);
-    assert_eq!(host.metric("meshguard.canary.product.overrides_used"), 1);
-    assert_eq!(host.metric("meshguard.canary.product.overrides_denied"), 1);
+    assert_eq!(
+        host.metric("meshguard.canary.edge.product.overrides_used"),
+        1
+    );
+    assert_eq!(
+        host.metric("meshguard.canary.edge.product.overrides_denied"),
+        1
+    );
 }
 
 #[test]
@@ -224,7 +235,10 @@ fn anonymous_users_get_a_pin_cookie_and_keep_their_version() {
         *versions.entry(route).or_insert(0) += 1;
     }
     root.on_tick(&mut host);
-    assert_eq!(host.metric("meshguard.canary.product.pins_issued"), 200);
+    assert_eq!(
+        host.metric("meshguard.canary.edge.product.pins_issued"),
+        200
+    );
     assert!(versions.get("v2").copied().unwrap_or(0) > 0, "{versions:?}");
 }
 
@@ -241,21 +255,8 @@ fn the_client_ip_is_a_fallback_key() {
 }
 
 #[test]
-fn client_ips_lose_their_port() {
-    for (address, ip) in [
-        ("10.0.0.1:5555", "10.0.0.1"),
-        ("[::1]:5555", "::1"),
-        ("192.168.0.1", "192.168.0.1"),
-        ("2001:db8::1", "2001:db8::1"),
-        ("unix:/tmp/socket", "unix:/tmp/socket"),
-    ] {
-        assert_eq!(client_ip(address), ip);
-    }
-}
-
-#[test]
 fn without_key_or_pin_the_pick_is_random_per_request() {
-    let config = r#"{"services":[{"name":"cart","hosts":["*"],
+    let config = r#"{"services":[{"name":"cart","match":{"hosts":["*"]},
         "versions":[{"name":"v1","weight":50},{"name":"v2","weight":50}]}]}"#;
     let mut host = MockHost::new().with_seed(7);
     let mut root = root(config, &mut host);
@@ -263,14 +264,14 @@ fn without_key_or_pin_the_pick_is_random_per_request() {
         request(&root, &mut host, "cart", "/", &[]);
     }
     root.on_tick(&mut host);
-    let v2 = host.metric("meshguard.canary.cart.v2.requests");
+    let v2 = host.metric("meshguard.canary.edge.cart.v2.requests");
     assert!((140..=260).contains(&v2), "{v2}");
-    assert_eq!(host.metric("meshguard.canary.cart.unkeyed"), 400);
+    assert_eq!(host.metric("meshguard.canary.edge.cart.unkeyed"), 400);
 }
 
 #[test]
 fn a_custom_route_header_is_the_one_set_and_stripped() {
-    let config = r#"{"routeHeader":"X-Subset","services":[{"name":"cart","hosts":["cart"],
+    let config = r#"{"routeHeader":"X-Subset","services":[{"name":"cart","match":{"hosts":["cart"]},
         "versions":[{"name":"stable","weight":0},{"name":"canary","weight":100}]}]}"#;
     let mut host = MockHost::new();
     let mut root = root(config, &mut host);
@@ -280,23 +281,19 @@ fn a_custom_route_header_is_the_one_set_and_stripped() {
         Some("canary")
     );
     root.on_tick(&mut host);
-    assert_eq!(host.metric("meshguard.canary.cart.canary.requests"), 1);
+    assert_eq!(host.metric("meshguard.canary.edge.cart.canary.requests"), 1);
 }
 
 #[test]
 fn invalid_configuration_is_rejected_naming_the_field() {
     let mut host = MockHost::new();
-    let mut root = CanaryRoot::default();
-    let err = root
-        .configure(
-            &mut host,
-            br#"{"services":[{"name":"p","hosts":["*"],"versions":[{"name":"v1","weight":99}]}]}"#,
-        )
-        .unwrap_err();
+    let err = Canary::configure(
+        &mut host,
+        &Env::single(PLUGIN),
+        br#"{"services":[{"name":"p","match":{"hosts":["*"]},"versions":[{"name":"v1","weight":99}]}]}"#,
+    )
+    .unwrap_err();
     assert_eq!(err.field, "services[0].versions");
-    // An unconfigured stream does nothing rather than failing the request.
-    let mut http = root.new_http(1);
-    assert_eq!(http.on_request_headers(&mut host, true), Decision::Continue);
 }
 
 #[test]
@@ -307,20 +304,20 @@ fn every_stat_is_defined_at_configure_time() {
     assert_eq!(
         names,
         [
-            "meshguard.canary.cart.overrides_denied",
-            "meshguard.canary.cart.overrides_used",
-            "meshguard.canary.cart.pins_issued",
-            "meshguard.canary.cart.unkeyed",
-            "meshguard.canary.cart.v1.requests",
-            "meshguard.canary.cart.v2.requests",
-            "meshguard.canary.product.overrides_denied",
-            "meshguard.canary.product.overrides_used",
-            "meshguard.canary.product.pins_issued",
-            "meshguard.canary.product.unkeyed",
-            "meshguard.canary.product.v1.requests",
-            "meshguard.canary.product.v2.requests",
-            "meshguard.canary.route_header_stripped",
-            "meshguard.canary.unmatched",
+            "meshguard.canary.edge.cart.overrides_denied",
+            "meshguard.canary.edge.cart.overrides_used",
+            "meshguard.canary.edge.cart.pins_issued",
+            "meshguard.canary.edge.cart.unkeyed",
+            "meshguard.canary.edge.cart.v1.requests",
+            "meshguard.canary.edge.cart.v2.requests",
+            "meshguard.canary.edge.product.overrides_denied",
+            "meshguard.canary.edge.product.overrides_used",
+            "meshguard.canary.edge.product.pins_issued",
+            "meshguard.canary.edge.product.unkeyed",
+            "meshguard.canary.edge.product.v1.requests",
+            "meshguard.canary.edge.product.v2.requests",
+            "meshguard.canary.edge.route_header_stripped",
+            "meshguard.canary.edge.unmatched",
         ]
     );
 }

@@ -1,6 +1,7 @@
 //! The decision, table by table: service matching, precedence, overrides and their gate, pins.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::*;
 use crate::config::parse_config;
@@ -9,6 +10,7 @@ use crate::config::parse_config;
 struct FakeFacts {
     headers: HashMap<String, String>,
     cookies: HashMap<String, String>,
+    claims: HashMap<String, String>,
     ip: Option<String>,
     random: Vec<u64>,
     lookups: Vec<String>,
@@ -22,6 +24,11 @@ impl FakeFacts {
 
     fn cookie(mut self, name: &str, value: &str) -> Self {
         self.cookies.insert(name.into(), value.into());
+        self
+    }
+
+    fn claim(mut self, name: &str, value: &str) -> Self {
+        self.claims.insert(name.into(), value.into());
         self
     }
 
@@ -48,6 +55,11 @@ impl Facts for FakeFacts {
         self.cookies.get(name).cloned()
     }
 
+    fn claim(&mut self, path: &ClaimPath) -> Option<String> {
+        self.lookups.push(format!("claim:{path}"));
+        self.claims.get(&path.to_string()).cloned()
+    }
+
     fn client_ip(&mut self) -> Option<String> {
         self.lookups.push("ip".into());
         self.ip.clone()
@@ -63,19 +75,19 @@ impl Facts for FakeFacts {
 const CONFIG: &str = r#"{
   "pinCookie": {"name": "pin"},
   "services": [
-    {"name": "product", "hosts": ["product", "*.shop.example"], "pathPrefix": "/api/products",
+    {"name": "product", "match": {"hosts": ["product", "*.shop.example"], "prefix": "/api/products"},
      "versions": [{"name": "v1", "weight": 90}, {"name": "v2", "weight": 10}],
      "stickyKey": [{"header": "x-user-id"}, {"cookie": "session"}, "clientIp"],
      "overrides": {"header": "x-canary", "cookie": "canary",
                    "onlyWithHeader": {"name": "x-internal", "value": "qa"}}},
-    {"name": "cart", "hosts": ["cart"],
+    {"name": "cart", "match": {"hosts": ["cart"]},
      "versions": [{"name": "v1", "weight": 50}, {"name": "v2", "weight": 50}],
      "stickyKey": [{"header": "x-user-id"}],
      "overrides": {"header": "x-canary"}},
-    {"name": "search", "hosts": ["search"],
+    {"name": "search", "match": {"hosts": ["search"]},
      "versions": [{"name": "v1", "weight": 100}, {"name": "v2", "weight": 0}],
      "overrides": {"cookie": "canary"}},
-    {"name": "catchall", "hosts": ["*"], "versions": [{"name": "v1", "weight": 100}]}
+    {"name": "catchall", "match": {"hosts": ["*"]}, "versions": [{"name": "v1", "weight": 100}]}
   ]
 }"#;
 
@@ -85,6 +97,30 @@ fn config() -> Config {
 
 fn service<'c>(config: &'c Config, name: &str) -> &'c Service {
     config.services.iter().find(|s| s.name == name).unwrap()
+}
+
+/// A request as the service matcher sees it.
+struct Request {
+    authority: &'static str,
+    path: &'static str,
+}
+
+impl RequestFacts for Request {
+    fn path(&self) -> Rc<str> {
+        Rc::from(self.path)
+    }
+    fn method(&self) -> Rc<str> {
+        Rc::from("GET")
+    }
+    fn host(&self) -> Option<String> {
+        Some(meshguard_filter_core::request::host_of(self.authority))
+    }
+    fn header(&self, _name: &str) -> Option<Rc<str>> {
+        None
+    }
+    fn cluster(&self) -> Option<Rc<str>> {
+        None
+    }
 }
 
 #[test]
@@ -100,30 +136,36 @@ fn services_match_on_host_without_port_and_path_prefix() {
         ("cart:80", "/anything", "cart"),
         ("user@cart", "/", "cart"),
         ("[::1]:9000", "/", "catchall"),
+        ("product", "", "catchall"),
     ] {
-        let found = find_service(&config, authority, Some(path)).map(|(_, s)| s.name.as_str());
+        let found =
+            find_service(&config, &Request { authority, path }).map(|(_, s)| s.name.as_str());
         assert_eq!(found, Some(expected), "{authority}{path}");
     }
-    assert_eq!(
-        find_service(&config, "product", None).map(|(_, s)| s.name.as_str()),
-        Some("catchall"),
-        "a prefix never matches a request without a path"
-    );
 }
 
 #[test]
-fn host_of_strips_ports_and_keeps_ipv6_literals() {
-    for (authority, host) in [
-        ("a", "a"),
-        ("a:1", "a"),
-        ("a.b.", "a.b"),
-        ("[::1]", "[::1]"),
-        ("[::1]:80", "[::1]"),
-        ("u:p@h:1", "h"),
-        ("", ""),
-    ] {
-        assert_eq!(host_of(authority), host, "{authority}");
-    }
+fn a_verified_claim_can_be_the_sticky_key() {
+    let config = parse_config(
+        br#"{"services":[{"name":"product","versions":[{"name":"v1","weight":50},{"name":"v2","weight":50}],
+             "stickyKey":[{"claim":"sub"},{"header":"x-user-id"}]}]}"#,
+    )
+    .unwrap();
+    let service = &config.services[0];
+    let mut facts = FakeFacts::default()
+        .claim("sub", "alice")
+        .header("x-user-id", "bob");
+    let chosen = select(service, None, &mut facts);
+    assert_eq!(chosen.via, Via::Sticky(0));
+    assert_eq!(
+        chosen.version,
+        service
+            .ring
+            .version_at(crate::hash::bucket("product", b"alice"))
+    );
+    assert_eq!(facts.lookups, ["claim:sub"], "the header is never read");
+    let mut anonymous = FakeFacts::default().header("x-user-id", "bob");
+    assert_eq!(select(service, None, &mut anonymous).via, Via::Sticky(1));
 }
 
 #[test]
@@ -363,7 +405,7 @@ fn without_key_or_pin_the_pick_is_weighted_random_or_the_unkeyed_version() {
     assert_eq!(low.via, Via::Unkeyed);
 
     let pinned_to_v1 = parse_config(
-        br#"{"services":[{"name":"s","hosts":["*"],"unkeyedVersion":"v1",
+        br#"{"services":[{"name":"s","match":{"hosts":["*"]},"unkeyedVersion":"v1",
              "versions":[{"name":"v1","weight":0},{"name":"v2","weight":100}]}]}"#,
     )
     .unwrap();

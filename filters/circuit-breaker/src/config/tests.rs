@@ -15,8 +15,8 @@ fn a_full_breaker_parses_into_validated_types() {
     let b = breaker(
         r#"{
             "name": "payment",
-            "match": {"cluster": "outbound|8080||payment", "host": "*.shop.svc",
-                      "pathPrefix": "/api/payments", "methods": ["post", "PUT"]},
+            "match": {"cluster": "outbound|8080||payment", "hosts": ["*.shop.svc"],
+                      "prefix": "/api/payments", "methods": ["post", "PUT"]},
             "failureWhen": {"statuses": ["5xx", 429, "400-401"], "responseFlags": ["UT", "uf", "UpstreamRetryLimitExceeded"],
                             "grpcStatuses": ["UNAVAILABLE", 4, "13"]},
             "window": {"type": "time", "size": 30},
@@ -31,15 +31,16 @@ fn a_full_breaker_parses_into_validated_types() {
         }"#,
     );
     assert_eq!(b.name, "payment");
+    assert_eq!(b.matcher.cluster.as_deref(), Some("outbound|8080||payment"));
     assert_eq!(
-        b.matcher,
-        Match {
-            cluster: Some("outbound|8080||payment".into()),
-            host: Some(HostMatch::Suffix(".shop.svc".into())),
-            path_prefix: Some("/api/payments".into()),
-            methods: Some(vec!["POST".into(), "PUT".into()]),
-        }
+        b.matcher.hosts,
+        [meshguard_filter_core::route::HostPattern::Suffix(
+            ".shop.svc".into()
+        )]
     );
+    assert!(matches!(&b.matcher.path,
+        Some(meshguard_filter_core::route::PathMatch::Prefix(p)) if p == "/api/payments"));
+    assert_eq!(b.matcher.methods, ["POST", "PUT"]);
     assert_eq!(
         b.failure.statuses,
         vec![
@@ -83,7 +84,8 @@ fn a_full_breaker_parses_into_validated_types() {
 #[test]
 fn defaults_follow_resilience4j() {
     let b = breaker(r#"{"name":"b"}"#);
-    assert_eq!(b.matcher, Match::default());
+    assert!(b.matcher.path.is_none() && b.matcher.cluster.is_none());
+    assert!(b.matcher.methods.is_empty() && b.matcher.hosts.is_empty());
     assert_eq!(b.failure, FailureWhen::default());
     assert_eq!(b.window, WindowConfig::Count { size: 100 });
     assert_eq!(b.minimum_calls, 100);
@@ -198,16 +200,16 @@ fn bad_config_names_the_field() {
             "breakers[0].nmae",
         ),
         (
-            r#"{"breakers":[{"name":"a","match":{"path":"/x"}}]}"#,
-            "breakers[0].match.path",
-        ),
-        (
-            r#"{"breakers":[{"name":"a","match":{"pathPrefix":"x"}}]}"#,
+            r#"{"breakers":[{"name":"a","match":{"pathPrefix":"/x"}}]}"#,
             "breakers[0].match.pathPrefix",
         ),
         (
-            r#"{"breakers":[{"name":"a","match":{"host":"a b"}}]}"#,
-            "breakers[0].match.host",
+            r#"{"breakers":[{"name":"a","match":{"prefix":"x"}}]}"#,
+            "breakers[0].match.prefix",
+        ),
+        (
+            r#"{"breakers":[{"name":"a","match":{"hosts":["a b"]}}]}"#,
+            "breakers[0].match.hosts[0]",
         ),
         (
             r#"{"breakers":[{"name":"a","match":{"cluster":""}}]}"#,

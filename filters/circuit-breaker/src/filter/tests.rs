@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use meshguard_filter_core::mock::{MockHost, SharedHandle};
-use meshguard_filter_core::{Decision, HeaderMap, Host, HttpFilter, LogLevel, RootFilter};
+use meshguard_filter_core::{Decision, Env, Filter, HeaderMap, Host, LogLevel, Root, Stream};
 
 use super::*;
 use crate::codec;
@@ -18,7 +18,7 @@ const UR: i64 = 1 << 4;
 const DC: i64 = 1 << 14;
 
 /// The breaker most tests use: opens at 50 % of 4 calls, 1 s open, 2 probes.
-const BASIC: &str = r#"{"breakers":[{"name":"pay","match":{"pathPrefix":"/api/payments"},
+const BASIC: &str = r#"{"breakers":[{"name":"pay","match":{"prefix":"/api/payments"},
     "window":{"size":4},"minimumCalls":4,"failureRateThreshold":50,"openFor":"1s",
     "halfOpen":{"permittedCalls":2,"successToClose":2},
     "fallback":{"status":200,"headers":{"content-type":"application/json"},"body":"{\"status\":\"deferred\"}"}}]}"#;
@@ -40,6 +40,15 @@ fn due_one_probe(shared: &SharedHandle) -> Worker {
     w
 }
 
+/// The plugin name the tests configure.
+const PLUGIN: &str = "cb";
+
+/// A root configured as a single-purpose module named [`PLUGIN`].
+fn configure(host: &mut dyn Host, config: &[u8]) -> CircuitBreakerRoot {
+    CircuitBreaker::configure(host, &Env::single(PLUGIN), config)
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
 /// One Envoy worker: a host and a configured root.
 struct Worker {
     host: MockHost,
@@ -58,14 +67,12 @@ enum Upstream {
 impl Worker {
     fn new(shared: &SharedHandle, config: &str) -> Self {
         let mut host = MockHost::new().with_shared(shared.clone());
-        let mut root = CircuitBreakerRoot::default();
-        root.configure(&mut host, config.as_bytes())
-            .unwrap_or_else(|err| panic!("{err}"));
+        let root = configure(&mut host, config.as_bytes());
         Self { host, root }
     }
 
     fn runtime(&self) -> Rc<Runtime> {
-        self.root.runtime().unwrap().clone()
+        self.root.runtime().clone()
     }
 
     fn key(&self) -> String {
@@ -77,7 +84,7 @@ impl Worker {
     }
 
     /// Request headers for `path`; returns the stream and the decision.
-    fn start(&mut self, path: &str) -> (CircuitBreakerHttp, Decision) {
+    fn start(&mut self, path: &str) -> (Stream<CircuitBreakerHttp>, Decision) {
         self.host.request_headers = vec![
             (":method".into(), "GET".into()),
             (":path".into(), path.into()),
@@ -87,13 +94,13 @@ impl Worker {
         self.host.properties.remove("response.code_details");
         self.host.properties.remove("response.flags");
         self.host.properties.remove("response.grpc_status");
-        let mut http = self.root.new_http(1);
+        let mut http = Stream::new(self.root.new_http(1));
         let decision = http.on_request_headers(&mut self.host, true);
         (http, decision)
     }
 
     /// The upstream's answer reaches the stream, then the stream ends.
-    fn finish(&mut self, http: &mut CircuitBreakerHttp, upstream: Upstream) {
+    fn finish(&mut self, http: &mut Stream<CircuitBreakerHttp>, upstream: Upstream) {
         match upstream {
             Upstream::Status(status, after_ms) => {
                 self.host.advance(Duration::from_millis(after_ms));
@@ -145,7 +152,7 @@ impl Worker {
             guard.flush_counters(&mut self.host);
         }
         self.host
-            .metric(&format!("meshguard_circuit_breaker.pay.{name}"))
+            .metric(&format!("meshguard.circuit_breaker.{PLUGIN}.pay.{name}"))
     }
 
     fn logs_containing(&self, text: &str) -> usize {

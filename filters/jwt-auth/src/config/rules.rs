@@ -1,25 +1,16 @@
 //! Rules and requirements: which requests need which tokens (Envoy's `RequirementRule` and
 //! `JwtRequirement`, with a deny-by-default fallback Envoy does not have).
 
-use meshguard_filter_core::ConfigError;
+use meshguard_filter_core::route::RequestFacts;
+use meshguard_filter_core::{ConfigError, RawRouteMatch, RouteMatch};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawRule {
     #[serde(rename = "match")]
-    matcher: RawMatch,
+    matcher: RawRouteMatch,
     requires: Option<RawRequirement>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawMatch {
-    path: Option<String>,
-    prefix: Option<String>,
-    regex: Option<String>,
-    #[serde(default)]
-    methods: Vec<String>,
 }
 
 /// Exactly one member may be set.
@@ -35,46 +26,20 @@ pub(crate) struct RawRequirement {
     deny: Option<bool>,
 }
 
-/// How a rule matches the request path (the query string is ignored except by `Prefix`, as in
-/// Envoy's route matching).
-#[derive(Debug, Clone)]
-pub enum PathMatch {
-    /// The path equals this.
-    Exact(String),
-    /// The path starts with this.
-    Prefix(String),
-    /// The whole path matches this regular expression (RE2 syntax, linear time).
-    Regex(regex::Regex),
-}
-
-impl PathMatch {
-    /// Whether `path` (with its query string) matches.
-    pub fn matches(&self, path: &str) -> bool {
-        let without_query = path.split_once('?').map_or(path, |(p, _)| p);
-        match self {
-            Self::Exact(exact) => without_query == exact,
-            Self::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            Self::Regex(regex) => regex.is_match(without_query),
-        }
-    }
-}
-
 /// One rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Path condition.
-    pub path: PathMatch,
-    /// Methods (uppercase); empty matches every method.
-    pub methods: Vec<String>,
+    /// Which requests it applies to (the shared route matcher: Envoy's `path`, `prefix` and
+    /// `safe_regex` semantics, as in jwt_authn's own rules).
+    pub matcher: RouteMatch,
     /// What the request needs.
     pub requirement: Requirement,
 }
 
 impl Rule {
     /// Whether this rule applies to the request.
-    pub fn matches(&self, method: &str, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-            && self.path.matches(path)
+    pub fn matches(&self, request: &dyn RequestFacts) -> bool {
+        self.matcher.matches(request)
     }
 }
 
@@ -98,51 +63,13 @@ pub enum Requirement {
 }
 
 pub(crate) fn rule(raw: RawRule, providers: &[&str]) -> Result<Rule, ConfigError> {
-    let m = raw.matcher;
-    let set = [m.path.is_some(), m.prefix.is_some(), m.regex.is_some()]
-        .iter()
-        .filter(|set| **set)
-        .count();
-    if set != 1 {
-        return Err(ConfigError::new(
-            "match",
-            "exactly one of `path`, `prefix` or `regex` is required",
-        ));
-    }
-    let path = if let Some(path) = m.path {
-        if !path.starts_with('/') {
-            return Err(ConfigError::new("match.path", "must start with `/`"));
-        }
-        PathMatch::Exact(path)
-    } else if let Some(prefix) = m.prefix {
-        if !prefix.starts_with('/') {
-            return Err(ConfigError::new("match.prefix", "must start with `/`"));
-        }
-        PathMatch::Prefix(prefix)
-    } else {
-        let pattern = m.regex.unwrap_or_default();
-        // Anchored: the whole path must match, as Envoy's `safe_regex` does.
-        let regex = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|err| ConfigError::new("match.regex", err.to_string()))?;
-        PathMatch::Regex(regex)
-    };
-    for (index, method) in m.methods.iter().enumerate() {
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ConfigError::new(
-                format!("match.methods[{index}]"),
-                format!("`{method}` is not an uppercase HTTP method"),
-            ));
-        }
-    }
+    let matcher = RouteMatch::try_from(raw.matcher).map_err(|err| err.within("match"))?;
     let requirement = match raw.requires {
         None => Requirement::None,
         Some(raw) => requirement(raw, providers).map_err(|err| err.within("requires"))?,
     };
     Ok(Rule {
-        path,
-        methods: m.methods,
+        matcher,
         requirement,
     })
 }

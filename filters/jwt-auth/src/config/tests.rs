@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::testing::{TestKey, jwks};
+use meshguard_filter_core::route::FixedRequest;
 
 fn inline() -> String {
     jwks(&[&TestKey::rsa_a(), &TestKey::ec256_a()])
@@ -386,9 +387,9 @@ fn bad_config_names_the_field() {
             "invalid type",
         ),
         (
-            with(&["rules", "0", "match"], json!({})),
-            "rules[0].match",
-            "exactly one",
+            with(&["rules", "0", "match"], json!({"pathPrefix": "/a"})),
+            "rules[0].match.pathPrefix",
+            "unknown field",
         ),
         (
             with(
@@ -396,7 +397,7 @@ fn bad_config_names_the_field() {
                 json!({"path": "/a", "prefix": "/a"}),
             ),
             "rules[0].match",
-            "exactly one",
+            "at most one",
         ),
         (
             with(&["rules", "0", "match"], json!({"path": "a"})),
@@ -409,9 +410,9 @@ fn bad_config_names_the_field() {
             "regex",
         ),
         (
-            with(&["rules", "1", "match", "methods"], json!(["get"])),
+            with(&["rules", "1", "match", "methods"], json!(["G T"])),
             "rules[1].match.methods[0]",
-            "uppercase",
+            "not an HTTP method",
         ),
         (
             with(
@@ -510,16 +511,16 @@ fn durations_take_units_and_numbers() {
 fn regex_rules_match_the_whole_path_without_the_query() {
     let config = parse_config(full().to_string().as_bytes()).unwrap();
     let rule = &config.rules[2];
-    assert!(rule.matches("GET", "/api/orders/42"));
-    assert!(rule.matches("POST", "/api/orders/42?x=1"));
-    assert!(!rule.matches("GET", "/api/orders/42/items"));
-    assert!(!rule.matches("GET", "/x/api/orders/42"));
+    assert!(rule.matches(&FixedRequest::new("GET", "/api/orders/42")));
+    assert!(rule.matches(&FixedRequest::new("POST", "/api/orders/42?x=1")));
+    assert!(!rule.matches(&FixedRequest::new("GET", "/api/orders/42/items")));
+    assert!(!rule.matches(&FixedRequest::new("GET", "/x/api/orders/42")));
     let exact = &config.rules[0];
-    assert!(exact.matches("GET", "/healthz?probe=1"));
-    assert!(!exact.matches("GET", "/healthz/x"));
+    assert!(exact.matches(&FixedRequest::new("GET", "/healthz?probe=1")));
+    assert!(!exact.matches(&FixedRequest::new("GET", "/healthz/x")));
     let methods = &config.rules[1];
-    assert!(methods.matches("GET", "/api/x"));
-    assert!(!methods.matches("DELETE", "/api/x"));
+    assert!(methods.matches(&FixedRequest::new("GET", "/api/x")));
+    assert!(!methods.matches(&FixedRequest::new("DELETE", "/api/x")));
 }
 
 #[test]

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use meshguard_filter_core::mock::{MockHost, SharedHandle};
-use meshguard_filter_core::{CallResponse, Decision, HttpFilter, RootFilter};
+use meshguard_filter_core::{CallResponse, Decision, Env, Filter, Root, Stream};
 use serde_json::json;
 
-use crate::filter::{JwtRoot, TICK_PERIOD};
+use crate::filter::{JwtAuth, JwtRoot, TICK_PERIOD};
 use crate::remote::MIN_KEY_AGE;
 use crate::testing::{TestKey, jwks};
 
@@ -35,9 +35,12 @@ impl Workers {
                 let mut host = MockHost::new()
                     .with_shared(shared.clone())
                     .with_seed(seed as u64 + 7);
-                let mut root = JwtRoot::default();
-                root.configure(&mut host, config(cache_duration).as_bytes())
-                    .unwrap();
+                let root = JwtAuth::configure(
+                    &mut host,
+                    &Env::single("jwt-auth"),
+                    config(cache_duration).as_bytes(),
+                )
+                .unwrap();
                 assert_eq!(root.tick_period(), Some(TICK_PERIOD));
                 (root, host)
             })
@@ -81,7 +84,7 @@ impl Workers {
             (":path".into(), "/api/orders".into()),
             ("authorization".into(), format!("Bearer {token}")),
         ];
-        root.new_http(1).on_request_headers(host, true)
+        Stream::new(root.new_http(1)).on_request_headers(host, true)
     }
 
     fn metric(&mut self, name: &str) -> i64 {
@@ -90,7 +93,7 @@ impl Workers {
         }
         self.roots
             .iter()
-            .map(|(_, host)| host.metric(&format!("jwt_auth.jwt-auth.{name}")))
+            .map(|(_, host)| host.metric(&format!("meshguard.jwt_auth.jwt-auth.{name}")))
             .sum()
     }
 }

@@ -1,10 +1,11 @@
 //! A filter harness over `MockHost`: one configured root, requests with a fixed clock.
+#![allow(dead_code)]
 
 use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::mock::MockHost;
-use meshguard_filter_core::{Decision, HeaderMap, Host, HttpFilter, LocalResponse, RootFilter};
-use meshguard_jwt_auth::JwtRoot;
+use meshguard_filter_core::{Decision, Env, Filter, HeaderMap, Host, LocalResponse, Root, Stream};
+use meshguard_jwt_auth::{JwtAuth, JwtRoot};
 use serde_json::Value;
 
 /// The fixed clock (2023-11-14T22:13:20Z).
@@ -18,12 +19,13 @@ pub struct Harness {
 #[allow(dead_code)]
 impl Harness {
     pub fn new(config: &Value) -> Self {
-        let mut host = MockHost::new()
-            .with_now(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW))
-            .with_property("plugin_name", b"edge");
-        let mut root = JwtRoot::default();
-        root.configure(&mut host, config.to_string().as_bytes())
-            .unwrap_or_else(|err| panic!("{err}"));
+        let mut host = MockHost::new().with_now(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW));
+        let root = JwtAuth::configure(
+            &mut host,
+            &Env::single("edge"),
+            config.to_string().as_bytes(),
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
         Self { root, host }
     }
 
@@ -41,9 +43,7 @@ impl Harness {
                 .push((name.to_string(), value.to_string()));
         }
         self.host.responses.clear();
-        self.root
-            .new_http(1)
-            .on_request_headers(&mut self.host, true)
+        Stream::new(self.root.new_http(1)).on_request_headers(&mut self.host, true)
     }
 
     pub fn bearer(&mut self, path: &str, token: &str) -> Decision {
@@ -58,7 +58,7 @@ impl Harness {
     /// A counter, after flushing the batched counts.
     pub fn metric(&mut self, name: &str) -> i64 {
         self.root.flush_metrics(&mut self.host);
-        self.host.metric(&format!("jwt_auth.edge.{name}"))
+        self.host.metric(&format!("meshguard.jwt_auth.edge.{name}"))
     }
 
     pub fn advance(&mut self, seconds: u64) {

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use meshguard_filter_core::route::{HeaderCondition, PathMatch};
+
 use crate::config::{
-    DEFAULT_MAX_KEYS, HeaderCondition, HeaderStyle, KeyPart, MissingKey, PathMatch, Per,
-    parse_config, parse_duration,
+    DEFAULT_MAX_KEYS, HeaderStyle, KeyPart, MissingKey, Per, parse_config, parse_duration,
 };
 
 #[test]
@@ -13,10 +14,10 @@ fn full_config_parses_into_validated_types() {
         br#"{
         "limits": [{
             "name": "orders-per-user",
-            "match": {"path": {"prefix": "/api/orders"}, "methods": ["post", "GET"],
-                      "headers": [{"name": "x-jwt-sub"}, {"name": "x-tier", "equals": "free"},
+            "match": {"prefix": "/api/orders", "methods": ["post", "GET"],
+                      "headers": [{"name": "x-jwt-sub", "present": true}, {"name": "x-tier", "exact": "free"},
                                   {"name": "x-internal", "present": false}]},
-            "key": [{"header": "x-jwt-sub"}, {"clientIp": {"trustedHops": 1}}, {"cookie": "sid"},
+            "key": [{"header": "x-jwt-sub"}, "clientIp", {"cookie": "sid"}, {"claim": "sub"},
                     "path", "method", {"constant": "orders"}],
             "rate": {"requests": 10, "per": "minute"},
             "burst": 5,
@@ -34,18 +35,24 @@ fn full_config_parses_into_validated_types() {
     assert_eq!(limit.name, "orders-per-user");
     assert!(matches!(&limit.matcher.path, Some(PathMatch::Prefix(p)) if p == "/api/orders"));
     assert_eq!(limit.matcher.methods, ["POST", "GET"]);
-    assert_eq!(limit.matcher.headers[0].condition, HeaderCondition::Present);
-    assert_eq!(
-        limit.matcher.headers[1].condition,
-        HeaderCondition::Equals("free".into())
+    assert!(matches!(
+        limit.matcher.headers[0].condition,
+        HeaderCondition::Present(true)
+    ));
+    assert!(
+        matches!(&limit.matcher.headers[1].condition, HeaderCondition::Exact(v) if v == "free")
     );
-    assert_eq!(limit.matcher.headers[2].condition, HeaderCondition::Absent);
+    assert!(matches!(
+        limit.matcher.headers[2].condition,
+        HeaderCondition::Present(false)
+    ));
     assert_eq!(
         limit.key,
         vec![
             KeyPart::Header("x-jwt-sub".into()),
-            KeyPart::ClientIp { trusted_hops: 1 },
+            KeyPart::ClientIp,
             KeyPart::Cookie("sid".into()),
+            KeyPart::Claim(meshguard_filter_core::request::ClaimPath::parse("sub").unwrap()),
             KeyPart::Path,
             KeyPart::Method,
             KeyPart::Constant("orders".into()),
@@ -93,7 +100,7 @@ fn defaults_follow_envoy() {
 #[test]
 fn regex_paths_match_the_whole_path() {
     let config = parse_config(
-        br#"{"limits":[{"name":"flash","match":{"path":{"regex":"/api/flash-sale/\\d+"}},
+        br#"{"limits":[{"name":"flash","match":{"regex":"/api/flash-sale/\\d+"},
             "key":[{"constant":"all"}],"rate":{"requests":1,"per":"hour"}}]}"#,
     )
     .unwrap();
@@ -150,19 +157,19 @@ fn invalid_configs_name_the_field() {
             "unknown field",
         ),
         (
-            r#"{"limits":[{"name":"l","match":{"path":{"regex":"(unclosed"}},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
-            "limits[0].match.path.regex",
+            r#"{"limits":[{"name":"l","match":{"regex":"(unclosed"},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
+            "limits[0].match.regex",
             "not a valid regex",
         ),
         (
-            r#"{"limits":[{"name":"l","match":{"path":{"prefix":"api"}},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
-            "limits[0].match.path.prefix",
+            r#"{"limits":[{"name":"l","match":{"prefix":"api"},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
+            "limits[0].match.prefix",
             "start with",
         ),
         (
-            r#"{"limits":[{"name":"l","match":{"path":{"glob":"/x"}},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
+            r#"{"limits":[{"name":"l","match":{"path":{"prefix":"/x"}},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
             "limits[0].match.path",
-            "unknown variant",
+            "invalid type",
         ),
         (
             r#"{"limits":[{"name":"l","match":{"methods":["G T"]},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
@@ -170,14 +177,14 @@ fn invalid_configs_name_the_field() {
             "not an HTTP method",
         ),
         (
-            r#"{"limits":[{"name":"l","match":{"headers":[{"name":"X-Up"}]},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
+            r#"{"limits":[{"name":"l","match":{"headers":[{"name":"X-Up","present":true}]},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
             "limits[0].match.headers[0].name",
             "lowercase",
         ),
         (
-            r#"{"limits":[{"name":"l","match":{"headers":[{"name":"x","present":true,"equals":"v"}]},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
-            "limits[0].match.headers[0].equals",
-            "not both",
+            r#"{"limits":[{"name":"l","match":{"headers":[{"name":"x","present":true,"exact":"v"}]},"key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
+            "limits[0].match.headers[0]",
+            "exactly one of",
         ),
         (
             r#"{"limits":[{"name":"l","key":[],"rate":{"requests":1,"per":"second"}}]}"#,
@@ -195,9 +202,14 @@ fn invalid_configs_name_the_field() {
             "not a cookie name",
         ),
         (
-            r#"{"limits":[{"name":"l","key":[{"clientIp":{"trustedHops":99}}],"rate":{"requests":1,"per":"second"}}]}"#,
-            "limits[0].key[0].clientIp.trustedHops",
-            "at most 32",
+            r#"{"limits":[{"name":"l","key":[{"clientIp":{"trustedHops":2}}],"rate":{"requests":1,"per":"second"}}]}"#,
+            "limits[0].key[0].clientIp",
+            "invalid type",
+        ),
+        (
+            r#"{"limits":[{"name":"l","key":[{"claim":"a..b"}],"rate":{"requests":1,"per":"second"}}]}"#,
+            "limits[0].key[0].claim",
+            "not a claim path",
         ),
         (
             r#"{"limits":[{"name":"l","key":[{"ip":{}}],"rate":{"requests":1,"per":"second"}}]}"#,

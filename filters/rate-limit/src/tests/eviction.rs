@@ -18,7 +18,7 @@ fn config(max_keys: u32, requests: u32, idle: &str) -> String {
 
 /// Keys tracked in the limit's table (checking that no bucket exceeds its ways).
 fn tracked(worker: &Worker) -> usize {
-    let table = &worker.root.engine().unwrap().tables[0];
+    let table = &worker.root.engine().tables[0];
     (0..table.buckets())
         .map(|bucket| {
             let (bytes, _) = worker.host.shared_get(&table.bucket_key(bucket)).unwrap();
@@ -41,7 +41,7 @@ fn client(worker: &mut Worker, id: u64) -> bool {
 #[test]
 fn the_table_is_created_up_front_with_exactly_max_keys_ways() {
     let worker = Worker::new(&config(40, 1, "60s"));
-    let table = &worker.root.engine().unwrap().tables[0];
+    let table = &worker.root.engine().tables[0];
     assert_eq!(table.buckets(), 3);
     assert_eq!((table.ways(0), table.ways(1), table.ways(2)), (16, 16, 8));
     // Buckets, overflow cell, sweep lease and seed marker: nothing else, before any traffic.
@@ -111,7 +111,7 @@ fn the_sweep_forgets_idle_keys_after_idle_expiry() {
     assert_eq!(b.metric("ip", "keys"), 0);
     // Emptied buckets are still non-empty values: through proxy-wasm an empty value would read
     // back as a missing key without a CAS token.
-    let table = &a.root.engine().unwrap().tables[0];
+    let table = &a.root.engine().tables[0];
     for key in (0..table.buckets())
         .map(|bucket| table.bucket_key(bucket))
         .chain([table.overflow_key(), table.sweep_key(), table.marker_key()])

@@ -71,9 +71,9 @@ fn no_rate_headers_by_default_but_retry_after_on_denial() {
 }
 
 const TWO_LIMITS: &str = r#"{"limits":[
-    {"name":"per-user","match":{"path":{"prefix":"/api/orders"}},"key":[{"header":"x-user"}],
+    {"name":"per-user","match":{"prefix":"/api/orders"},"key":[{"header":"x-user"}],
      "rate":{"requests":2,"per":"minute"}},
-    {"name":"global","match":{"path":{"prefix":"/api/"}},"key":[{"constant":"all"}],
+    {"name":"global","match":{"prefix":"/api/"},"key":[{"constant":"all"}],
      "rate":{"requests":5,"per":"minute"}}
   ],"headers":"ietf"}"#;
 

@@ -53,10 +53,7 @@ fn a_request_no_limit_applies_to_reads_only_what_the_match_needs() {
         counts(&[("header", 1)])
     );
     // A path condition that does not hold: the key is never read either.
-    let config = BENCH.replace(
-        r#""key":"#,
-        r#""match":{"path":{"prefix":"/api/login"}},"key":"#,
-    );
+    let config = BENCH.replace(r#""key":"#, r#""match":{"prefix":"/api/login"},"key":"#);
     assert_eq!(
         steady(&config, "/api/products", &[("x-user-id", "user-0042")]),
         counts(&[("header", 1)])

@@ -1,10 +1,15 @@
 //! Key extraction from every source, and which requests a limit matches.
 
+use std::rc::Rc;
+
 use meshguard_filter_core::mock::MockHost;
+use meshguard_filter_core::request::Identity;
+use meshguard_filter_core::{Ctx, Env, Exchange, Filter};
 
 use super::Worker;
-use crate::config::parse_config;
-use crate::request::{Request, client_ip, cookie, key};
+use crate::RateLimit;
+use crate::config::{Limit, parse_config};
+use crate::request::{Key, key};
 
 fn host(headers: &[(&str, &str)]) -> MockHost {
     let mut host = MockHost::new().with_property("source.address", b"10.0.0.7:41000");
@@ -28,9 +33,21 @@ fn key_of(parts: &str, missing: &str, headers: &[(&str, &str)]) -> Option<String
         .as_bytes(),
     )
     .unwrap();
-    let host = host(headers);
-    let request = Request::default();
-    key(&config.limits[0], &host, &request).map(|key| key.readable())
+    let mut host = host(headers);
+    key_on(&config.limits[0], &mut host, None).map(|key| key.readable())
+}
+
+/// The key of `limit` for the request in `host`, with `claims` published by a JWT stage.
+fn key_on(limit: &Limit, host: &mut MockHost, claims: Option<serde_json::Value>) -> Option<Key> {
+    let exchange = Exchange::new();
+    let ctx = Ctx::new(host, &exchange);
+    if let Some(claims) = claims {
+        ctx.set_identity(Identity {
+            provider: Rc::from("shop"),
+            claims: Rc::new(claims.as_object().cloned().unwrap()),
+        });
+    }
+    key(limit, &ctx)
 }
 
 #[test]
@@ -42,10 +59,9 @@ fn every_key_source() {
     ];
     let cases = [
         (r#"[{"header":"x-jwt-sub"}]"#, "alice"),
-        (r#"[{"clientIp":{}}]"#, "10.0.0.7"),
-        (r#"[{"clientIp":{"trustedHops":1}}]"#, "198.51.100.2"),
-        (r#"[{"clientIp":{"trustedHops":2}}]"#, "203.0.113.9"),
-        (r#"[{"clientIp":{"trustedHops":3}}]"#, "10.0.0.7"),
+        // Envoy's `source.address`: a client-written X-Forwarded-For never counts here (Envoy
+        // resolves trusted hops into the address itself).
+        (r#"["clientIp"]"#, "10.0.0.7"),
         (r#"[{"cookie":"sid"}]"#, "s-123"),
         (r#"[{"cookie":"theme"}]"#, "dark"),
         (r#"["path"]"#, "/api/orders/42"),
@@ -84,50 +100,88 @@ fn parts_are_length_prefixed_so_separators_cannot_collide() {
         br#"{"limits":[{"name":"k","key":[{"header":"a"},{"header":"b"}],"rate":{"requests":1,"per":"second"}}]}"#,
     )
     .unwrap();
-    let one = host(&[("a", "x|y"), ("b", "z")]);
-    let two = host(&[("a", "x"), ("b", "y|z")]);
-    let k1 = key(&config.limits[0], &one, &Request::default()).unwrap();
-    let k2 = key(&config.limits[0], &two, &Request::default()).unwrap();
+    let mut one = host(&[("a", "x|y"), ("b", "z")]);
+    let mut two = host(&[("a", "x"), ("b", "y|z")]);
+    let k1 = key_on(&config.limits[0], &mut one, None).unwrap();
+    let k2 = key_on(&config.limits[0], &mut two, None).unwrap();
     assert_eq!(k1.readable(), k2.readable(), "the log form is ambiguous...");
     assert_ne!(k1.bytes, k2.bytes, "...the hashed form is not");
 }
 
 #[test]
-fn client_ip_trusts_only_the_configured_hops() {
-    // Several X-Forwarded-For headers are one list, in order.
-    let split = host(&[
-        ("x-forwarded-for", "1.1.1.1"),
-        ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
-    ]);
-    assert_eq!(client_ip(&split, 1).unwrap().to_string(), "3.3.3.3");
-    assert_eq!(client_ip(&split, 3).unwrap().to_string(), "1.1.1.1");
-    // Garbage at the trusted position falls back to the peer, never to a spoofed entry.
-    let garbage = host(&[("x-forwarded-for", "1.1.1.1, not-an-ip")]);
-    assert_eq!(client_ip(&garbage, 1).unwrap().to_string(), "10.0.0.7");
-    // IPv6 peers and XFF entries with ports.
-    let v6 = MockHost::new().with_property("source.address", b"[2001:db8::1]:443");
-    assert_eq!(client_ip(&v6, 0).unwrap().to_string(), "2001:db8::1");
-    let ported = host(&[("x-forwarded-for", "192.0.2.1:5555")]);
-    assert_eq!(client_ip(&ported, 1).unwrap().to_string(), "192.0.2.1");
-    // No peer and no header: no key.
-    assert_eq!(client_ip(&MockHost::new(), 0), None);
+fn the_client_address_is_the_peer_with_or_without_a_port() {
+    let config = parse_config(
+        br#"{"limits":[{"name":"k","key":["clientIp"],"rate":{"requests":1,"per":"second"}}]}"#,
+    )
+    .unwrap();
+    let mut v6 = MockHost::new().with_property("source.address", b"[2001:db8::1]:443");
+    assert_eq!(
+        key_on(&config.limits[0], &mut v6, None).unwrap().readable(),
+        "2001:db8::1"
+    );
+    // No peer: no key, and the limit is skipped.
+    assert_eq!(key_on(&config.limits[0], &mut MockHost::new(), None), None);
 }
 
 #[test]
 fn cookies_across_headers() {
-    let host = host(&[("cookie", "a=1"), ("cookie", "b=2;  sid=xyz ")]);
-    assert_eq!(cookie(&host, "sid").as_deref(), Some("xyz"));
-    assert_eq!(cookie(&host, "a").as_deref(), Some("1"));
-    assert_eq!(cookie(&host, "c"), None);
+    let config = parse_config(
+        br#"{"limits":[{"name":"k","key":[{"cookie":"sid"},{"cookie":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
+    )
+    .unwrap();
+    let mut host = host(&[("cookie", "a=1"), ("cookie", "b=2;  sid=xyz ")]);
+    assert_eq!(
+        key_on(&config.limits[0], &mut host, None)
+            .unwrap()
+            .readable(),
+        "xyz|1"
+    );
+}
+
+#[test]
+fn claim_keys_use_the_verified_claim_never_a_header() {
+    let config = parse_config(
+        br#"{"limits":[{"name":"k","key":[{"claim":"sub"},{"claim":"realm_access.roles"}],
+            "rate":{"requests":1,"per":"second"}}]}"#,
+    )
+    .unwrap();
+    let limit = &config.limits[0];
+    let mut spoofed = host(&[("x-jwt-sub", "bob"), ("sub", "bob")]);
+    assert_eq!(
+        key_on(limit, &mut spoofed, None),
+        None,
+        "no verified token, no key"
+    );
+    let claims = serde_json::json!({"sub": "alice", "realm_access": {"roles": ["a", "b"]}});
+    assert_eq!(
+        key_on(limit, &mut spoofed, Some(claims))
+            .unwrap()
+            .readable(),
+        "alice|a,b"
+    );
+}
+
+#[test]
+fn claim_keys_need_a_jwt_stage_in_the_module() {
+    let config = br#"{"limits":[{"name":"k","key":["method",{"claim":"sub"}],
+        "rate":{"requests":1,"per":"second"}}]}"#;
+    let err = RateLimit::configure(&mut MockHost::new(), &Env::single("rl"), config).unwrap_err();
+    assert_eq!(err.field, "limits[0].key[1].claim");
+    assert!(err.message.contains("jwtAuth"), "{err}");
+    let with_claims = Env {
+        claims: true,
+        ..Env::single("rl")
+    };
+    assert!(RateLimit::configure(&mut MockHost::new(), &with_claims, config).is_ok());
 }
 
 #[test]
 fn matching_by_path_method_and_headers() {
     let config = r#"{"limits":[
-        {"name":"exact","match":{"path":{"exact":"/login"}},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}},
-        {"name":"prefix","match":{"path":{"prefix":"/api/orders"},"methods":["POST"]},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}},
-        {"name":"regex","match":{"path":{"regex":"/api/flash-sale/[0-9]+"}},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}},
-        {"name":"hdr","match":{"headers":[{"name":"x-tier","equals":"free"},{"name":"x-internal","present":false}]},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}}
+        {"name":"exact","match":{"path":"/login"},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}},
+        {"name":"prefix","match":{"prefix":"/api/orders","methods":["POST"]},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}},
+        {"name":"regex","match":{"regex":"/api/flash-sale/[0-9]+"},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}},
+        {"name":"hdr","match":{"headers":[{"name":"x-tier","exact":"free"},{"name":"x-internal","present":false}]},"key":[{"constant":"x"}],"rate":{"requests":1,"per":"hour"}}
     ]}"#;
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
     let cases: &[Case] = &[

@@ -12,9 +12,12 @@ mod workers;
 use std::time::Duration;
 
 use meshguard_filter_core::mock::{MockHost, SharedHandle};
-use meshguard_filter_core::{Decision, HttpFilter, LocalResponse, RootFilter};
+use meshguard_filter_core::{Decision, Env, Filter, LocalResponse, Root, Stream};
 
-use crate::RateLimitRoot;
+use crate::{RateLimit, RateLimitRoot};
+
+/// The plugin name the tests configure (stats are `meshguard.rate_limit.rate-limit.*`).
+pub const PLUGIN: &str = "rate-limit";
 
 /// One simulated Envoy worker: a root context and its host.
 pub struct Worker {
@@ -65,10 +68,8 @@ impl Worker {
     pub fn on(shared: SharedHandle, config: &str) -> Self {
         let mut host = MockHost::new()
             .with_shared(shared)
-            .with_property("source.address", b"10.0.0.7:41000")
-            .with_property("plugin_name", b"rate-limit");
-        let mut root = RateLimitRoot::default();
-        root.configure(&mut host, config.as_bytes())
+            .with_property("source.address", b"10.0.0.7:41000");
+        let root = RateLimit::configure(&mut host, &Env::single(PLUGIN), config.as_bytes())
             .unwrap_or_else(|err| panic!("config rejected: {err}"));
         Self { root, host }
     }
@@ -91,7 +92,7 @@ impl Worker {
                 .push((name.to_string(), value.to_string()));
         }
         self.host.response_headers = vec![(":status".to_string(), "200".to_string())];
-        let mut http = self.root.new_http(1);
+        let mut http = Stream::new(self.root.new_http(1));
         match http.on_request_headers(&mut self.host, true) {
             Decision::Continue => {
                 http.on_response_headers(&mut self.host, true);
@@ -127,12 +128,16 @@ impl Worker {
     /// A metric of limit `limit` once this worker's batched counts are added (as its root's
     /// tick does, without the tick's sweep).
     pub fn metric(&mut self, limit: &str, stat: &str) -> i64 {
-        for metrics in &self.root.engine().unwrap().metrics {
+        for metrics in &self.root.engine().metrics {
             metrics.flush(&mut self.host);
         }
-        self.host
-            .metric(&format!("meshguard_rate_limit.{limit}.{stat}"))
+        self.host.metric(&stat_name(limit, stat))
     }
+}
+
+/// The full name of a limit's stat.
+pub fn stat_name(limit: &str, stat: &str) -> String {
+    format!("meshguard.rate_limit.{PLUGIN}.{limit}.{stat}")
 }
 
 /// A one-limit config: `requests` per `per`, `burst`, keyed on header `x-user`.

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use meshguard_filter_core::mock::{MockHost, SharedHandle};
 use meshguard_filter_core::racing::RacingHost;
-use meshguard_filter_core::{Decision, HttpFilter, RootFilter};
+use meshguard_filter_core::{Decision, Env, Filter, Root, Stream};
 
 use super::{Worker, per_user};
-use crate::RateLimitRoot;
+use crate::RateLimit;
 
 #[test]
 fn four_workers_share_one_exact_budget() {
@@ -49,11 +49,11 @@ fn the_first_root_creates_the_table_and_later_roots_share_its_seed() {
     let config = per_user(1, "second", 0);
     let a = Worker::on(shared.clone(), &config);
     let b = Worker::on(shared.clone(), &config);
-    let seeds = |w: &Worker| w.root.engine().unwrap().seeds[0].get();
+    let seeds = |w: &Worker| w.root.engine().seeds[0].get();
     assert_eq!(seeds(&a), seeds(&b));
     // A different configuration of the limit lives in a different namespace.
     let c = Worker::on(shared.clone(), &per_user(2, "second", 0));
-    let tables = |w: &Worker| w.root.engine().unwrap().tables[0].bucket_key(0);
+    let tables = |w: &Worker| w.root.engine().tables[0].bucket_key(0);
     assert_eq!(tables(&a), tables(&b));
     assert_ne!(tables(&a), tables(&c));
 }
@@ -74,11 +74,12 @@ fn race(
     let shared = SharedHandle::default();
     let b = std::rc::Rc::new(std::cell::RefCell::new(Worker::on(shared.clone(), config)));
     prefill(&mut b.borrow_mut());
-    let mut a_root = RateLimitRoot::default();
+
     let mut inner = MockHost::new()
         .with_shared(shared)
         .with_property("plugin_name", b"rate-limit");
-    a_root.configure(&mut inner, config.as_bytes()).unwrap();
+    let a_root =
+        RateLimit::configure(&mut inner, &Env::single(super::PLUGIN), config.as_bytes()).unwrap();
     inner.request_headers = vec![
         (":method".into(), "GET".into()),
         (":path".into(), "/".into()),
@@ -101,10 +102,10 @@ fn race(
             );
         }
     });
-    let decision = a_root.new_http(1).on_request_headers(&mut host, true);
+    let decision = Stream::new(a_root.new_http(1)).on_request_headers(&mut host, true);
     assert!(raced.get(), "the race happened");
     // What A's root adds to the stats on its next tick.
-    for metrics in &a_root.engine().unwrap().metrics {
+    for metrics in &a_root.engine().metrics {
         metrics.flush(&mut host.inner);
     }
     (decision, host, b)
@@ -122,7 +123,7 @@ fn a_stale_commit_is_rechecked_and_still_admitted_when_room_is_left() {
     );
     assert_eq!(decision, Decision::Continue);
     assert_eq!(
-        host.inner.metric("meshguard_rate_limit.user.cas_retries"),
+        host.inner.metric(&super::stat_name("user", "cas_retries")),
         1
     );
     // Both cells are used: nothing is left for anyone.
@@ -145,7 +146,7 @@ fn a_stale_commit_that_no_longer_fits_is_denied() {
         panic!("A must be denied: B took the last cell between A's check and commit");
     };
     assert_eq!(response.status, 429);
-    assert_eq!(host.inner.metric("meshguard_rate_limit.user.limited"), 1);
+    assert_eq!(host.inner.metric(&super::stat_name("user", "limited")), 1);
     assert!(!b.borrow_mut().get("/", &[("x-user", "alice")]).admitted());
 }
 
@@ -155,7 +156,7 @@ fn a_late_denial_refunds_the_limits_already_committed() {
     // cell to B. A is denied and its global cell comes back.
     let config = r#"{"limits":[
         {"name":"global","key":[{"constant":"all"}],"rate":{"requests":10,"per":"minute"}},
-        {"name":"user","match":{"headers":[{"name":"x-user"}]},"key":[{"header":"x-user"}],
+        {"name":"user","match":{"headers":[{"name":"x-user","present":true}]},"key":[{"header":"x-user"}],
          "rate":{"requests":1,"per":"minute"}}]}"#;
     let (decision, _host, b) = race(
         config,

@@ -7,7 +7,7 @@ use super::*;
 
 /// The benchmark's configuration (`cargo xtask bench`): one service on every host under a path
 /// prefix, a sticky user header with a cookie fallback, a gated override header.
-const BENCH: &str = r#"{"services":[{"name":"product","hosts":["*"],"pathPrefix":"/api/products",
+const BENCH: &str = r#"{"services":[{"name":"product","match":{"hosts":["*"], "prefix":"/api/products"},
     "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
     "stickyKey":[{"header":"x-user-id"},{"cookie":"session"}],
     "overrides":{"header":"x-canary-version",
@@ -18,7 +18,7 @@ fn counts(pairs: &[(&'static str, u32)]) -> BTreeMap<&'static str, u32> {
 }
 
 /// The benchmark's minimal canary: a sticky header, every host and path, no overrides.
-const MINIMAL: &str = r#"{"services":[{"name":"product","hosts":["*"],
+const MINIMAL: &str = r#"{"services":[{"name":"product","match":{"hosts":["*"]},
     "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
     "stickyKey":[{"header":"x-user-id"}]}]}"#;
 
@@ -39,7 +39,7 @@ fn calls_with(config: &str, path: &str, headers: &[(&str, &str)]) -> BTreeMap<&'
     }
     let root = root(config, &mut host);
     host.reset_hostcalls();
-    let mut http = root.new_http(7);
+    let mut http = Stream::new(root.new_http(7));
     assert_eq!(http.on_request_headers(&mut host, true), Decision::Continue);
     assert_eq!(
         http.on_response_headers(&mut host, true),

@@ -7,7 +7,7 @@ use super::*;
 
 /// The benchmark's breaker (`cargo xtask bench`): closed, count window of 100, failure-rate and
 /// slow-call thresholds.
-const BENCH: &str = r#"{"breakers":[{"name":"product","match":{"pathPrefix":"/api/products"},
+const BENCH: &str = r#"{"breakers":[{"name":"product","match":{"prefix":"/api/products"},
     "window":{"type":"count","size":100},"minimumCalls":20,
     "failureRateThreshold":50,"slowCall":{"duration":"2s","rateThreshold":80},
     "openFor":"30s","halfOpen":{"permittedCalls":5,"successToClose":3}}]}"#;

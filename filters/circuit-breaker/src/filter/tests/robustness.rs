@@ -53,8 +53,7 @@ fn outcomes_are_not_lost_when_workers_race_for_the_state() {
     let mut other = Worker::new(&shared, config);
     let mut racing = {
         let mut host = MockHost::new().with_shared(shared.clone());
-        let mut root = CircuitBreakerRoot::default();
-        root.configure(&mut host, config.as_bytes()).unwrap();
+        let root = configure(&mut host, config.as_bytes());
         (RacingHost::new(host), root)
     };
     // Before each of our writes, the other worker completes a whole failing call (for the
@@ -70,7 +69,7 @@ fn outcomes_are_not_lost_when_workers_race_for_the_state() {
     });
     let (host, root) = &mut racing;
     for _ in 0..5 {
-        let mut http = root.new_http(1);
+        let mut http = Stream::new(root.new_http(1));
         host.inner.request_headers = vec![(":path".into(), "/".into())];
         assert_eq!(http.on_request_headers(host, true), Decision::Continue);
         host.inner.response_headers = vec![(":status".into(), "200".into())];
@@ -84,12 +83,13 @@ fn outcomes_are_not_lost_when_workers_race_for_the_state() {
     let state = codec::decode(&host.shared_get(&key).unwrap().0).unwrap();
     let total = state.window.aggregate(0_u64);
     assert_eq!((total.calls, total.failures), (15, 10));
-    for guard in &root.runtime().unwrap().guards {
+    for guard in &root.runtime().guards {
         guard.flush_counters(&mut host.inner);
     }
     assert_eq!(
-        host.inner
-            .metric("meshguard_circuit_breaker.pay.cas_contended"),
+        host.inner.metric(&format!(
+            "meshguard.circuit_breaker.{PLUGIN}.pay.cas_contended"
+        )),
         0
     );
 }
@@ -101,8 +101,7 @@ fn a_probe_permit_taken_by_another_worker_mid_admission_is_not_handed_out_twice(
     let other = std::rc::Rc::new(std::cell::RefCell::new(Worker::new(&shared, &config)));
     other.borrow_mut().fail_four();
     let mut host = MockHost::new().with_shared(shared.clone());
-    let mut root = CircuitBreakerRoot::default();
-    root.configure(&mut host, config.as_bytes()).unwrap();
+    let root = configure(&mut host, config.as_bytes());
     host.advance(Duration::from_secs(1));
     other.borrow_mut().host.advance(Duration::from_secs(1));
     // Between our read of the expired open state and our write of "half-open, one permit
@@ -118,7 +117,7 @@ fn a_probe_permit_taken_by_another_worker_mid_admission_is_not_handed_out_twice(
             *taken.borrow_mut() = Some(http);
         }
     });
-    let mut http = root.new_http(1);
+    let mut http = Stream::new(root.new_http(1));
     host.inner.request_headers = vec![(":path".into(), "/api/payments".into())];
     let decision = http.on_request_headers(&mut host, true);
     assert!(is_short_circuit(&decision, "half-open"), "{decision:?}");
@@ -150,12 +149,11 @@ fn endless_contention_fails_open_and_is_counted() {
     let shared = SharedHandle::default();
     let mut other = Worker::new(&shared, config);
     let mut host = MockHost::new().with_shared(shared.clone());
-    let mut root = CircuitBreakerRoot::default();
-    root.configure(&mut host, config.as_bytes()).unwrap();
+    let root = configure(&mut host, config.as_bytes());
     let mut host = RacingHost::new(host).interfere(move |_| {
         other.call("/", ok());
     });
-    let mut http = root.new_http(1);
+    let mut http = Stream::new(root.new_http(1));
     host.inner.request_headers = vec![(":path".into(), "/".into())];
     assert_eq!(http.on_request_headers(&mut host, true), Decision::Continue);
     host.inner.response_headers = vec![(":status".into(), "200".into())];
@@ -164,17 +162,19 @@ fn endless_contention_fails_open_and_is_counted() {
         .insert("response.code_details".into(), VIA_UPSTREAM.to_vec());
     http.on_response_headers(&mut host, false);
     http.on_log(&mut host);
-    for guard in &root.runtime().unwrap().guards {
+    for guard in &root.runtime().guards {
         guard.flush_counters(&mut host.inner);
     }
     assert_eq!(
-        host.inner
-            .metric("meshguard_circuit_breaker.pay.cas_contended"),
+        host.inner.metric(&format!(
+            "meshguard.circuit_breaker.{PLUGIN}.pay.cas_contended"
+        )),
         1
     );
     assert_eq!(
-        host.inner
-            .metric("meshguard_circuit_breaker.pay.calls.success"),
+        host.inner.metric(&format!(
+            "meshguard.circuit_breaker.{PLUGIN}.pay.calls.success"
+        )),
         1
     );
 }
@@ -211,13 +211,11 @@ fn garbage_written_after_configure_is_repaired_by_traffic() {
 #[test]
 fn keys_are_scoped_by_plugin_name() {
     let shared = SharedHandle::default();
-    let mut host = MockHost::new()
-        .with_shared(shared)
-        .with_property("plugin_name", b"edge");
-    let mut root = CircuitBreakerRoot::default();
-    root.configure(&mut host, BASIC.as_bytes()).unwrap();
+    let mut host = MockHost::new().with_shared(shared);
+    let root =
+        CircuitBreaker::configure(&mut host, &Env::single("edge"), BASIC.as_bytes()).unwrap();
     assert_eq!(
-        root.runtime().unwrap().guards[0].key,
+        root.runtime().guards[0].key,
         "meshguard.circuit_breaker.v1.edge.pay"
     );
 }
@@ -225,17 +223,35 @@ fn keys_are_scoped_by_plugin_name() {
 #[test]
 fn invalid_configuration_is_refused_with_the_field() {
     let mut host = MockHost::new();
-    let mut root = CircuitBreakerRoot::default();
-    let err = root
-        .configure(
-            &mut host,
-            br#"{"breakers":[{"name":"a","openFor":"soon"}]}"#,
-        )
-        .unwrap_err();
+    let err = CircuitBreaker::configure(
+        &mut host,
+        &Env::single(PLUGIN),
+        br#"{"breakers":[{"name":"a","openFor":"soon"}]}"#,
+    )
+    .unwrap_err();
     assert_eq!(err.field, "breakers[0].openFor");
-    assert!(root.runtime().is_none());
-    // An unconfigured stream does nothing.
-    let mut http = root.new_http(1);
-    assert_eq!(http.on_request_headers(&mut host, true), Decision::Continue);
-    http.on_log(&mut host);
+}
+
+#[test]
+fn a_cluster_match_is_refused_where_an_earlier_stage_hides_the_cluster() {
+    let config = br#"{"breakers":[{"name":"a","match":{"prefix":"/"}},
+                                  {"name":"b","match":{"cluster":"product-v2"}}]}"#;
+    let env = |route| Env {
+        route,
+        ..Env::single(PLUGIN)
+    };
+    let err = CircuitBreaker::configure(
+        &mut MockHost::new(),
+        &env(meshguard_filter_core::RouteKnowledge::Unknown),
+        config,
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "breakers[1].match.cluster");
+    assert!(err.message.contains("cluster"), "{err}");
+    for known in [
+        meshguard_filter_core::RouteKnowledge::AsArrived,
+        meshguard_filter_core::RouteKnowledge::Declared,
+    ] {
+        assert!(CircuitBreaker::configure(&mut MockHost::new(), &env(known), config).is_ok());
+    }
 }

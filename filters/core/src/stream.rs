@@ -1,0 +1,62 @@
+//! One HTTP stream of a filter: the filter and its [`Exchange`], driven callback by callback.
+//!
+//! The shim drives streams this way in Envoy, and tests drive them the same way over a
+//! [`crate::mock::MockHost`], so both run the filter through the same request model.
+
+use crate::{CallResponse, Ctx, Decision, Exchange, Host, HttpFilter};
+
+/// A filter's stream and what is known about its exchange.
+#[derive(Debug)]
+pub struct Stream<H> {
+    filter: H,
+    exchange: Exchange,
+}
+
+impl<H: HttpFilter> Stream<H> {
+    /// A new stream for `filter`.
+    pub fn new(filter: H) -> Self {
+        Self {
+            filter,
+            exchange: Exchange::new(),
+        }
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &H {
+        &self.filter
+    }
+
+    /// The exchange as the filter left it.
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// Request headers arrived.
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Decision {
+        let mut ctx = Ctx::new(host, &self.exchange);
+        self.filter.on_request_headers(&mut ctx, end_of_stream)
+    }
+
+    /// Response headers arrived.
+    pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Decision {
+        let mut ctx = Ctx::new(host, &self.exchange);
+        self.filter.on_response_headers(&mut ctx, end_of_stream)
+    }
+
+    /// The stream ended.
+    pub fn on_log(&mut self, host: &mut dyn Host) {
+        let mut ctx = Ctx::new(host, &self.exchange);
+        self.filter.on_log(&mut ctx);
+    }
+
+    /// The answer to a call this stream dispatched.
+    pub fn on_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        response: Option<CallResponse>,
+    ) -> Decision {
+        let mut ctx = Ctx::new(host, &self.exchange);
+        self.filter.on_call_response(&mut ctx, token, response)
+    }
+}
