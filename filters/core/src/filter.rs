@@ -167,6 +167,16 @@ pub trait HttpFilter: 'static {
         Decision::Continue
     }
 
+    /// Every filter of the module let the request go on (a pipeline's later stages too): make
+    /// what was decided at request headers take effect. The rate limiter charges its budget
+    /// here, so a request a later stage answers locally (an open breaker) costs no budget. A
+    /// filter that answers here (a late denial) answers for the module. Called right after
+    /// [`HttpFilter::on_request_headers`] (or the call response that resumed the request) in a
+    /// single-purpose module.
+    fn commit_request(&mut self, _ctx: &mut Ctx<'_>) -> Decision {
+        Decision::Continue
+    }
+
     /// Response headers arrived (from the upstream or a local reply).
     fn on_response_headers(&mut self, _ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
         Decision::Continue

@@ -31,10 +31,14 @@ impl<H: HttpFilter> Stream<H> {
         &self.exchange
     }
 
-    /// Request headers arrived.
+    /// Request headers arrived: the filter decides, and if it lets the request go on, commits
+    /// ([`HttpFilter::commit_request`]) in the same callback.
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Decision {
         let mut ctx = Ctx::new(host, &self.exchange);
-        self.filter.on_request_headers(&mut ctx, end_of_stream)
+        match self.filter.on_request_headers(&mut ctx, end_of_stream) {
+            Decision::Continue => self.filter.commit_request(&mut ctx),
+            other => other,
+        }
     }
 
     /// Response headers arrived.
@@ -49,7 +53,7 @@ impl<H: HttpFilter> Stream<H> {
         self.filter.on_log(&mut ctx);
     }
 
-    /// The answer to a call this stream dispatched.
+    /// The answer to a call this stream dispatched; a request it resumes is committed.
     pub fn on_call_response(
         &mut self,
         host: &mut dyn Host,
@@ -57,6 +61,9 @@ impl<H: HttpFilter> Stream<H> {
         response: Option<CallResponse>,
     ) -> Decision {
         let mut ctx = Ctx::new(host, &self.exchange);
-        self.filter.on_call_response(&mut ctx, token, response)
+        match self.filter.on_call_response(&mut ctx, token, response) {
+            Decision::Continue => self.filter.commit_request(&mut ctx),
+            other => other,
+        }
     }
 }

@@ -50,7 +50,7 @@ use meshguard_filter_core::{
 };
 
 pub use config::{Config, parse_config};
-pub use limiter::{Engine, Verdict};
+pub use limiter::{Checked, Engine, Pending, Verdict};
 
 use crate::limiter::now_ns;
 use crate::metrics::LimitMetrics;
@@ -142,15 +142,19 @@ impl Root for RateLimitRoot {
     fn new_http(&self, _context_id: u32) -> RateLimitHttp {
         RateLimitHttp {
             engine: Rc::clone(&self.engine),
+            pending: None,
             response_headers: Vec::new(),
         }
     }
 }
 
-/// Per-stream filter: judges the request, and adds rate-limit headers to the response.
+/// Per-stream filter: checks the request, charges it once the module lets it go on, and adds
+/// rate-limit headers to the response.
 #[derive(Debug)]
 pub struct RateLimitHttp {
     engine: Rc<Engine>,
+    /// Admitted by the check, to be charged at commit.
+    pending: Option<Pending>,
     response_headers: Vec<(String, String)>,
 }
 
@@ -162,7 +166,22 @@ impl HttpFilter for RateLimitHttp {
     };
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
-        match self.engine.decide(ctx) {
+        match self.engine.check(ctx) {
+            Checked::Unlimited => Decision::Continue,
+            Checked::Denied(response) => Decision::Respond(response),
+            Checked::Pending(pending) => {
+                self.pending = Some(pending);
+                Decision::Continue
+            }
+        }
+    }
+
+    /// The request goes on: charge every limit that admitted it.
+    fn commit_request(&mut self, ctx: &mut Ctx<'_>) -> Decision {
+        let Some(pending) = self.pending.take() else {
+            return Decision::Continue;
+        };
+        match self.engine.commit(ctx, pending) {
             Verdict::Admit(headers) => {
                 self.response_headers = headers;
                 Decision::Continue

@@ -6,7 +6,10 @@
 //! 1. **Check.** For each matching limit, a governor `RateLimiter` over a [`SharedStore`] in
 //!    [`Mode::Deferred`] reads the key's bucket, runs governor's decision and keeps the
 //!    resulting write (bucket value + CAS token of the read) instead of storing it.
-//! 2. **Commit.** If no enforced limit denied, the kept writes are stored in order, each with
+//! 2. **Commit** ([`Engine::commit`], called by [`crate::RateLimitHttp`]'s `commit_request`
+//!    once every filter of the module let the request go on: in the `meshguard` pipeline, a
+//!    request the circuit breaker answers locally is never charged). If no enforced limit
+//!    denied, the kept writes are stored in order, each with
 //!    its CAS token. A token that went stale (another worker charged the same bucket in
 //!    between) means the decision was made on old state: that limit is checked again in
 //!    [`Mode::Immediate`], governor's read-decide-CAS loop. If it still admits, the commit goes
@@ -46,6 +49,25 @@ pub struct Engine {
     pub metrics: Vec<LimitMetrics>,
 }
 
+/// A request every matching limit admitted at its check, not yet charged: the writes kept
+/// for [`Engine::commit`].
+#[derive(Debug)]
+pub struct Pending {
+    checks: Vec<Check>,
+    now: u64,
+}
+
+/// The check phase's answer.
+#[derive(Debug)]
+pub enum Checked {
+    /// No limit applies: nothing to charge.
+    Unlimited,
+    /// An enforced limit denies: send this response (nothing was charged).
+    Denied(LocalResponse),
+    /// Admitted so far; charge it with [`Engine::commit`] once the request really goes on.
+    Pending(Pending),
+}
+
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -58,6 +80,7 @@ pub enum Verdict {
 type Outcome = Result<StateSnapshot, NotUntil<Nanos>>;
 
 /// One limit's judgement of the request.
+#[derive(Debug)]
 struct Check {
     index: usize,
     key: Key,
@@ -91,8 +114,17 @@ impl Engine {
         ))
     }
 
-    /// Judges the request seen through `ctx`.
+    /// Judges the request seen through `ctx` and, if admitted, charges it at once.
     pub fn decide(&self, ctx: &mut Ctx<'_>) -> Verdict {
+        match self.check(ctx) {
+            Checked::Unlimited => Verdict::Admit(Vec::new()),
+            Checked::Denied(response) => Verdict::Deny(response),
+            Checked::Pending(pending) => self.commit(ctx, pending),
+        }
+    }
+
+    /// Phase 1: checks every matching limit against shared data, charging nothing.
+    pub fn check(&self, ctx: &mut Ctx<'_>) -> Checked {
         // The clock is read once, and only when a limit applies (a hostcall in Envoy): a request
         // no limit matches or keys costs just the reads of the match.
         let mut clock = None;
@@ -111,7 +143,7 @@ impl Engine {
             };
             let slot = table.slot(seed, &key.bytes);
             let now = *clock.get_or_insert_with(|| now_ns(host));
-            let Some((outcome, observation)) = self.check(host, index, slot, now, Mode::Deferred)
+            let Some((outcome, observation)) = self.judge(host, index, slot, now, Mode::Deferred)
             else {
                 continue;
             };
@@ -126,22 +158,54 @@ impl Engine {
             });
         }
         let (Some(now), false) = (clock, checks.is_empty()) else {
-            return Verdict::Admit(Vec::new());
+            return Checked::Unlimited;
         };
-        let host: &mut dyn Host = ctx;
         let enforced_denial = checks
             .iter()
             .any(|check| check.denied() && !self.is_shadow(check.index));
-        let admitted = !enforced_denial && self.commit(host, &mut checks, now);
-        self.account(host, &checks, admitted);
-        let headers = match self.config.headers {
-            HeaderStyle::None => Vec::new(),
-            style => render(style, &self.statuses(&checks, now)),
-        };
-        if admitted {
-            return Verdict::Admit(headers);
+        if enforced_denial {
+            self.account(ctx, &checks, false);
+            let headers = self.headers(&checks, now);
+            return Checked::Denied(self.deny_response(&checks, now, headers));
         }
-        Verdict::Deny(self.deny_response(&checks, now, headers))
+        Checked::Pending(Pending { checks, now })
+    }
+
+    /// Phase 2: stores the kept writes (re-checking a limit whose state moved meanwhile) and
+    /// counts the outcome. A request a later stage answered locally never gets here, so it
+    /// costs no budget.
+    pub fn commit(&self, ctx: &mut Ctx<'_>, pending: Pending) -> Verdict {
+        let Pending { mut checks, now } = pending;
+        let admitted = self.store(ctx, &mut checks, now);
+        match self.conclude(ctx, &checks, now, admitted) {
+            Ok(headers) => Verdict::Admit(headers),
+            Err(response) => Verdict::Deny(response),
+        }
+    }
+
+    /// Counts and logs the outcome; the response headers if admitted, the answer if not.
+    fn conclude(
+        &self,
+        host: &mut dyn Host,
+        checks: &[Check],
+        now: u64,
+        admitted: bool,
+    ) -> Result<Vec<(String, String)>, LocalResponse> {
+        self.account(host, checks, admitted);
+        let headers = self.headers(checks, now);
+        if admitted {
+            Ok(headers)
+        } else {
+            Err(self.deny_response(checks, now, headers))
+        }
+    }
+
+    /// The rate-limit response headers for the limits that took part.
+    fn headers(&self, checks: &[Check], now: u64) -> Vec<(String, String)> {
+        match self.config.headers {
+            HeaderStyle::None => Vec::new(),
+            style => render(style, &self.statuses(checks, now)),
+        }
     }
 
     fn is_shadow(&self, index: usize) -> bool {
@@ -149,7 +213,7 @@ impl Engine {
     }
 
     /// Runs governor's GCRA for one limit against shared data.
-    fn check(
+    fn judge(
         &self,
         host: &mut dyn Host,
         index: usize,
@@ -165,8 +229,8 @@ impl Engine {
         Some((outcome, limiter.into_state_store().into_observation()))
     }
 
-    /// Phase 2: stores the kept writes; `false` when a re-check denied (after refunds).
-    fn commit(&self, host: &mut dyn Host, checks: &mut [Check], now: u64) -> bool {
+    /// Stores the kept writes; `false` when a re-check denied (after refunds).
+    fn store(&self, host: &mut dyn Host, checks: &mut [Check], now: u64) -> bool {
         for position in 0..checks.len() {
             let Some(check) = checks.get_mut(position) else {
                 continue;
@@ -182,7 +246,7 @@ impl Engine {
                 Err(SharedDataError::CasMismatch) => {
                     let (index, slot) = (check.index, check.slot);
                     let Some((outcome, observation)) =
-                        self.check(host, index, slot, now, Mode::Immediate)
+                        self.judge(host, index, slot, now, Mode::Immediate)
                     else {
                         continue;
                     };
