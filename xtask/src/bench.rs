@@ -19,7 +19,7 @@ use meshguard_testkit::paths::{filter_module, target_dir};
 use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream};
 use serde::Serialize;
 
-use crate::build::{WASM_TARGET, build_filters};
+use crate::build::{build_filters, untrimmed_module_path};
 use crate::process::{output, run as run_command};
 
 mod jwt;
@@ -137,10 +137,7 @@ fn calibration_rows() -> anyhow::Result<Vec<Row>> {
 
 /// A filter module as cargo built it, with every export the SDK defines (see `exports`).
 fn untrimmed_module(crate_name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let path = target_dir()
-        .join(WASM_TARGET)
-        .join("wasm")
-        .join(format!("{crate_name}.wasm"));
+    let path = untrimmed_module_path(crate_name);
     if !path.is_file() {
         bail!(
             "{} is missing: run `cargo xtask build-filters`",

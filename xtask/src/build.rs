@@ -12,16 +12,18 @@ use crate::process::{cargo, output, run};
 /// The wasm target the filters are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
 
-/// A filter crate: a workspace package under `filters/` with a cdylib target.
+/// A filter module: a cdylib example of a workspace package under `filters/` (`module.rs`; the
+/// filter itself is the package's library, so the `meshguard` pipeline can link it).
 #[derive(Debug, Clone)]
 pub struct FilterCrate {
     /// Package name (`meshguard-stamp`).
     pub package: String,
-    /// Crate name (`meshguard_stamp`), the module's file stem.
+    /// The module's name (`meshguard_stamp`, `meshguard`): the cdylib example's, and the file
+    /// stem of `target/filters/<name>.wasm`.
     pub crate_name: String,
 }
 
-/// Lists the filter crates from `cargo metadata`.
+/// Lists the filter modules from `cargo metadata`.
 pub fn filter_crates() -> anyhow::Result<Vec<FilterCrate>> {
     let metadata = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
     let metadata: serde_json::Value = serde_json::from_str(&metadata)?;
@@ -36,7 +38,10 @@ pub fn filter_crates() -> anyhow::Result<Vec<FilterCrate>> {
             let cdylib = target["crate_types"]
                 .as_array()
                 .is_some_and(|types| types.iter().any(|t| t == "cdylib"));
-            if cdylib {
+            let example = target["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "example"));
+            if cdylib && example {
                 crates.push(FilterCrate {
                     package: package["name"].as_str().unwrap_or_default().to_string(),
                     crate_name: target["name"]
@@ -48,7 +53,7 @@ pub fn filter_crates() -> anyhow::Result<Vec<FilterCrate>> {
         }
     }
     if crates.is_empty() {
-        bail!("no filter crates (cdylib packages under filters/) found");
+        bail!("no filter modules (cdylib examples of packages under filters/) found");
     }
     Ok(crates)
 }
@@ -65,7 +70,16 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds every filter with the `wasm` profile and writes the modules, without the exports they
+/// Where cargo leaves module `name` as built, with every export the SDK defines.
+pub fn untrimmed_module_path(name: &str) -> PathBuf {
+    target_dir()
+        .join(WASM_TARGET)
+        .join("wasm")
+        .join("examples")
+        .join(format!("{name}.wasm"))
+}
+
+/// Builds every filter module with the `wasm` profile and writes them, without the exports they
 /// never need, to `target/filters/`.
 pub fn build_filters() -> anyhow::Result<Vec<(FilterCrate, PathBuf)>> {
     ensure_wasm_target()?;
@@ -73,17 +87,14 @@ pub fn build_filters() -> anyhow::Result<Vec<(FilterCrate, PathBuf)>> {
     let mut command = cargo();
     command.args(["build", "--target", WASM_TARGET, "--profile", "wasm"]);
     for filter in &crates {
-        command.args(["-p", &filter.package]);
+        command.args(["-p", &filter.package, "--example", &filter.crate_name]);
     }
     run(&mut command)?;
     let out_dir = target_dir().join("filters");
     fs::create_dir_all(&out_dir)?;
     let mut built = Vec::new();
     for filter in crates {
-        let source = target_dir()
-            .join(WASM_TARGET)
-            .join("wasm")
-            .join(format!("{}.wasm", filter.crate_name));
+        let source = untrimmed_module_path(&filter.crate_name);
         let dest = out_dir.join(format!("{}.wasm", filter.crate_name));
         let module = fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
         // Envoy calls every exported stream callback on every request; drop the ones the
@@ -119,7 +130,7 @@ pub fn test() -> anyhow::Result<()> {
     ]))?;
     ensure_wasm_target()?;
     let mut wasm_clippy = cargo();
-    wasm_clippy.args(["clippy", "--target", WASM_TARGET, "--lib"]);
+    wasm_clippy.args(["clippy", "--target", WASM_TARGET, "--lib", "--examples"]);
     for filter in filter_crates()? {
         wasm_clippy.args(["-p", &filter.package]);
     }

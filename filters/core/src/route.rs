@@ -17,7 +17,8 @@
 //!   - `path`: the path without its query string equals this (Envoy's `path`);
 //!   - `prefix`: the whole `:path`, query string included, starts with this (Envoy's `prefix`);
 //!   - `regex`: the path without its query string matches this RE2-syntax regex as a whole
-//!     (Envoy's `safe_regex`: `/b[io]t` matches `/bit`, not `/bite`).
+//!     (Envoy's `safe_regex`: `/b[io]t` matches `/bit`, not `/bite`); character classes are
+//!     ASCII, as RE2's `\d`, `\w` and `\s` are.
 //!
 //!   Matching is case-sensitive and on the path as Envoy hands it to filters (after the
 //!   connection manager's own normalisation, if configured): `%2F` is not `/`, `/a/` is not
@@ -39,7 +40,7 @@
 
 use std::rc::Rc;
 
-use regex::Regex;
+use regex::bytes::Regex;
 use serde::Deserialize;
 
 use crate::{ConfigError, Ctx};
@@ -268,7 +269,7 @@ impl PathMatch {
         match self {
             Self::Exact(exact) => crate::request::path_only(path) == exact,
             Self::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            Self::Regex(regex) => regex.is_match(crate::request::path_only(path)),
+            Self::Regex(regex) => regex.is_match(crate::request::path_only(path).as_bytes()),
         }
     }
 }
@@ -293,7 +294,7 @@ impl HeaderMatch {
             (_, None) => return false,
             (HeaderCondition::Exact(exact), Some(value)) => value == exact,
             (HeaderCondition::Prefix(prefix), Some(value)) => value.starts_with(prefix.as_str()),
-            (HeaderCondition::Regex(regex), Some(value)) => regex.is_match(value),
+            (HeaderCondition::Regex(regex), Some(value)) => regex.is_match(value.as_bytes()),
         };
         holds != self.invert
     }
@@ -439,9 +440,11 @@ fn absolute_path(field: &str, path: String) -> Result<String, ConfigError> {
     }
 }
 
-/// Compiles `pattern` to match whole values, as Envoy's `safe_regex` does.
+/// Compiles `pattern` to match whole values, as Envoy's `safe_regex` does. It runs on bytes with
+/// ASCII character classes (RE2's `\d`, `\w`, `\s` are ASCII too); `\p{..}` classes are refused.
 fn anchored(field: &str, pattern: &str) -> Result<Regex, ConfigError> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+    regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .unicode(false)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|err| ConfigError::new(field, format!("`{pattern}` is not a valid regex: {err}")))

@@ -79,6 +79,9 @@ fn envoy_safe_regex_examples() {
         (r#"{"regex":"/b[io]t"}"#, "/bit/bot", false),
         (r#"{"regex":"/b[io]t"}"#, "/bit?x=/bot", true),
         (r#"{"regex":"/b[io]t"}"#, "/xbit", false),
+        // RE2's classes are ASCII: `\d` is [0-9].
+        (r#"{"regex":"/v\\d+/.*"}"#, "/v2/items", true),
+        (r#"{"regex":"/v\\d+/.*"}"#, "/v\u{0663}/items", false),
     ]);
 }
 
@@ -269,6 +272,7 @@ fn configuration_errors_name_the_field() {
             "headers[0].regex",
         ),
         (r#"{"cluster":""}"#, "cluster"),
+        (r#"{"regex":"/\\p{L}+"}"#, "regex"),
         (r#"{"pathPrefix":"/a"}"#, "pathPrefix"),
         (
             r#"{"headers":[{"name":"x","equals":"a"}]}"#,
