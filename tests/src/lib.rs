@@ -9,9 +9,11 @@ pub mod bootstrap;
 pub mod envoy;
 pub mod http;
 pub mod istio;
+pub mod modules;
 pub mod paths;
 pub mod upstream;
 
 pub use bootstrap::{Bootstrap, Cluster, FilterSpec, Listener, Route};
 pub use envoy::Envoy;
+pub use modules::{Module, Stage};
 pub use upstream::{Script, Upstream};

@@ -13,19 +13,34 @@
 //! - keys idle for `idleExpiry` are swept by one worker's tick, in bounded time, and every key
 //!   that took a way is evicted exactly once;
 //! - a bad configuration is refused by Envoy with the field named.
+//!
+//! Every scenario runs twice: against the rate-limit module and against the `meshguard`
+//! pipeline module with the same configuration in its `rateLimit` section.
 
 use std::collections::BTreeMap;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use meshguard_jwt_auth::testing::{TestKey, jwks};
-use meshguard_testkit::paths::filter_module;
-use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream};
+use meshguard_testkit::modules::stat;
+use meshguard_testkit::{
+    Bootstrap, Cluster, Envoy, FilterSpec, Listener, Module, Route, Stage, Upstream, scenarios,
+};
 use serde_json::json;
 
-fn rate_limit(config: &str) -> FilterSpec {
-    let module = filter_module("meshguard_rate_limit").expect("the rate-limit module is built");
-    FilterSpec::wasm("rate-limit", module, config)
+scenarios!(
+    a_rapid_burst_admits_exactly_requests_plus_burst_across_two_workers,
+    keys_are_isolated_and_a_per_second_limit_recovers,
+    a_limit_keyed_on_the_jwt_subject_claim_in_the_same_chain,
+    a_flood_of_100k_distinct_keys_stays_bounded_and_envoy_keeps_serving,
+    idle_keys_are_swept_by_one_worker_in_bounded_time,
+    invalid_config_is_refused_with_the_field_named,
+);
+
+fn rate_limit(module: Module, config: &str) -> FilterSpec {
+    module
+        .filter(Stage::RateLimit, config)
+        .expect("the module is built")
 }
 
 fn envoy(upstream: &Upstream, filters: Vec<FilterSpec>) -> Envoy {
@@ -102,25 +117,19 @@ fn user(name: &str) -> impl Fn(usize, usize) -> Vec<(String, String)> + Sync + '
     move |_, _| vec![("x-user".to_string(), name.to_string())]
 }
 
-/// Sum of every stat ending with `meshguard_rate_limit.<limit>.<stat>` (Envoy may prefix custom
-/// wasm stats).
-fn metric(stats: &BTreeMap<String, i64>, limit: &str, stat: &str) -> i64 {
-    let suffix = format!("meshguard_rate_limit.{limit}.{stat}");
-    stats
-        .iter()
-        .filter(|(name, _)| name.ends_with(&suffix))
-        .map(|(_, value)| value)
-        .sum()
+/// A limit's stat, `meshguard.rate_limit.<plugin>.<limit>.<stat>` (Envoy may prefix custom wasm
+/// stats).
+fn metric(stats: &BTreeMap<String, i64>, limit: &str, name: &str) -> i64 {
+    stat(stats, Stage::RateLimit, &format!("{limit}.{name}"))
 }
 
 const ORDERS: &str = r#"{"limits":[{"name":"orders","match":{"prefix":"/api/orders"},
     "key":[{"header":"x-user"}],"rate":{"requests":10,"per":"minute"},"burst":5}],
     "headers":"ietf"}"#;
 
-#[test]
-fn a_rapid_burst_admits_exactly_requests_plus_burst_across_two_workers() {
+fn a_rapid_burst_admits_exactly_requests_plus_burst_across_two_workers(module: Module) {
     let upstream = Upstream::start("orders").unwrap();
-    let envoy = envoy(&upstream, vec![rate_limit(ORDERS)]);
+    let envoy = envoy(&upstream, vec![rate_limit(module, ORDERS)]);
     let url = format!("{}/api/orders", envoy.url("edge"));
 
     let started = Instant::now();
@@ -179,15 +188,14 @@ fn a_rapid_burst_admits_exactly_requests_plus_burst_across_two_workers() {
     assert_eq!(metric(&stats, "orders", "limited"), 45);
 }
 
-#[test]
-fn keys_are_isolated_and_a_per_second_limit_recovers() {
+fn keys_are_isolated_and_a_per_second_limit_recovers(module: Module) {
     let upstream = Upstream::start("api").unwrap();
     let config = r#"{"limits":[
         {"name":"login","match":{"path":"/login"},"key":[{"header":"x-user"}],
          "rate":{"requests":4,"per":"minute"}},
         {"name":"search","match":{"prefix":"/api/search"},"key":[{"header":"x-user"}],
          "rate":{"requests":4,"per":"second"}}],"headers":"xRateLimit"}"#;
-    let envoy = envoy(&upstream, vec![rate_limit(config)]);
+    let envoy = envoy(&upstream, vec![rate_limit(module, config)]);
     let login = format!("{}/login", envoy.url("edge"));
     let search = format!("{}/api/search", envoy.url("edge"));
 
@@ -214,8 +222,7 @@ fn keys_are_isolated_and_a_per_second_limit_recovers() {
     assert_eq!(count(&burst(&search, 1, 8, user("carol"))), 4);
 }
 
-#[test]
-fn a_limit_keyed_on_the_jwt_subject_claim_in_the_same_chain() {
+fn a_limit_keyed_on_the_jwt_subject_claim_in_the_same_chain(module: Module) {
     let upstream = Upstream::start("orders").unwrap();
     let key = TestKey::ec256_a();
     let jwt = json!({
@@ -228,15 +235,13 @@ fn a_limit_keyed_on_the_jwt_subject_claim_in_the_same_chain() {
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider": "shop"}}]
     })
     .to_string();
-    let module = filter_module("meshguard_jwt_auth").expect("the jwt-auth module is built");
     let config = r#"{"limits":[{"name":"per-user","key":[{"header":"x-jwt-sub"}],
         "rate":{"requests":3,"per":"minute"}}]}"#;
     let envoy = envoy(
         &upstream,
-        vec![
-            FilterSpec::wasm("jwt-auth", module, jwt),
-            rate_limit(config),
-        ],
+        module
+            .filters(&[(Stage::JwtAuth, &jwt), (Stage::RateLimit, config)])
+            .unwrap(),
     );
     let url = format!("{}/api/orders", envoy.url("edge"));
     let token = |sub: &str| {
@@ -271,12 +276,11 @@ fn a_limit_keyed_on_the_jwt_subject_claim_in_the_same_chain() {
     assert_eq!(upstream.hits("/api/orders"), 6);
 }
 
-#[test]
-fn a_flood_of_100k_distinct_keys_stays_bounded_and_envoy_keeps_serving() {
+fn a_flood_of_100k_distinct_keys_stays_bounded_and_envoy_keeps_serving(module: Module) {
     let upstream = Upstream::start("login").unwrap();
     let config = r#"{"limits":[{"name":"flood","key":[{"header":"x-client"}],
         "rate":{"requests":2,"per":"hour"},"maxKeys":1000}]}"#;
-    let envoy = envoy(&upstream, vec![rate_limit(config)]);
+    let envoy = envoy(&upstream, vec![rate_limit(module, config)]);
     let url = format!("{}/login", envoy.url("edge"));
     // A tracked user before the flood.
     let alice = |_: usize, _: usize| vec![("x-client".to_string(), "alice".to_string())];
@@ -318,7 +322,7 @@ fn a_flood_of_100k_distinct_keys_stays_bounded_and_envoy_keeps_serving() {
     let stats = envoy.stats().unwrap();
     let flood: Vec<_> = stats
         .iter()
-        .filter(|(name, _)| name.contains("meshguard_rate_limit.flood"))
+        .filter(|(name, _)| name.contains("meshguard.rate_limit.") && name.contains(".flood."))
         .collect();
     assert_eq!(metric(&stats, "flood", "keys"), 1000, "{flood:?}");
     // Envoy keeps serving, and alice's own budget was not taken by the flood.
@@ -338,14 +342,13 @@ fn a_flood_of_100k_distinct_keys_stays_bounded_and_envoy_keeps_serving() {
     );
 }
 
-#[test]
-fn idle_keys_are_swept_by_one_worker_in_bounded_time() {
+fn idle_keys_are_swept_by_one_worker_in_bounded_time(module: Module) {
     let upstream = Upstream::start("search").unwrap();
     // 10 per second: a key's budget is back 100 ms after its one request, and it is forgotten
     // 1 s after that. 200 keys at most.
     let config = r#"{"limits":[{"name":"search","key":[{"header":"x-client"}],
         "rate":{"requests":10,"per":"second"},"maxKeys":200,"idleExpiry":"1s"}]}"#;
-    let envoy = envoy(&upstream, vec![rate_limit(config)]);
+    let envoy = envoy(&upstream, vec![rate_limit(module, config)]);
     let url = format!("{}/api/search", envoy.url("edge"));
 
     const THREADS: usize = 4;
@@ -388,22 +391,26 @@ fn idle_keys_are_swept_by_one_worker_in_bounded_time() {
     assert_eq!(metric(&stats, "search", "overflow"), overflow);
 }
 
-#[test]
-fn invalid_config_is_refused_with_the_field_named() {
+fn invalid_config_is_refused_with_the_field_named(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let bootstrap = Bootstrap::new()
         .cluster(Cluster::new("backend", upstream.addr()))
         .listener(
             Listener::new("edge")
                 .filter(rate_limit(
+                    module,
                     r#"{"limits":[{"name":"x","key":["path"],"rate":{"requests":0,"per":"second"}}]}"#,
                 ))
                 .route(Route::prefix("/", "backend")),
         );
     let err = Envoy::start(&bootstrap, 1).expect_err("Envoy must refuse the configuration");
     let text = format!("{err:#}");
+    let field = match module {
+        Module::Single => "limits[0].rate.requests",
+        Module::Pipeline => "rateLimit.limits[0].rate.requests",
+    };
     assert!(
-        text.contains("invalid configuration at `limits[0].rate.requests`"),
+        text.contains(&format!("invalid configuration at `{field}`")),
         "{text}"
     );
 }

@@ -42,6 +42,8 @@ fn each_module_exports_only_the_callbacks_its_filter_uses() {
             "meshguard_circuit_breaker",
             &["proxy_on_log", "proxy_on_response_headers"][..],
         ),
+        // The pipeline: one response-headers and one log callback for every stage.
+        ("meshguard", &["proxy_on_log", "proxy_on_response_headers"][..]),
     ] {
         let (names, bytes) = proxy_exports(crate_name);
         let mut expected: Vec<&str> = ALWAYS.iter().chain(extra).copied().collect();

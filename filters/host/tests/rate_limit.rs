@@ -97,11 +97,11 @@ fn eight_vms_interleaving_three_keys_give_each_key_exactly_its_budget() {
     // Stats are one per name across VMs, as in Envoy, once every VM's tick added its counts.
     plugin.advance(Duration::from_secs(1)).unwrap();
     assert_eq!(
-        plugin.metric("meshguard_rate_limit.orders.allowed"),
+        plugin.metric("meshguard.rate_limit.rate-limit.orders.allowed"),
         Some(45)
     );
     assert_eq!(
-        plugin.metric("meshguard_rate_limit.orders.limited"),
+        plugin.metric("meshguard.rate_limit.rate-limit.orders.limited"),
         Some(120 - 45)
     );
     // One cell per key every 6 s, whichever VM asks first.
@@ -143,16 +143,16 @@ fn a_full_table_overflows_into_one_budget_and_one_vm_sweeps_idle_keys() {
     // the gauge counts the table.
     plugin.advance(Duration::from_secs(1)).unwrap();
     assert_eq!(
-        plugin.metric("meshguard_rate_limit.login.overflow"),
+        plugin.metric("meshguard.rate_limit.rate-limit.login.overflow"),
         Some(2000 - 32)
     );
     assert_eq!(
-        plugin.metric("meshguard_rate_limit.login.keys"),
+        plugin.metric("meshguard.rate_limit.rate-limit.login.keys"),
         Some(tracked)
     );
     let evictions = |plugin: &Plugin| {
         plugin
-            .metric("meshguard_rate_limit.login.evictions")
+            .metric("meshguard.rate_limit.rate-limit.login.evictions")
             .unwrap_or(0)
     };
     assert_eq!(evictions(&plugin), 0);
@@ -160,12 +160,12 @@ fn a_full_table_overflows_into_one_budget_and_one_vm_sweeps_idle_keys() {
     // each exactly once although five VMs tick.
     plugin.advance(Duration::from_secs(68)).unwrap();
     assert_eq!(
-        plugin.metric("meshguard_rate_limit.login.keys"),
+        plugin.metric("meshguard.rate_limit.rate-limit.login.keys"),
         Some(tracked)
     );
     plugin.advance(Duration::from_secs(3)).unwrap();
     assert_eq!(evictions(&plugin), tracked);
-    assert_eq!(plugin.metric("meshguard_rate_limit.login.keys"), Some(0));
+    assert_eq!(plugin.metric("meshguard.rate_limit.rate-limit.login.keys"), Some(0));
     // The table has room again: new keys get their own budget.
     for id in 2000..2010 {
         assert_eq!(plugin.send(client(id)).unwrap().status(), Some(200));
