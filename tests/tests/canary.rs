@@ -12,14 +12,29 @@
 //! - anonymous users are pinned with a cookie;
 //! - a header value that is not UTF-8 (clients send any bytes) neither panics the filter's VM
 //!   nor breaks later requests on any worker.
+//!
+//! Every scenario runs twice: against the canary module and against the `meshguard` pipeline
+//! module with the same configuration in its `canary` section.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use meshguard_canary::hash::bucket;
-use meshguard_testkit::paths::filter_module;
-use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream, http};
+use meshguard_testkit::modules::stat;
+use meshguard_testkit::{
+    Bootstrap, Cluster, Envoy, Listener, Module, Route, Stage, Upstream, http, scenarios,
+};
+
+scenarios!(
+    each_user_stays_on_one_version_across_requests_and_connections,
+    an_override_works_only_with_the_gate_header,
+    a_spoofed_route_header_is_stripped_and_envoy_reselects_the_route,
+    raising_the_canary_weight_keeps_earlier_canary_users_there,
+    anonymous_users_are_pinned_by_a_cookie,
+    header_values_that_are_not_utf8_do_not_break_the_filter,
+    invalid_weights_are_rejected_and_envoy_refuses_to_start,
+);
 
 /// Two product versions and the clusters in front of them.
 struct Versions {
@@ -55,14 +70,16 @@ fn config(canary_percent: u32) -> String {
     )
 }
 
-fn envoy(versions: &Versions, canary_percent: u32) -> Envoy {
-    let module = filter_module("meshguard_canary").expect("the canary module is built");
+fn envoy(module: Module, versions: &Versions, canary_percent: u32) -> Envoy {
+    let canary = module
+        .filter(Stage::Canary, &config(canary_percent))
+        .expect("the module is built");
     let bootstrap = Bootstrap::new()
         .cluster(Cluster::new("product-v1", versions.v1.addr()))
         .cluster(Cluster::new("product-v2", versions.v2.addr()))
         .listener(
             Listener::new("edge")
-                .filter(FilterSpec::wasm("canary", module, config(canary_percent)))
+                .filter(canary)
                 .route(Route::prefix("/", "product-v2").header("x-mesh-version", "v2"))
                 .route(Route::prefix("/", "product-v1").header("x-mesh-version", "v1"))
                 // No route header (the filter matched no service): the stable version.
@@ -132,10 +149,9 @@ fn on_one_connection(envoy: &Envoy, users: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn each_user_stays_on_one_version_across_requests_and_connections() {
+fn each_user_stays_on_one_version_across_requests_and_connections(module: Module) {
     let versions = Versions::start();
-    let envoy = envoy(&versions, 10);
+    let envoy = envoy(module, &versions, 10);
     let users = users(200);
     let mut canary = 0;
     for user in &users {
@@ -169,22 +185,17 @@ fn each_user_stays_on_one_version_across_requests_and_connections() {
         3 * users.len() as u64 - v2_requests
     );
     let stats = envoy.flushed_stats().unwrap();
-    let stat = |name: &str| stats.get(name).copied().unwrap_or(-1);
+    let stat = |name: &str| stat(&stats, Stage::Canary, name);
+    assert_eq!(stat("product.v2.requests"), v2_requests as i64);
     assert_eq!(
-        stat("wasmcustom.meshguard.canary.product.v2.requests"),
-        v2_requests as i64
-    );
-    assert_eq!(
-        stat("wasmcustom.meshguard.canary.product.v1.requests")
-            + stat("wasmcustom.meshguard.canary.product.v2.requests"),
+        stat("product.v1.requests") + stat("product.v2.requests"),
         3 * users.len() as i64
     );
 }
 
-#[test]
-fn an_override_works_only_with_the_gate_header() {
+fn an_override_works_only_with_the_gate_header(module: Module) {
     let versions = Versions::start();
-    let envoy = envoy(&versions, 10);
+    let envoy = envoy(module, &versions, 10);
     let user = users(100)
         .into_iter()
         .find(|u| expected(u, 10) == "v1")
@@ -200,21 +211,14 @@ fn an_override_works_only_with_the_gate_header() {
         assert_eq!(version, want, "{headers:?}");
     }
     let stats = envoy.flushed_stats().unwrap();
-    let stat = |name: &str| stats.get(name).copied().unwrap_or(-1);
-    assert_eq!(
-        stat("wasmcustom.meshguard.canary.product.overrides_used"),
-        1
-    );
-    assert_eq!(
-        stat("wasmcustom.meshguard.canary.product.overrides_denied"),
-        2
-    );
+    let stat = |name: &str| stat(&stats, Stage::Canary, name);
+    assert_eq!(stat("product.overrides_used"), 1);
+    assert_eq!(stat("product.overrides_denied"), 2);
 }
 
-#[test]
-fn a_spoofed_route_header_is_stripped_and_envoy_reselects_the_route() {
+fn a_spoofed_route_header_is_stripped_and_envoy_reselects_the_route(module: Module) {
     let versions = Versions::start();
-    let envoy = envoy(&versions, 10);
+    let envoy = envoy(module, &versions, 10);
     let all = users(100);
     let stable = all.iter().find(|u| expected(u, 10) == "v1").unwrap();
     let canary = all.iter().find(|u| expected(u, 10) == "v2").unwrap();
@@ -256,13 +260,12 @@ fn a_spoofed_route_header_is_stripped_and_envoy_reselects_the_route() {
     assert_eq!(version, "v2");
 
     let stats = envoy.flushed_stats().unwrap();
-    let stat = |name: &str| stats.get(name).copied().unwrap_or(-1);
-    assert_eq!(stat("wasmcustom.meshguard.canary.route_header_stripped"), 4);
-    assert_eq!(stat("wasmcustom.meshguard.canary.unmatched"), 2);
+    let stat = |name: &str| stat(&stats, Stage::Canary, name);
+    assert_eq!(stat("route_header_stripped"), 4);
+    assert_eq!(stat("unmatched"), 2);
 }
 
-#[test]
-fn raising_the_canary_weight_keeps_earlier_canary_users_there() {
+fn raising_the_canary_weight_keeps_earlier_canary_users_there(module: Module) {
     let versions = Versions::start();
     let users = users(200);
     let assign = |envoy: &Envoy| -> Vec<String> {
@@ -271,8 +274,8 @@ fn raising_the_canary_weight_keeps_earlier_canary_users_there() {
             .map(|user| get(envoy, "/api/products", &[("x-user-id", user)]).0)
             .collect()
     };
-    let at_10 = assign(&envoy(&versions, 10));
-    let at_30 = assign(&envoy(&versions, 30));
+    let at_10 = assign(&envoy(module, &versions, 10));
+    let at_30 = assign(&envoy(module, &versions, 30));
     let in_canary = |assigned: &[String]| assigned.iter().filter(|v| *v == "v2").count();
     for ((user, before), after) in users.iter().zip(&at_10).zip(&at_30) {
         assert_eq!(before, expected(user, 10));
@@ -292,10 +295,9 @@ fn raising_the_canary_weight_keeps_earlier_canary_users_there() {
     );
 }
 
-#[test]
-fn anonymous_users_are_pinned_by_a_cookie() {
+fn anonymous_users_are_pinned_by_a_cookie(module: Module) {
     let versions = Versions::start();
-    let envoy = envoy(&versions, 50);
+    let envoy = envoy(module, &versions, 50);
     for _ in 0..10 {
         let response = http::get(&format!("{}/api/products", envoy.url("edge")), &[]).unwrap();
         let version = response.header("x-upstream").unwrap().to_string();
@@ -326,10 +328,11 @@ fn anonymous_users_are_pinned_by_a_cookie() {
         }
     }
     assert_eq!(
-        envoy
-            .flushed_stat("wasmcustom.meshguard.canary.product.pins_issued")
-            .unwrap()
-            .unwrap_or(-1),
+        stat(
+            &envoy.flushed_stats().unwrap(),
+            Stage::Canary,
+            "product.pins_issued"
+        ),
         10
     );
 }
@@ -354,10 +357,9 @@ fn raw_status(envoy: &Envoy, user_id: &[u8]) -> String {
     line.trim_end().to_string()
 }
 
-#[test]
-fn header_values_that_are_not_utf8_do_not_break_the_filter() {
+fn header_values_that_are_not_utf8_do_not_break_the_filter(module: Module) {
     let versions = Versions::start();
-    let envoy = envoy(&versions, 10);
+    let envoy = envoy(module, &versions, 10);
     // New connections spread over both workers.
     for _ in 0..8 {
         let status = raw_status(&envoy, b"\xff\xfe-user-\xc3\x28");
@@ -375,26 +377,32 @@ fn header_values_that_are_not_utf8_do_not_break_the_filter() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-#[test]
-fn invalid_weights_are_rejected_and_envoy_refuses_to_start() {
+fn invalid_weights_are_rejected_and_envoy_refuses_to_start(module: Module) {
     let versions = Versions::start();
-    let module = filter_module("meshguard_canary").unwrap();
+    let canary = module
+        .filter(
+            Stage::Canary,
+            r#"{"services":[{"name":"product","match":{"hosts":["*"]},
+                "versions":[{"name":"v1","weight":90},{"name":"v2","weight":20}]}]}"#,
+        )
+        .unwrap();
     let bootstrap = Bootstrap::new()
         .cluster(Cluster::new("product-v1", versions.v1.addr()))
         .listener(
             Listener::new("edge")
-                .filter(FilterSpec::wasm(
-                    "canary",
-                    module,
-                    r#"{"services":[{"name":"product","match":{"hosts":["*"]},
-                        "versions":[{"name":"v1","weight":90},{"name":"v2","weight":20}]}]}"#,
-                ))
+                .filter(canary)
                 .route(Route::prefix("/", "product-v1")),
         );
     let err = Envoy::start(&bootstrap, 1).expect_err("Envoy must refuse the configuration");
     let text = format!("{err:#}");
+    let field = match module {
+        Module::Single => "services[0].versions",
+        Module::Pipeline => "canary.services[0].versions",
+    };
     assert!(
-        text.contains("invalid configuration at `services[0].versions`: weights add up to 110"),
+        text.contains(&format!(
+            "invalid configuration at `{field}`: weights add up to 110"
+        )),
         "{text}"
     );
 }

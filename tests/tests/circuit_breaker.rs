@@ -12,28 +12,41 @@
 //!   match on the route's cluster (`cluster_name`);
 //! - invalid configuration keeps Envoy from starting, with the field named.
 //!
-//! Waits are short (`openFor` of 1 s) and every loop is bounded.
+//! Waits are short (`openFor` of 1 s) and every loop is bounded. Every scenario runs twice:
+//! against the circuit-breaker module and against the `meshguard` pipeline module with the same
+//! configuration in its `circuitBreaker` section.
 
 use std::collections::BTreeMap;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use meshguard_testkit::http::{self, Response};
-use meshguard_testkit::paths::filter_module;
-use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Script, Upstream};
+use meshguard_testkit::modules::stat;
+use meshguard_testkit::{
+    Bootstrap, Cluster, Envoy, FilterSpec, Listener, Module, Route, Script, Stage, Upstream,
+    scenarios,
+};
 
-fn filter(config: &str) -> FilterSpec {
-    let module =
-        filter_module("meshguard_circuit_breaker").expect("the circuit-breaker module is built");
-    FilterSpec::wasm("circuit-breaker", module, config)
+scenarios!(
+    breaker_opens_serves_the_fallback_probes_and_recovers,
+    two_workers_share_one_window_and_one_probe_budget,
+    a_slow_upstream_opens_a_slow_call_breaker,
+    envoy_timeouts_and_connection_failures_count_through_response_flags,
+    invalid_configuration_keeps_envoy_from_starting,
+);
+
+fn filter(module: Module, config: &str) -> FilterSpec {
+    module
+        .filter(Stage::CircuitBreaker, config)
+        .expect("the module is built")
 }
 
-fn envoy(upstream: &Upstream, config: &str, concurrency: u32) -> Envoy {
+fn envoy(module: Module, upstream: &Upstream, config: &str, concurrency: u32) -> Envoy {
     let bootstrap = Bootstrap::new()
         .cluster(Cluster::new("commerce", upstream.addr()))
         .listener(
             Listener::new("edge")
-                .filter(filter(config))
+                .filter(filter(module, config))
                 .route(Route::prefix("/", "commerce")),
         );
     Envoy::start(&bootstrap, concurrency).unwrap()
@@ -48,15 +61,10 @@ fn circuit(response: &Response) -> Option<&str> {
     response.header("x-meshguard-circuit")
 }
 
-/// A breaker metric summed over every stat whose name ends with it (Envoy prefixes custom
-/// metrics with `wasmcustom.`).
+/// A breaker's stat, `meshguard.circuit_breaker.<plugin>.<breaker>.<name>` (Envoy prefixes
+/// custom metrics with `wasmcustom.`).
 fn metric(stats: &BTreeMap<String, i64>, breaker: &str, name: &str) -> i64 {
-    let suffix = format!("meshguard_circuit_breaker.{breaker}.{name}");
-    stats
-        .iter()
-        .filter(|(stat, _)| stat.ends_with(&suffix))
-        .map(|(_, value)| value)
-        .sum()
+    stat(stats, Stage::CircuitBreaker, &format!("{breaker}.{name}"))
 }
 
 /// Requests until one is not short-circuited (the probe after `openFor`), every 50 ms for at
@@ -91,10 +99,9 @@ const PAYMENT: &str = r#"{"breakers":[{
                  "body": "{\"service\":\"payment\",\"status\":\"deferred\"}"}
 }]}"#;
 
-#[test]
-fn breaker_opens_serves_the_fallback_probes_and_recovers() {
+fn breaker_opens_serves_the_fallback_probes_and_recovers(module: Module) {
     let upstream = Upstream::start("payment").unwrap();
-    let envoy = envoy(&upstream, PAYMENT, 1);
+    let envoy = envoy(module, &upstream, PAYMENT, 1);
 
     for _ in 0..3 {
         let response = get(&envoy, "/api/payments");
@@ -179,12 +186,11 @@ fn burst(envoy: &Envoy, path: &str, n: usize) -> Vec<Response> {
     })
 }
 
-#[test]
-fn two_workers_share_one_window_and_one_probe_budget() {
+fn two_workers_share_one_window_and_one_probe_budget(module: Module) {
     let upstream = Upstream::start("payment").unwrap();
     let config = r#"{"breakers":[{"name":"payment","window":{"size":10},"minimumCalls":10,
         "failureRateThreshold":50,"openFor":"1s","halfOpen":{"permittedCalls":2,"successToClose":2}}]}"#;
-    let envoy = envoy(&upstream, config, 2);
+    let envoy = envoy(module, &upstream, config, 2);
 
     upstream.script("/api/payments", Script::status(503));
     let mut responses = Vec::new();
@@ -256,13 +262,12 @@ fn two_workers_share_one_window_and_one_probe_budget() {
     );
 }
 
-#[test]
-fn a_slow_upstream_opens_a_slow_call_breaker() {
+fn a_slow_upstream_opens_a_slow_call_breaker(module: Module) {
     let upstream = Upstream::start("search").unwrap();
     let config = r#"{"breakers":[{"name":"search","match":{"prefix":"/api/search"},
         "window":{"size":4},"minimumCalls":3,"failureRateThreshold":100,
         "slowCall":{"duration":"200ms","rateThreshold":50},"openFor":"30s"}]}"#;
-    let envoy = envoy(&upstream, config, 1);
+    let envoy = envoy(module, &upstream, config, 1);
     upstream.script(
         "/api/search",
         Script::status(200).delayed(Duration::from_millis(400)),
@@ -283,8 +288,7 @@ fn a_slow_upstream_opens_a_slow_call_breaker() {
     assert!(envoy.log().contains("slow-call rate 100.0% over 3 calls"));
 }
 
-#[test]
-fn envoy_timeouts_and_connection_failures_count_through_response_flags() {
+fn envoy_timeouts_and_connection_failures_count_through_response_flags(module: Module) {
     let upstream = Upstream::start("search").unwrap();
     // A port nothing listens on: connections to it are refused (UF).
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -305,7 +309,7 @@ fn envoy_timeouts_and_connection_failures_count_through_response_flags() {
         .cluster(Cluster::new("search", upstream.addr()))
         .listener(
             Listener::new("edge")
-                .filter(filter(config))
+                .filter(filter(module, config))
                 .route(Route::prefix("/api/inventory", "inventory"))
                 .route(search_route),
         );
@@ -344,22 +348,26 @@ fn envoy_timeouts_and_connection_failures_count_through_response_flags() {
     assert_eq!(metric(&stats, "inventory", "calls.failure"), 3);
 }
 
-#[test]
-fn invalid_configuration_keeps_envoy_from_starting() {
+fn invalid_configuration_keeps_envoy_from_starting(module: Module) {
     let upstream = Upstream::start("payment").unwrap();
     let bootstrap = Bootstrap::new()
         .cluster(Cluster::new("commerce", upstream.addr()))
         .listener(
             Listener::new("edge")
                 .filter(filter(
+                    module,
                     r#"{"breakers":[{"name":"payment","halfOpen":{"permittedCalls":1,"successToClose":2}}]}"#,
                 ))
                 .route(Route::prefix("/", "commerce")),
         );
     let err = Envoy::start(&bootstrap, 1).expect_err("Envoy must refuse the configuration");
     let text = format!("{err:#}");
+    let field = match module {
+        Module::Single => "breakers[0].halfOpen.successToClose",
+        Module::Pipeline => "circuitBreaker.breakers[0].halfOpen.successToClose",
+    };
     assert!(
-        text.contains("invalid configuration at `breakers[0].halfOpen.successToClose`"),
+        text.contains(&format!("invalid configuration at `{field}`")),
         "{text}"
     );
 }

@@ -168,7 +168,12 @@ mod tests {
 
     #[test]
     fn removes_the_listed_exports_and_the_section_and_keeps_the_rest() {
-        let names = ["memory_like", "proxy_on_log", "proxy_on_request_headers", "proxy_on_done"];
+        let names = [
+            "memory_like",
+            "proxy_on_log",
+            "proxy_on_request_headers",
+            "proxy_on_done",
+        ];
         let input = module(
             &names,
             Some(("proxy_on_done\nproxy_on_log\nproxy_on_grpc_close\n", 1)),

@@ -43,7 +43,10 @@ fn each_module_exports_only_the_callbacks_its_filter_uses() {
             &["proxy_on_log", "proxy_on_response_headers"][..],
         ),
         // The pipeline: one response-headers and one log callback for every stage.
-        ("meshguard", &["proxy_on_log", "proxy_on_response_headers"][..]),
+        (
+            "meshguard",
+            &["proxy_on_log", "proxy_on_response_headers"][..],
+        ),
     ] {
         let (names, bytes) = proxy_exports(crate_name);
         let mut expected: Vec<&str> = ALWAYS.iter().chain(extra).copied().collect();

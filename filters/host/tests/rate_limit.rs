@@ -165,7 +165,10 @@ fn a_full_table_overflows_into_one_budget_and_one_vm_sweeps_idle_keys() {
     );
     plugin.advance(Duration::from_secs(3)).unwrap();
     assert_eq!(evictions(&plugin), tracked);
-    assert_eq!(plugin.metric("meshguard.rate_limit.rate-limit.login.keys"), Some(0));
+    assert_eq!(
+        plugin.metric("meshguard.rate_limit.rate-limit.login.keys"),
+        Some(0)
+    );
     // The table has room again: new keys get their own budget.
     for id in 2000..2010 {
         assert_eq!(plugin.send(client(id)).unwrap().status(), Some(200));
