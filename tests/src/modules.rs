@@ -73,17 +73,27 @@ pub enum Module {
 
 impl Module {
     /// The HTTP filters for `stages` (each with its JSON configuration), in order: one module
-    /// per stage, or one pipeline holding them all.
+    /// per stage, or one pipeline holding them all; named [`PLUGIN`].
     pub fn filters(self, stages: &[(Stage, &str)]) -> anyhow::Result<Vec<FilterSpec>> {
+        self.filters_named(PLUGIN, stages)
+    }
+
+    /// [`Module::filters`] for a plugin named `plugin` (several listeners of one Envoy, each
+    /// with its own plugin).
+    pub fn filters_named(
+        self,
+        plugin: &str,
+        stages: &[(Stage, &str)],
+    ) -> anyhow::Result<Vec<FilterSpec>> {
         match self {
             Self::Single => stages
                 .iter()
                 .map(|(stage, config)| {
                     Ok(FilterSpec::Wasm {
-                        name: PLUGIN.to_string(),
+                        name: plugin.to_string(),
                         module: filter_module(stage.module())?,
                         config: (*config).to_string(),
-                        vm_id: format!("{PLUGIN}-{}", stage.stats()),
+                        vm_id: format!("{plugin}-{}", stage.stats()),
                     })
                 })
                 .collect(),
@@ -95,10 +105,10 @@ impl Module {
                     sections.insert(stage.section().to_string(), section);
                 }
                 Ok(vec![FilterSpec::Wasm {
-                    name: PLUGIN.to_string(),
+                    name: plugin.to_string(),
                     module: filter_module("meshguard")?,
                     config: Value::Object(sections).to_string(),
-                    vm_id: PLUGIN.to_string(),
+                    vm_id: plugin.to_string(),
                 }])
             }
         }
@@ -115,7 +125,12 @@ impl Module {
 /// The value of `stage`'s stat `stat` (`orders.allowed`) of the scenario's plugin, summed over
 /// whatever prefix Envoy puts on custom stats (`wasmcustom.`); 0 if Envoy has none.
 pub fn stat(stats: &BTreeMap<String, i64>, stage: Stage, stat: &str) -> i64 {
-    let name = format!("meshguard.{}.{PLUGIN}.{stat}", stage.stats());
+    stat_of(stats, stage, PLUGIN, stat)
+}
+
+/// [`stat`] of the plugin named `plugin`.
+pub fn stat_of(stats: &BTreeMap<String, i64>, stage: Stage, plugin: &str, stat: &str) -> i64 {
+    let name = format!("meshguard.{}.{plugin}.{stat}", stage.stats());
     stats
         .iter()
         .filter(|(key, _)| key.ends_with(&name))

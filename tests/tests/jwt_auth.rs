@@ -5,6 +5,9 @@
 //! provider's `jwks_uri` is reached in the mesh. Signatures are verified by Envoy's BoringSSL
 //! through the `verify_signature` foreign function (RS256/ES256) unless a listener turns
 //! `hostCrypto` off, which the tests use to check that both paths agree inside Envoy.
+//!
+//! Every scenario runs twice: against the JWT module and against the `meshguard` pipeline
+//! module with the same configuration in its `jwtAuth` section.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,10 +16,21 @@ use meshguard_jwt_auth::testing::{
     CORPUS_AUDIENCE, CORPUS_ISSUER, TestKey, attack_corpus, corpus_jwks, jwks, valid_claims,
     valid_tokens,
 };
-use meshguard_testkit::paths::filter_module;
+use meshguard_testkit::modules::stat_of;
 use meshguard_testkit::{
-    Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Script, Upstream, http,
+    Bootstrap, Cluster, Envoy, FilterSpec, Listener, Module, Route, Script, Stage, Upstream, http,
+    scenarios,
 };
+
+scenarios!(
+    valid_tokens_reach_the_upstream_with_claim_headers_verified_on_the_host,
+    each_failure_class_gets_its_401,
+    attack_corpus_is_refused_and_the_vm_keeps_serving,
+    remote_jwks_first_fetch_retry_and_rotation,
+    one_jwks_fetch_per_refresh_interval_with_two_workers,
+    an_unknown_kid_refreshes_early_once_per_interval,
+    differential_against_native_jwt_authn,
+);
 use serde_json::{Value, json};
 
 fn now() -> u64 {
@@ -54,21 +68,20 @@ fn filter_config(provider: Value) -> String {
     .to_string()
 }
 
-fn wasm(name: &str, config: &str) -> FilterSpec {
-    FilterSpec::wasm(
-        name,
-        filter_module("meshguard_jwt_auth").expect("the jwt-auth module is built"),
-        config,
-    )
+fn wasm(module: Module, name: &str, config: &str) -> FilterSpec {
+    module
+        .filters_named(name, &[(Stage::JwtAuth, config)])
+        .expect("the module is built")
+        .remove(0)
 }
 
-fn edge(upstream: &Upstream, config: &str) -> Bootstrap {
+fn edge(module: Module, upstream: &Upstream, config: &str) -> Bootstrap {
     Bootstrap::new()
         .cluster(Cluster::new("backend", upstream.addr()))
         .cluster(Cluster::new("idp", upstream.addr()))
         .listener(
             Listener::new("edge")
-                .filter(wasm("jwt", config))
+                .filter(wasm(module, "jwt", config))
                 .route(Route::prefix("/", "backend")),
         )
 }
@@ -95,11 +108,7 @@ fn get(envoy: &Envoy, path: &str, token: Option<&str>) -> http::Response {
 }
 
 fn stat(stats: &BTreeMap<String, i64>, plugin: &str, suffix: &str) -> i64 {
-    stats
-        .iter()
-        .filter(|(name, _)| name.ends_with(&format!("jwt_auth.{plugin}.{suffix}")))
-        .map(|(_, value)| *value)
-        .sum()
+    stat_of(stats, Stage::JwtAuth, plugin, suffix)
 }
 
 fn reason(response: &http::Response) -> String {
@@ -121,11 +130,10 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
-#[test]
-fn valid_tokens_reach_the_upstream_with_claim_headers_verified_on_the_host() {
+fn valid_tokens_reach_the_upstream_with_claim_headers_verified_on_the_host(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let config = filter_config(provider(json!({"jwks": corpus_jwks()})));
-    let envoy = Envoy::start(&edge(&upstream, &config), 1).unwrap();
+    let envoy = Envoy::start(&edge(module, &upstream, &config), 1).unwrap();
 
     let tokens = valid_tokens(now());
     for (name, token) in &tokens {
@@ -181,11 +189,10 @@ fn valid_tokens_reach_the_upstream_with_claim_headers_verified_on_the_host() {
     );
 }
 
-#[test]
-fn each_failure_class_gets_its_401() {
+fn each_failure_class_gets_its_401(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let config = filter_config(provider(json!({"jwks": corpus_jwks()})));
-    let envoy = Envoy::start(&edge(&upstream, &config), 1).unwrap();
+    let envoy = Envoy::start(&edge(module, &upstream, &config), 1).unwrap();
     let rsa = TestKey::rsa_a();
     let with = |patch: Value| {
         let mut claims = valid_claims(now());
@@ -239,11 +246,10 @@ fn each_failure_class_gets_its_401() {
     }
 }
 
-#[test]
-fn attack_corpus_is_refused_and_the_vm_keeps_serving() {
+fn attack_corpus_is_refused_and_the_vm_keeps_serving(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let config = filter_config(provider(json!({"jwks": corpus_jwks()})));
-    let envoy = Envoy::start(&edge(&upstream, &config), 2).unwrap();
+    let envoy = Envoy::start(&edge(module, &upstream, &config), 2).unwrap();
     let valid = valid_tokens(now());
     for (index, attack) in attack_corpus(now()).iter().enumerate() {
         let response = get(&envoy, "/api/orders", Some(&attack.token));
@@ -266,11 +272,10 @@ fn remote_config(cache: &str) -> String {
     }})))
 }
 
-#[test]
-fn remote_jwks_first_fetch_retry_and_rotation() {
+fn remote_jwks_first_fetch_retry_and_rotation(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     upstream.script("/realms/shop/certs", Script::status(503));
-    let envoy = Envoy::start(&edge(&upstream, &remote_config("2s")), 1).unwrap();
+    let envoy = Envoy::start(&edge(module, &upstream, &remote_config("2s")), 1).unwrap();
     let (a, b) = (TestKey::rsa_a(), TestKey::rsa_b());
     let token_a = a.token(&valid_claims(now()));
 
@@ -335,15 +340,14 @@ fn remote_jwks_first_fetch_retry_and_rotation() {
     );
 }
 
-#[test]
-fn one_jwks_fetch_per_refresh_interval_with_two_workers() {
+fn one_jwks_fetch_per_refresh_interval_with_two_workers(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let a = TestKey::rsa_a();
     upstream.script(
         "/realms/shop/certs",
         Script::document("application/json", jwks(&[&a])),
     );
-    let envoy = Envoy::start(&edge(&upstream, &remote_config("1s")), 2).unwrap();
+    let envoy = Envoy::start(&edge(module, &upstream, &remote_config("1s")), 2).unwrap();
     let token = a.token(&valid_claims(now()));
     assert!(eventually(Duration::from_secs(5), || get(
         &envoy,
@@ -372,14 +376,13 @@ fn one_jwks_fetch_per_refresh_interval_with_two_workers() {
     assert!(!envoy.log().contains("panicked"));
 }
 
-#[test]
-fn an_unknown_kid_refreshes_early_once_per_interval() {
+fn an_unknown_kid_refreshes_early_once_per_interval(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let (a, b) = (TestKey::rsa_a(), TestKey::rsa_b());
     let certs = "/realms/shop/certs";
     upstream.script(certs, Script::document("application/json", jwks(&[&a])));
     // A long cache duration: only the early refresh can pick the rotation up within the test.
-    let envoy = Envoy::start(&edge(&upstream, &remote_config("300s")), 2).unwrap();
+    let envoy = Envoy::start(&edge(module, &upstream, &remote_config("300s")), 2).unwrap();
     let token_a = a.token(&valid_claims(now()));
     assert!(eventually(Duration::from_secs(5), || get(
         &envoy,
@@ -460,8 +463,7 @@ fn native(jwks_text: &str, cache: bool) -> Value {
     })
 }
 
-#[test]
-fn differential_against_native_jwt_authn() {
+fn differential_against_native_jwt_authn(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let ours = json!({
         "providers": [provider(json!({"jwks": corpus_jwks()}))],
@@ -478,12 +480,12 @@ fn differential_against_native_jwt_authn() {
         .cluster(Cluster::new("backend", upstream.addr()))
         .listener(
             Listener::new("meshguard")
-                .filter(wasm("jwt", &ours.to_string()))
+                .filter(wasm(module, "jwt", &ours.to_string()))
                 .route(Route::prefix("/", "backend")),
         )
         .listener(
             Listener::new("meshguard-wasm-crypto")
-                .filter(wasm("jwtwasm", &wasm_only.to_string()))
+                .filter(wasm(module, "jwtwasm", &wasm_only.to_string()))
                 .route(Route::prefix("/", "backend")),
         )
         .listener(
