@@ -55,7 +55,8 @@ pub enum FilterSpec {
     },
 }
 
-/// A route: path prefix and optional exact header matches to a cluster.
+/// A route: path prefix and optional exact header matches to a cluster, or (for tests of
+/// Envoy's own matching) any `RouteMatch` answered directly.
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Path prefix.
@@ -66,6 +67,10 @@ pub struct Route {
     pub cluster: String,
     /// Upstream timeout.
     pub timeout: Duration,
+    /// Envoy's `RouteMatch` as JSON, instead of `prefix` and `headers`.
+    pub envoy_match: Option<Value>,
+    /// Answer with this status and body (`direct_response`) instead of routing to `cluster`.
+    pub direct: Option<(u16, String)>,
 }
 
 /// A static upstream cluster.
@@ -233,7 +238,24 @@ impl Route {
             headers: Vec::new(),
             cluster: cluster.into(),
             timeout: Duration::from_secs(15),
+            envoy_match: None,
+            direct: None,
         }
+    }
+
+    /// A route with Envoy's own `RouteMatch` (as JSON) that answers `status` and `body` itself.
+    pub fn direct(envoy_match: Value, status: u16, body: impl Into<String>) -> Self {
+        Self {
+            envoy_match: Some(envoy_match),
+            direct: Some((status, body.into())),
+            ..Self::prefix("/", "")
+        }
+    }
+
+    /// This route, answering `status` and `body` itself instead of going upstream.
+    pub fn answer(mut self, status: u16, body: impl Into<String>) -> Self {
+        self.direct = Some((status, body.into()));
+        self
     }
 
     /// Requires an exact header value.
@@ -248,13 +270,23 @@ impl Route {
             .iter()
             .map(|(name, value)| json!({ "name": name, "string_match": { "exact": value } }))
             .collect();
-        json!({
-            "match": { "prefix": self.prefix, "headers": headers },
-            "route": {
-                "cluster": self.cluster,
-                "timeout": format!("{}s", self.timeout.as_secs_f64()),
-            },
-        })
+        let matcher = self
+            .envoy_match
+            .clone()
+            .unwrap_or_else(|| json!({ "prefix": self.prefix, "headers": headers }));
+        match &self.direct {
+            Some((status, body)) => json!({
+                "match": matcher,
+                "direct_response": { "status": status, "body": { "inline_string": body } },
+            }),
+            None => json!({
+                "match": matcher,
+                "route": {
+                    "cluster": self.cluster,
+                    "timeout": format!("{}s", self.timeout.as_secs_f64()),
+                },
+            }),
+        }
     }
 }
 

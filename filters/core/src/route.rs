@@ -13,16 +13,20 @@
 //! ```
 //!
 //! Every condition given must hold; an empty `match` matches every request.
-//! - **Path**, at most one of (Envoy's `RouteMatch` path specifiers):
-//!   - `path`: the path without its query string equals this (Envoy's `path`);
-//!   - `prefix`: the whole `:path`, query string included, starts with this (Envoy's `prefix`);
-//!   - `regex`: the path without its query string matches this RE2-syntax regex as a whole
-//!     (Envoy's `safe_regex`: `/b[io]t` matches `/bit`, not `/bite`); character classes are
-//!     ASCII, as RE2's `\d`, `\w` and `\s` are.
+//! - **Path**, at most one of (Envoy's `RouteMatch` path specifiers), each on the path without
+//!   its query string or fragment:
+//!   - `path`: the path equals this (Envoy's `path`);
+//!   - `prefix`: the path starts with this (Envoy's `prefix`);
+//!   - `regex`: the path matches this RE2-syntax regex as a whole (Envoy's `safe_regex`:
+//!     `/b[io]t` matches `/bit`, not `/bite`); character classes are ASCII, as RE2's `\d`,
+//!     `\w` and `\s` are.
 //!
-//!   Matching is case-sensitive and on the path as Envoy hands it to filters (after the
-//!   connection manager's own normalisation, if configured): `%2F` is not `/`, `/a/` is not
-//!   `/a`.
+//!   Envoy's documentation says a `prefix` matches the beginning of `:path`; Envoy 1.40 matches
+//!   it against the path without the query string, like `path` and `safe_regex`
+//!   (`tests/tests/route_match.rs` checks both against a real Envoy route table). A `path` or
+//!   `prefix` containing `?` or `#` could therefore never match and is refused. Matching is
+//!   case-sensitive and on the path as Envoy hands it to filters (after the connection
+//!   manager's own normalisation, if configured): `%2F` is not `/`, `/a/` is not `/a`.
 //! - **`methods`**: one of these (uppercase; HTTP methods are case-sensitive).
 //! - **`hosts`**: the request's host (`:authority` without port, lowercase) is one of these, in
 //!   Istio's forms: `shop.example.com`, `*.example.com` (any subdomain, not the domain itself),
@@ -99,7 +103,7 @@ pub struct RouteMatch {
 pub enum PathMatch {
     /// `path`: the path without query equals this.
     Exact(String),
-    /// `prefix`: the whole `:path` starts with this.
+    /// `prefix`: the path without query starts with this.
     Prefix(String),
     /// `regex`: the path without query matches this as a whole (stored anchored).
     Regex(Regex),
@@ -264,11 +268,12 @@ impl RouteMatch {
 }
 
 impl PathMatch {
-    /// Whether `path` (a whole `:path`, query included) matches.
+    /// Whether `path` (a whole `:path`; its query string and fragment are not compared)
+    /// matches.
     pub fn matches(&self, path: &str) -> bool {
         match self {
             Self::Exact(exact) => crate::request::path_only(path) == exact,
-            Self::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            Self::Prefix(prefix) => crate::request::path_only(path).starts_with(prefix.as_str()),
             Self::Regex(regex) => regex.is_match(crate::request::path_only(path).as_bytes()),
         }
     }
@@ -430,14 +435,22 @@ impl TryFrom<RawHeaderMatch> for HeaderMatch {
 }
 
 fn absolute_path(field: &str, path: String) -> Result<String, ConfigError> {
-    if path.starts_with('/') && !path.bytes().any(|b| b.is_ascii_control()) {
-        Ok(path)
-    } else {
-        Err(ConfigError::new(
+    if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control()) {
+        return Err(ConfigError::new(
             field,
             format!("`{path}` must start with `/`"),
-        ))
+        ));
     }
+    if path.contains(['?', '#']) {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "`{path}` contains `?` or `#`, but paths are matched without their query string \
+                 (as Envoy does), so it could never match"
+            ),
+        ));
+    }
+    Ok(path)
 }
 
 /// Compiles `pattern` to match whole values, as Envoy's `safe_regex` does. It runs on bytes with
