@@ -114,6 +114,8 @@ pub struct Options {
     pub component_log_level: String,
     /// How long to wait for readiness.
     pub ready_timeout: Duration,
+    /// CPUs Envoy runs on (a `taskset -c` list such as `0`); `None`: wherever the OS schedules.
+    pub cpus: Option<String>,
 }
 
 impl Default for Options {
@@ -122,6 +124,7 @@ impl Default for Options {
             concurrency: 1,
             component_log_level: "wasm:debug".to_string(),
             ready_timeout: Duration::from_secs(60),
+            cpus: None,
         }
     }
 }
@@ -162,7 +165,15 @@ impl Envoy {
         fs::write(&config, serde_json::to_vec_pretty(&bootstrap.render())?)?;
         let log = File::create(dir.join("envoy.log"))?;
         let admin_path = dir.join("admin-address");
-        let child = Command::new(&binary)
+        let mut command = match &options.cpus {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpus]).arg(&binary);
+                taskset
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .arg("-c")
             .arg(&config)
             .args([
@@ -330,6 +341,21 @@ impl Envoy {
             total = total.saturating_add(ns);
         }
         Ok(Duration::from_nanos(total))
+    }
+
+    /// Envoy's resident memory now (`VmRSS` of `/proc/<pid>/status`), in bytes.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = Path::new("/proc")
+            .join(self.child.id().to_string())
+            .join("status");
+        let text =
+            fs::read_to_string(&status).with_context(|| format!("reading {}", status.display()))?;
+        let kib: u64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS in {}", status.display()))?;
+        Ok(kib * 1024)
     }
 
     /// Envoy's log so far.

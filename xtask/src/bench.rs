@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::build::{build_filters, untrimmed_module_path};
 use crate::process::{output, run as run_command};
 
+mod edge;
 mod jwt;
 
 /// Command-line options.
@@ -45,6 +46,38 @@ pub struct Args {
     /// hostcall costs.
     #[arg(long)]
     calibrate: bool,
+    /// Do not pin Envoy to the first CPU and the load generator and upstream to the others
+    /// (pinning is the default with two CPUs or more: runs are steadier that way).
+    #[arg(long)]
+    no_pin: bool,
+    /// Envoys started per configuration for the resident-memory comparison of the edge rows
+    /// (`--concurrency 2`; 0 skips it).
+    #[arg(long, default_value_t = 3)]
+    rss_repetitions: usize,
+}
+
+/// Pins this process (the upstream, and wrk which inherits it) to every CPU but the first and
+/// returns the CPU list for Envoy: the first. `None` with fewer than two CPUs or when `taskset`
+/// is missing.
+fn pin() -> Option<String> {
+    let cpus = std::thread::available_parallelism().ok()?.get();
+    if cpus < 2 {
+        return None;
+    }
+    let rest = format!("1-{}", cpus - 1);
+    let pinned = Command::new("taskset")
+        .args(["-a", "-p", "-c", &rest, &std::process::id().to_string()])
+        .output()
+        .ok()?;
+    if !pinned.status.success() {
+        eprintln!(
+            "meshguard: not pinning CPUs: {}",
+            String::from_utf8_lossy(&pinned.stderr).trim()
+        );
+        return None;
+    }
+    eprintln!("meshguard: Envoy on CPU 0; upstream and wrk on CPUs {rest}");
+    Some("0".to_string())
 }
 
 /// One configuration under test.
@@ -165,6 +198,49 @@ fn canary(name: &str, listener: &str, config: &str) -> anyhow::Result<Row> {
     })
 }
 
+/// The realistic canary: sticky user header with a cookie fallback, a gated override, 90/10.
+const CANARY: &str = r#"{"services":[{"name":"product","match":{"hosts":["*"],"prefix":"/api/products"},
+    "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
+    "stickyKey":[{"header":"x-user-id"},{"cookie":"session"}],
+    "overrides":{"header":"x-canary-version",
+                 "onlyWithHeader":{"name":"x-meshguard-internal"}}}]}"#;
+
+/// The circuit breaker in its steady state: closed, count window of 100 calls, failure-rate and
+/// slow-call thresholds.
+const BREAKER: &str = r#"{"breakers":[{"name":"product","match":{"prefix":"/api/products"},
+    "window":{"type":"count","size":100},"minimumCalls":20,
+    "failureRateThreshold":50,"slowCall":{"duration":"2s","rateThreshold":80},
+    "openFor":"30s","halfOpen":{"permittedCalls":5,"successToClose":3}}]}"#;
+
+/// The rate limiter in its steady state: one limit keyed by a header, never exceeded.
+const RATE_LIMIT: &str = r#"{"limits":[{"name":"per-user","key":[{"header":"x-user-id"}],
+    "rate":{"requests":1000000,"per":"second"}}]}"#;
+
+/// Envoy's native token bucket at the rate limiter's rate, enabled and enforced for every
+/// request.
+fn local_ratelimit() -> FilterSpec {
+    FilterSpec::native(
+        "envoy.filters.http.local_ratelimit",
+        serde_json::json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "bench_local_ratelimit",
+            "token_bucket": {
+                "max_tokens": 1_000_000,
+                "tokens_per_fill": 1_000_000,
+                "fill_interval": "1s"
+            },
+            "filter_enabled": {
+                "runtime_key": "local_rate_limit_enabled",
+                "default_value": {"numerator": 100, "denominator": "HUNDRED"}
+            },
+            "filter_enforced": {
+                "runtime_key": "local_rate_limit_enforced",
+                "default_value": {"numerator": 100, "denominator": "HUNDRED"}
+            }
+        }),
+    )
+}
+
 fn rows() -> anyhow::Result<Vec<Row>> {
     let plain = |name: &str, listener: Listener| Row {
         name: name.to_string(),
@@ -197,15 +273,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
             untrimmed_module("meshguard_stamp")?,
         ),
         // A realistic canary: sticky user header, gated override header, 90/10.
-        canary(
-            "canary (sticky header, 90/10)",
-            "canary",
-            r#"{"services":[{"name":"product","match":{"hosts":["*"], "prefix":"/api/products"},
-                "versions":[{"name":"v1","weight":90},{"name":"v2","weight":10}],
-                "stickyKey":[{"header":"x-user-id"},{"cookie":"session"}],
-                "overrides":{"header":"x-canary-version",
-                             "onlyWithHeader":{"name":"x-meshguard-internal"}}}]}"#,
-        )?,
+        canary("canary (sticky header, 90/10)", "canary", CANARY)?,
         // The same filter with only what a canary must do: one sticky header for every host and
         // path, no tester overrides (each configured feature reads one more header).
         canary(
@@ -223,10 +291,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
             Listener::new("circuitbreaker").filter(FilterSpec::wasm(
                 "circuit-breaker",
                 filter_module("meshguard_circuit_breaker")?,
-                r#"{"breakers":[{"name":"product","match":{"prefix":"/api/products"},
-                    "window":{"type":"count","size":100},"minimumCalls":20,
-                    "failureRateThreshold":50,"slowCall":{"duration":"2s","rateThreshold":80},
-                    "openFor":"30s","halfOpen":{"permittedCalls":5,"successToClose":3}}]}"#,
+                BREAKER,
             )),
         ),
         // The rate limiter in its steady state: one limit keyed by a header, never exceeded
@@ -237,8 +302,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
                 .filter(FilterSpec::wasm(
                     "rate-limit",
                     filter_module("meshguard_rate_limit")?,
-                    r#"{"limits":[{"name":"per-user","key":[{"header":"x-user-id"}],
-                        "rate":{"requests":1000000,"per":"second"}}]}"#,
+                    RATE_LIMIT,
                 ))
                 .route(Route::prefix("/", "backend")),
             headers: vec![("x-user-id".to_string(), "user-0042".to_string())],
@@ -247,30 +311,12 @@ fn rows() -> anyhow::Result<Vec<Row>> {
         // Envoy's native token bucket at the same rate, enabled and enforced for every request.
         plain(
             "native local_ratelimit (same rate)",
-            Listener::new("localratelimit").filter(FilterSpec::native(
-                "envoy.filters.http.local_ratelimit",
-                serde_json::json!({
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-                    "stat_prefix": "bench_local_ratelimit",
-                    "token_bucket": {
-                        "max_tokens": 1_000_000,
-                        "tokens_per_fill": 1_000_000,
-                        "fill_interval": "1s"
-                    },
-                    "filter_enabled": {
-                        "runtime_key": "local_rate_limit_enabled",
-                        "default_value": {"numerator": 100, "denominator": "HUNDRED"}
-                    },
-                    "filter_enforced": {
-                        "runtime_key": "local_rate_limit_enforced",
-                        "default_value": {"numerator": 100, "denominator": "HUNDRED"}
-                    }
-                }),
-            )),
+            Listener::new("localratelimit").filter(local_ratelimit()),
         ),
     ]
     .into_iter()
     .chain(jwt::rows()?)
+    .chain(edge::rows()?)
     .collect())
 }
 
@@ -383,12 +429,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 || only.split(',').any(|text| row.name.contains(text.trim()))
         });
     }
+    let cpus = if args.no_pin { None } else { pin() };
     let upstream = Upstream::start("backend")?;
     let mut bootstrap = Bootstrap::new().cluster(Cluster::new("backend", upstream.addr()));
     for row in &rows {
         bootstrap = bootstrap.listener(row.listener.clone());
     }
-    let envoy = Envoy::start(&bootstrap, 1)?;
+    let envoy = Envoy::start_with(
+        &bootstrap,
+        &meshguard_testkit::envoy::Options {
+            concurrency: 1,
+            cpus: cpus.clone(),
+            ..Default::default()
+        },
+    )?;
     let script = target_dir().join("bench").join("report.lua");
     fs::create_dir_all(script.parent().unwrap_or(&target_dir()))?;
     fs::write(&script, REPORT_LUA)?;
@@ -502,7 +556,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         result.added_vs_floor = result.added_p50_us / floor.0;
         result.added_cpu_vs_floor = result.added_cpu_us / floor.1;
     }
-    let table = render(&results);
+    let mut table = render(&results);
+    let edge = results.iter().any(|r| r.name.starts_with(edge::PREFIX));
+    if edge && args.rss_repetitions > 0 {
+        drop(envoy);
+        let rss = edge::rss(&upstream, args.rss_repetitions, cpus)?;
+        table.push_str(&render_edge(&results, &rss));
+        fs::write(
+            target_dir().join("bench").join("rss.json"),
+            serde_json::to_vec_pretty(&rss)?,
+        )?;
+    }
     println!("\n{table}");
     let dir = target_dir().join("bench");
     fs::write(dir.join("results.md"), &table)?;
@@ -518,6 +582,67 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("some requests failed during the benchmark (see the errors column)");
     }
     Ok(())
+}
+
+/// The edge comparison: the pipeline against the chained modules and the native chain, from the
+/// rows of this run, and the resident memory with two workers.
+fn render_edge(results: &[Result], rss: &[edge::Rss]) -> String {
+    let find = |text: &str| {
+        results
+            .iter()
+            .find(|r| r.name.starts_with(edge::PREFIX) && r.name.contains(text))
+    };
+    let mut out = String::new();
+    if let (Some(chain), Some(pipeline), Some(native)) =
+        (find("chained"), find("pipeline"), find("native"))
+    {
+        let _ = writeln!(
+            out,
+            "\n| edge: pipeline against | added p50 | added Envoy CPU / request | req/s |\n|---|---:|---:|---:|"
+        );
+        for (name, other) in [("four modules chained", chain), ("native chain", native)] {
+            let _ = writeln!(
+                out,
+                "| {name} | {:+.1} / {:+.1} µs = {:.2}x | {:+.1} / {:+.1} µs = {:.2}x | {:.0} / {:.0} = {:.2}x |",
+                pipeline.added_p50_us,
+                other.added_p50_us,
+                pipeline.added_p50_us / other.added_p50_us,
+                pipeline.added_cpu_us,
+                other.added_cpu_us,
+                pipeline.added_cpu_us / other.added_cpu_us,
+                pipeline.requests_per_second,
+                other.requests_per_second,
+                pipeline.requests_per_second / other.requests_per_second,
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n| Envoy RSS, --concurrency 2 | MiB (median) | added over no filter | samples |\n|---|---:|---:|---|"
+    );
+    for row in rss {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:+.1} | {} |",
+            row.name,
+            row.mib,
+            row.added_mib,
+            row.samples
+                .iter()
+                .map(|s| format!("{s:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let added = |text: &str| rss.iter().find(|r| r.name.contains(text)).map(|r| r.added_mib);
+    if let (Some(pipeline), Some(chain)) = (added("pipeline"), added("chained")) {
+        let _ = writeln!(
+            out,
+            "\npipeline's added RSS / the chain's: {pipeline:+.1} / {chain:+.1} MiB = {:.2}x",
+            pipeline / chain
+        );
+    }
+    out
 }
 
 fn render(results: &[Result]) -> String {

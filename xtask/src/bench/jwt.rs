@@ -35,7 +35,7 @@ fn now() -> u64 {
 }
 
 /// Claims shaped like a Keycloak access token.
-fn claims(user: usize) -> Value {
+pub(super) fn claims(user: usize) -> Value {
     let now = now();
     json!({
         "exp": now + 3600, "iat": now, "jti": format!("bench-{user:06}"),
@@ -47,23 +47,27 @@ fn claims(user: usize) -> Value {
     })
 }
 
-fn ours(name: &str, jwks_text: &str) -> anyhow::Result<FilterSpec> {
-    let config = json!({
+/// meshguard's configuration for the JWT rows (and the edge rows' JWT stage).
+pub(super) fn ours_config(jwks_text: &str) -> Value {
+    json!({
         "providers": [{
             "name": "shop", "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks_text,
             "claimToHeaders": [{"claim": "sub", "header": "x-jwt-sub"},
                                {"claim": "realm_access.roles", "header": "x-jwt-roles"}]
         }],
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider": "shop"}}]
-    });
+    })
+}
+
+fn ours(name: &str, jwks_text: &str) -> anyhow::Result<FilterSpec> {
     Ok(FilterSpec::wasm(
         name,
         filter_module("meshguard_jwt_auth")?,
-        config.to_string(),
+        ours_config(jwks_text).to_string(),
     ))
 }
 
-fn native(jwks_text: &str, cache: bool) -> FilterSpec {
+pub(super) fn native(jwks_text: &str, cache: bool) -> FilterSpec {
     let mut provider = json!({
         "issuer": ISSUER, "audiences": [AUDIENCE],
         "local_jwks": {"inline_string": jwks_text},

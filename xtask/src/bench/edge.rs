@@ -1,0 +1,192 @@
+//! The edge rows: what the commerce edge gateway runs on every request, as four modules chained,
+//! as the one `meshguard` module, and as Envoy's nearest native chain, in the same run:
+//!
+//! - JWT (RS256, one token, verified-token cache) -> rate limit (one limit keyed by a header) ->
+//!   canary (sticky header, gated override, 90/10) -> circuit breaker (closed, count window):
+//!   four modules, four VMs per worker, the configurations of the single-filter rows;
+//! - the pipeline with the same four configurations in its sections;
+//! - jwt_authn with `jwt_cache_config` -> local_ratelimit, Envoy's native counterparts.
+//!
+//! Besides latency, CPU and throughput, the resident memory of an Envoy with two workers
+//! (`--concurrency 2`) running only the chain, only the pipeline, or no filter ([`rss`]): each
+//! wasm module is a V8 VM on the main thread and on every worker.
+
+use meshguard_jwt_auth::testing::{TestKey, jwks};
+use meshguard_testkit::paths::filter_module;
+use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{BREAKER, CANARY, RATE_LIMIT, Row, local_ratelimit};
+
+/// Row name prefix, for `--only edge`.
+pub(super) const PREFIX: &str = "edge: ";
+
+fn stages() -> anyhow::Result<Vec<(&'static str, &'static str, Value)>> {
+    let jwt = super::jwt::ours_config(&jwks(&[&TestKey::rsa_a()]));
+    Ok(vec![
+        ("meshguard_jwt_auth", "jwtAuth", jwt),
+        ("meshguard_rate_limit", "rateLimit", serde_json::from_str(RATE_LIMIT)?),
+        ("meshguard_canary", "canary", serde_json::from_str(CANARY)?),
+        ("meshguard_circuit_breaker", "circuitBreaker", serde_json::from_str(BREAKER)?),
+    ])
+}
+
+/// The four single-purpose modules chained, each its own plugin and VM.
+fn chain(listener: &str) -> anyhow::Result<Listener> {
+    let mut chained = Listener::new(listener);
+    for (module, section, config) in stages()? {
+        let name = format!("{listener}-{section}");
+        chained = chained.filter(FilterSpec::wasm(name, filter_module(module)?, config.to_string()));
+    }
+    Ok(routed(chained))
+}
+
+/// The `meshguard` module with the same four configurations.
+fn pipeline(listener: &str) -> anyhow::Result<Listener> {
+    let mut sections = serde_json::Map::new();
+    for (_, section, config) in stages()? {
+        sections.insert(section.to_string(), config);
+    }
+    Ok(routed(Listener::new(listener).filter(FilterSpec::wasm(
+        listener,
+        filter_module("meshguard")?,
+        Value::Object(sections).to_string(),
+    ))))
+}
+
+/// Envoy's nearest native chain: jwt_authn with its cache, then local_ratelimit.
+fn native(listener: &str) -> Listener {
+    Listener::new(listener)
+        .filter(super::jwt::native(&jwks(&[&TestKey::rsa_a()]), true))
+        .filter(local_ratelimit())
+        .route(Route::prefix("/", "backend"))
+}
+
+/// The canary's routes: only a request it routed reaches the upstream.
+fn routed(listener: Listener) -> Listener {
+    listener
+        .route(Route::prefix("/", "backend").header("x-mesh-version", "v1"))
+        .route(Route::prefix("/", "backend").header("x-mesh-version", "v2"))
+}
+
+/// The headers of every edge request: a signed-in user's token and user id.
+fn headers() -> Vec<(String, String)> {
+    vec![
+        (
+            "authorization".to_string(),
+            format!("Bearer {}", TestKey::rsa_a().token(&super::jwt::claims(42))),
+        ),
+        ("x-user-id".to_string(), "user-0042".to_string()),
+    ]
+}
+
+/// The three edge rows.
+pub(super) fn rows() -> anyhow::Result<Vec<Row>> {
+    let row = |name: &str, listener: Listener| Row {
+        name: format!("{PREFIX}{name}"),
+        listener,
+        headers: headers(),
+        path: "/api/products".to_string(),
+    };
+    Ok(vec![
+        row(
+            "four modules chained (JWT RS256 cached -> rate limit -> canary -> circuit breaker)",
+            chain("edgechain")?,
+        ),
+        row(
+            "meshguard pipeline, the same four configurations",
+            pipeline("edgepipeline")?,
+        ),
+        row(
+            "native chain (jwt_authn + jwt_cache_config -> local_ratelimit)",
+            native("edgenative"),
+        ),
+    ])
+}
+
+/// Envoy's resident memory with two workers and one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Rss {
+    /// The configuration.
+    pub name: String,
+    /// Median VmRSS over the repetitions, MiB.
+    pub mib: f64,
+    /// Over the `no filter` Envoy's, MiB.
+    pub added_mib: f64,
+    /// Every repetition's VmRSS, MiB.
+    pub samples: Vec<f64>,
+}
+
+/// VmRSS of an Envoy with `--concurrency 2` running each configuration alone (no filter, the
+/// chain, the pipeline), after requests have reached both workers; `repetitions` Envoys each,
+/// interleaved. Envoy runs on `cpus`, as in the latency passes.
+pub(super) fn rss(
+    upstream: &Upstream,
+    repetitions: usize,
+    cpus: Option<String>,
+) -> anyhow::Result<Vec<Rss>> {
+    let configurations: Vec<(&str, Listener)> = vec![
+        (
+            "no filter",
+            Listener::new("edge").route(Route::prefix("/", "backend")),
+        ),
+        ("four modules chained", chain("edge")?),
+        ("meshguard pipeline", pipeline("edge")?),
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configurations.len()];
+    for _ in 0..repetitions {
+        for (index, (name, listener)) in configurations.iter().enumerate() {
+            let bootstrap = Bootstrap::new()
+                .cluster(Cluster::new("backend", upstream.addr()))
+                .listener(listener.clone());
+            let envoy = Envoy::start_with(
+                &bootstrap,
+                &meshguard_testkit::envoy::Options {
+                    concurrency: 2,
+                    component_log_level: "wasm:warn".to_string(),
+                    cpus: cpus.clone(),
+                    ..Default::default()
+                },
+            )?;
+            // Several connections, so both workers serve (and every VM has run requests).
+            let url = format!("{}/api/products", envoy.url("edge"));
+            let headers = headers();
+            let pairs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            for _ in 0..64 {
+                let response = meshguard_testkit::http::get(&url, &pairs)?;
+                anyhow::ensure!(
+                    response.status == 200,
+                    "{name}: {} {}",
+                    response.status,
+                    response.body
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let mib = envoy.rss_bytes()? as f64 / (1024.0 * 1024.0);
+            eprintln!("rss: {name}: {mib:.1} MiB");
+            samples[index].push(mib);
+        }
+    }
+    let median = |values: &[f64]| {
+        let mut sorted = values.to_vec();
+        super::median(&mut sorted)
+    };
+    let base = median(&samples[0]);
+    Ok(configurations
+        .iter()
+        .zip(samples)
+        .map(|((name, _), samples)| {
+            let mib = median(&samples);
+            Rss {
+                name: (*name).to_string(),
+                mib,
+                added_mib: mib - base,
+                samples,
+            }
+        })
+        .collect())
+}
