@@ -634,7 +634,11 @@ fn render_edge(results: &[Result], rss: &[edge::Rss]) -> String {
                 .join(", ")
         );
     }
-    let added = |text: &str| rss.iter().find(|r| r.name.contains(text)).map(|r| r.added_mib);
+    let added = |text: &str| {
+        rss.iter()
+            .find(|r| r.name.contains(text))
+            .map(|r| r.added_mib)
+    };
     if let (Some(pipeline), Some(chain)) = (added("pipeline"), added("chained")) {
         let _ = writeln!(
             out,

@@ -26,9 +26,17 @@ fn stages() -> anyhow::Result<Vec<(&'static str, &'static str, Value)>> {
     let jwt = super::jwt::ours_config(&jwks(&[&TestKey::rsa_a()]));
     Ok(vec![
         ("meshguard_jwt_auth", "jwtAuth", jwt),
-        ("meshguard_rate_limit", "rateLimit", serde_json::from_str(RATE_LIMIT)?),
+        (
+            "meshguard_rate_limit",
+            "rateLimit",
+            serde_json::from_str(RATE_LIMIT)?,
+        ),
         ("meshguard_canary", "canary", serde_json::from_str(CANARY)?),
-        ("meshguard_circuit_breaker", "circuitBreaker", serde_json::from_str(BREAKER)?),
+        (
+            "meshguard_circuit_breaker",
+            "circuitBreaker",
+            serde_json::from_str(BREAKER)?,
+        ),
     ])
 }
 
@@ -37,7 +45,11 @@ fn chain(listener: &str) -> anyhow::Result<Listener> {
     let mut chained = Listener::new(listener);
     for (module, section, config) in stages()? {
         let name = format!("{listener}-{section}");
-        chained = chained.filter(FilterSpec::wasm(name, filter_module(module)?, config.to_string()));
+        chained = chained.filter(FilterSpec::wasm(
+            name,
+            filter_module(module)?,
+            config.to_string(),
+        ));
     }
     Ok(routed(chained))
 }
