@@ -153,12 +153,13 @@ fn example_suites_pass_with_the_summary_line() {
         "test",
         &example("rate-limit.suite.yaml"),
         &example("circuit-breaker.suite.yaml"),
+        &example("meshguard.suite.yaml"),
     ]);
     let stdout = text(&out.stdout);
     assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
     assert_eq!(
         stdout.lines().last(),
-        Some("8 passed, 0 failed"),
+        Some("12 passed, 0 failed"),
         "{stdout}"
     );
 }
@@ -230,6 +231,33 @@ fn validate_prints_the_filters_own_rejection() {
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
     assert!(text(&out.stdout).starts_with("ok: meshguard_rate_limit.wasm accepts"));
+
+    // The meshguard module like any other: its sections, and errors with their path.
+    let out = meshguard(&[
+        "filter",
+        "validate",
+        &module("meshguard"),
+        "--config",
+        &example("meshguard.config.json"),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    let wrapped = scratch(
+        "bad-pipeline.json",
+        r#"{"rateLimit":{"limits":[{"name":"x","key":[{"header":"u"}],"rate":{"requests":0,"per":"second"}}]}}"#,
+    );
+    let out = meshguard(&[
+        "filter",
+        "validate",
+        &module("meshguard"),
+        "--config",
+        wrapped.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 1, "{stdout}");
+    assert!(
+        stdout.contains("invalid configuration at `rateLimit.limits[0].rate.requests`"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -313,6 +341,8 @@ fn example_files_exist_for_every_documented_command() {
         "canary.request.yaml",
         "rate-limit.suite.yaml",
         "circuit-breaker.suite.yaml",
+        "meshguard.suite.yaml",
+        "meshguard.config.json",
     ] {
         assert!(Path::new(&example(name)).is_file(), "{name}");
     }

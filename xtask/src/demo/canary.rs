@@ -180,7 +180,9 @@ pub fn run() -> anyhow::Result<Vec<Step>> {
     let stats = envoy.flushed_stats()?;
     let stat = |name: &str| {
         stats
-            .get(&format!("wasmcustom.meshguard.canary.product.{name}"))
+            .get(&format!(
+                "wasmcustom.meshguard.canary.canary.product.{name}"
+            ))
             .copied()
             .unwrap_or(0)
     };

@@ -52,7 +52,7 @@ fn describe(response: &Response) -> String {
 }
 
 fn metric(stats: &BTreeMap<String, i64>, name: &str) -> i64 {
-    let suffix = format!("meshguard_circuit_breaker.payment.{name}");
+    let suffix = format!("meshguard.circuit_breaker.circuit-breaker.payment.{name}");
     stats
         .iter()
         .filter(|(stat, _)| stat.ends_with(&suffix))

@@ -8,6 +8,7 @@
 mod admission;
 mod canary;
 mod circuit_breaker;
+mod edge;
 mod gateway;
 mod jwt_auth;
 mod rate_limit;
@@ -46,6 +47,7 @@ const ACTS: &[(&str, Act)] = &[
     ("canary", canary::run),
     ("circuit-breaker", circuit_breaker::run),
     ("rate-limit", rate_limit::run),
+    ("meshguard edge (one module, every policy)", edge::run),
     ("admission", admission::run),
 ];
 

@@ -155,7 +155,7 @@ fn rush(url: &str) -> anyhow::Result<Vec<Response>> {
 
 /// A filter stat, wherever Envoy prefixes it.
 fn stat(stats: &BTreeMap<String, i64>, name: &str) -> i64 {
-    let suffix = format!("meshguard_rate_limit.flash-sale.{name}");
+    let suffix = format!("meshguard.rate_limit.rate-limit.flash-sale.{name}");
     stats
         .iter()
         .filter(|(stat, _)| stat.ends_with(&suffix))
