@@ -29,6 +29,9 @@ pub struct Listener {
     pub filters: Vec<FilterSpec>,
     /// Routes in order; first match wins.
     pub routes: Vec<Route>,
+    /// The virtual host's `rate_limits` (Envoy's rate-limit actions, as JSON), applied to
+    /// routes that have none of their own.
+    pub rate_limits: Vec<Value>,
 }
 
 /// An HTTP filter in a listener's chain.
@@ -66,6 +69,8 @@ pub struct Route {
     pub cluster: String,
     /// Upstream timeout.
     pub timeout: Duration,
+    /// The route's `rate_limits` (Envoy's rate-limit actions, as JSON).
+    pub rate_limits: Vec<Value>,
 }
 
 /// A static upstream cluster.
@@ -75,6 +80,8 @@ pub struct Cluster {
     pub name: String,
     /// Endpoints.
     pub endpoints: Vec<SocketAddr>,
+    /// Speak HTTP/2 to the endpoints (gRPC services).
+    pub http2: bool,
 }
 
 impl Bootstrap {
@@ -118,6 +125,7 @@ impl Listener {
             name: name.into(),
             filters: Vec::new(),
             routes: Vec::new(),
+            rate_limits: Vec::new(),
         }
     }
 
@@ -130,6 +138,12 @@ impl Listener {
     /// Appends a route.
     pub fn route(mut self, route: Route) -> Self {
         self.routes.push(route);
+        self
+    }
+
+    /// Adds a virtual-host rate limit (an Envoy `RateLimit` with its `actions`).
+    pub fn rate_limit(mut self, rate_limit: Value) -> Self {
+        self.rate_limits.push(rate_limit);
         self
     }
 
@@ -157,6 +171,7 @@ impl Listener {
                                 "name": "all",
                                 "domains": ["*"],
                                 "routes": self.routes.iter().map(Route::render).collect::<Vec<_>>(),
+                                "rate_limits": self.rate_limits,
                             }],
                         },
                         "http_filters": http_filters,
@@ -233,12 +248,20 @@ impl Route {
             headers: Vec::new(),
             cluster: cluster.into(),
             timeout: Duration::from_secs(15),
+            rate_limits: Vec::new(),
         }
     }
 
     /// Requires an exact header value.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a route rate limit (an Envoy `RateLimit` with its `actions`); a route with its own
+    /// rate limits does not use the virtual host's.
+    pub fn rate_limit(mut self, rate_limit: Value) -> Self {
+        self.rate_limits.push(rate_limit);
         self
     }
 
@@ -253,6 +276,7 @@ impl Route {
             "route": {
                 "cluster": self.cluster,
                 "timeout": format!("{}s", self.timeout.as_secs_f64()),
+                "rate_limits": self.rate_limits,
             },
         })
     }
@@ -264,6 +288,16 @@ impl Cluster {
         Self {
             name: name.into(),
             endpoints: vec![endpoint],
+            http2: false,
+        }
+    }
+
+    /// A static gRPC cluster (HTTP/2), round robin over `endpoints`.
+    pub fn grpc(name: impl Into<String>, endpoints: Vec<SocketAddr>) -> Self {
+        Self {
+            name: name.into(),
+            endpoints,
+            http2: true,
         }
     }
 
@@ -273,7 +307,7 @@ impl Cluster {
             .iter()
             .map(|addr| json!({ "endpoint": { "address": socket(&addr.ip().to_string(), addr.port()) } }))
             .collect();
-        json!({
+        let mut cluster = json!({
             "name": self.name,
             "type": "STATIC",
             "connect_timeout": "1s",
@@ -281,6 +315,15 @@ impl Cluster {
                 "cluster_name": self.name,
                 "endpoints": [{ "lb_endpoints": endpoints }],
             },
-        })
+        });
+        if self.http2 {
+            cluster["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": { "http2_protocol_options": {} },
+                }
+            });
+        }
+        cluster
     }
 }

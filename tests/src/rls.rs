@@ -254,3 +254,40 @@ impl Drop for RateLimitService {
         }
     }
 }
+
+/// Envoy's native global rate-limit filter (`envoy.filters.http.ratelimit`) calling the RLS v3
+/// service behind `cluster` for `domain`: the reference every RLS client is compared with.
+/// `failure_mode_deny` refuses with 503 when the service errs or times out (Envoy's default
+/// would be 500); otherwise such requests pass and count as `failure_mode_allowed`.
+pub fn native_filter(
+    domain: &str,
+    cluster: &str,
+    timeout: Duration,
+    failure_mode_deny: bool,
+) -> crate::FilterSpec {
+    crate::FilterSpec::native(
+        "envoy.filters.http.ratelimit",
+        serde_json::json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+            "domain": domain,
+            "failure_mode_deny": failure_mode_deny,
+            "status_on_error": { "code": 503 },
+            "timeout": format!("{}s", timeout.as_secs_f64()),
+            "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+            "rate_limit_service": {
+                "grpc_service": { "envoy_grpc": { "cluster_name": cluster } },
+                "transport_api_version": "V3",
+            },
+        }),
+    )
+}
+
+/// A rate-limit action list with one `request_headers` action: the descriptor
+/// `(descriptor_key, <value of header>)`.
+pub fn header_action(header: &str, descriptor_key: &str) -> serde_json::Value {
+    serde_json::json!({
+        "actions": [{
+            "request_headers": { "header_name": header, "descriptor_key": descriptor_key }
+        }]
+    })
+}

@@ -13,19 +13,6 @@ use meshguard_rate_limit_service::cli::{CheckArgs, Cli, Command};
 use meshguard_rate_limit_service::config::Config;
 use meshguard_rate_limit_service::serve::serve;
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = ctrl_c.await;
-        return;
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-}
-
 fn check(args: &CheckArgs) -> i32 {
     match Config::load(&args.config) {
         Ok(config) => {
@@ -76,7 +63,20 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let result = runtime.block_on(serve(args.settings(), shutdown_signal()));
+    let result = runtime.block_on(async {
+        // The handlers are installed before anything listens: a SIGTERM that arrives as soon
+        // as the service is reachable must drain it, not kill it.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        };
+        serve(args.settings(), shutdown).await
+    });
     if let Err(err) = result {
         let starting = err
             .to_string()

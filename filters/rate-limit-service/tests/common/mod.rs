@@ -39,9 +39,11 @@ pub fn service(config: &Path, redis: &Redis, extra: &[&str]) -> RateLimitService
     RateLimitService::start(Path::new(BINARY), config, &redis.url(), extra).unwrap()
 }
 
-/// A current-thread runtime for the client.
+/// A runtime for the client whose worker keeps its connections alive (answering HTTP/2 pings
+/// and GOAWAY) while the test thread blocks, as a real client would.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap()
