@@ -102,28 +102,33 @@ impl ServeArgs {
     }
 }
 
-/// Parses `250ms`, `10s`, `2m`, `1h` or `0`.
+/// Parses `250ms`, `10s`, `0.1s`, `2m`, `1h` or `0`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
     }
     let split = text
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .ok_or_else(|| format!("`{text}` needs a unit: ms, s, m or h"))?;
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 250ms, 10s, 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(number.saturating_mul(3_600))),
-        _ => Err(format!(
-            "`{text}` has an unknown unit `{unit}` (ms, s, m or h)"
-        )),
-    }
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| format!("`{text}` is not a duration such as 250ms, 10s, 2m"))?;
+    let seconds = match unit {
+        "ms" => number / 1_000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3_600.0,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}` (ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is too long"))
 }
 
 #[cfg(test)]
@@ -136,9 +141,11 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0.1s"), Ok(Duration::from_millis(100)));
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("1d").is_err());
         assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
     }
 
     #[test]

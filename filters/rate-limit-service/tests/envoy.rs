@@ -6,6 +6,8 @@
 //!   own budget;
 //! - the ConfigMap of Istio's global rate-limit task, unchanged, behind the route actions of that
 //!   task, gives the answers the task documents;
+//! - the gateway manifests of `istio/rate-limit-service/` (the native filter and its actions, the
+//!   ConfigMap) run as written;
 //! - Redis stopped, Redis slow beyond Envoy's timeout, and the service down all resolve by the
 //!   filter's failure mode (pass, or 503 with `failure_mode_deny`), within the timeout; when
 //!   Redis is back, counting resumes.
@@ -294,4 +296,82 @@ fn failures_resolve_by_the_filters_failure_mode_within_its_timeout() {
     assert!(took < Duration::from_millis(900), "{took:?}");
     assert_eq!(send("deny", "judy").0, 503);
     assert!(upstream.hits("/order") > 0);
+}
+
+#[test]
+fn the_gateway_manifests_run_as_written() {
+    let docs = meshguard_testkit::istio::documents("rate-limit-service");
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .map(|(_, doc)| doc)
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap()
+            .clone()
+    };
+    let json = |value: &serde_yaml::Value| serde_json::to_value(value).unwrap();
+    let redis = Redis::start().unwrap();
+    let dir = scratch("envoy-manifests");
+    let configmap = find("ConfigMap", "meshguard-rate-limit-config");
+    for (name, text) in configmap["data"].as_mapping().unwrap() {
+        std::fs::write(dir.join(name.as_str().unwrap()), text.as_str().unwrap()).unwrap();
+    }
+    let rls = RateLimitService::start(Path::new(BINARY), &dir, &redis.url(), &[]).unwrap();
+    let upstream = Upstream::start("backend").unwrap();
+    let patches =
+        find("EnvoyFilter", "meshguard-rate-limit-global")["spec"]["configPatches"].clone();
+    let filter = &patches[0]["patch"]["value"];
+    let mut listener = Listener::new("gateway").filter(meshguard_testkit::FilterSpec::native(
+        filter["name"].as_str().unwrap(),
+        json(&filter["typed_config"]),
+    ));
+    for rate_limit in patches[1]["patch"]["value"]["rate_limits"]
+        .as_sequence()
+        .unwrap()
+    {
+        listener = listener.rate_limit(json(rate_limit));
+    }
+    let bootstrap = Bootstrap::new()
+        .cluster(Cluster::new("backend", upstream.addr()))
+        .cluster(Cluster::grpc("meshguard_rate_limit", vec![rls.grpc_addr()]))
+        .listener(listener.route(Route::prefix("/", "backend")));
+    let envoy = Envoy::start(&bootstrap, 2).unwrap();
+    let url = envoy.url("gateway");
+    let send = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        meshguard_testkit::http::send(method, &format!("{url}{path}"), headers, None)
+            .unwrap()
+            .status
+    };
+    // Login: 5 per minute per client address.
+    let logins: Vec<u16> = (0..6)
+        .map(|_| send("POST", "/api/users/login", &[]))
+        .collect();
+    assert_eq!(logins, vec![200, 200, 200, 200, 200, 429]);
+    assert_eq!(
+        send("GET", "/api/users/login", &[]),
+        200,
+        "only POST is a login"
+    );
+    // Orders: 20 per minute per verified user.
+    let orders: Vec<u16> = (0..21)
+        .map(|_| send("GET", "/api/orders/17", &[("x-jwt-sub", "user-42")]))
+        .collect();
+    assert_eq!((count(&orders, 200), orders[20]), (20, 429));
+    assert_eq!(
+        send("GET", "/api/orders/17", &[("x-jwt-sub", "user-43")]),
+        200
+    );
+    // Search is in shadow mode: counted, never refused.
+    let searches: Vec<u16> = (0..5)
+        .map(|_| send("GET", "/api/search?q=tea", &[]))
+        .collect();
+    assert_eq!(searches, vec![200; 5]);
+    assert_eq!(
+        rls.metric(
+            "meshguard_rls_rule_hits_total{domain=\"commerce-edge\",rule=\"path_class_login.remote_address\",result=\"over_limit\"}"
+        )
+        .unwrap(),
+        1.0
+    );
 }
