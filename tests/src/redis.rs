@@ -4,7 +4,9 @@
 //! parallel test binaries install it once; an install needs root, as on CI). Each [`Redis`] runs
 //! in its own process group on a free 127.0.0.1 port, without persistence, with its log in a file
 //! that is printed when the owning test panics; it is killed on drop. Tests can stop it mid-run
-//! and start it again on the same port ([`Redis::stop`], [`Redis::restart`]).
+//! and start it again on the same port ([`Redis::stop`], [`Redis::restart`]), and send it
+//! commands with `redis-cli` (Debian's `redis-tools`, which `redis-server` depends on): the
+//! operator's own tool, and no Redis client crate in the testkit, which the lean `xtask` builds.
 
 use std::fs::{self, File};
 use std::os::unix::process::CommandExt;
@@ -18,44 +20,54 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::paths::target_dir;
 
-/// Where Debian installs the server.
-const DEBIAN_BINARY: &str = "/usr/bin/redis-server";
+/// `redis-server` and `redis-cli`.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The server.
+    pub server: PathBuf,
+    /// The command-line client.
+    pub cli: PathBuf,
+}
 
-/// Returns `redis-server`, installing Debian's package on first use if it is missing.
-pub fn redis_server_binary() -> anyhow::Result<PathBuf> {
-    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BINARY
+/// Returns `redis-server` and `redis-cli`, installing Debian's package on first use if missing.
+pub fn redis_binaries() -> anyhow::Result<Binaries> {
+    static BINARIES: OnceLock<Result<Binaries, String>> = OnceLock::new();
+    BINARIES
         .get_or_init(|| install().map_err(|err| format!("{err:#}")))
         .clone()
         .map_err(|err| anyhow!(err))
 }
 
-fn find() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("MESHGUARD_REDIS_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let debian = PathBuf::from(DEBIAN_BINARY);
+fn which(name: &str) -> Option<PathBuf> {
+    let debian = PathBuf::from("/usr/bin").join(name);
     if debian.is_file() {
         return Some(debian);
     }
     let output = Command::new("sh")
-        .args(["-c", "command -v redis-server"])
+        .args(["-c", &format!("command -v {name}")])
         .output()
         .ok()?;
     let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
     path.is_file().then_some(path)
 }
 
-fn install() -> anyhow::Result<PathBuf> {
-    if let Some(path) = find() {
-        return Ok(path);
+fn find() -> Option<Binaries> {
+    Some(Binaries {
+        server: which("redis-server")?,
+        cli: which("redis-cli")?,
+    })
+}
+
+fn install() -> anyhow::Result<Binaries> {
+    if let Some(found) = find() {
+        return Ok(found);
     }
     let tools = target_dir().join("tools");
     fs::create_dir_all(&tools).with_context(|| format!("creating {}", tools.display()))?;
     let lock = File::create(tools.join("redis.lock"))?;
     lock.lock().context("locking the Redis install")?;
-    if let Some(path) = find() {
-        return Ok(path);
+    if let Some(found) = find() {
+        return Ok(found);
     }
     eprintln!("meshguard: redis-server is missing; installing Debian's package with apt-get");
     // The package's own service would take port 6379; tests never use it, so it is not started.
@@ -134,7 +146,7 @@ impl Redis {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let binary = redis_server_binary()?;
+        let binary = redis_binaries()?.server;
         self.starts += 1;
         let log = File::options()
             .create(true)
@@ -205,18 +217,29 @@ impl Redis {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// Runs one command and returns its reply rendered as text (integers as digits, arrays one
-    /// element per line, nil as an empty string).
+    /// Runs one command with `redis-cli` and returns its reply as redis-cli prints it to a
+    /// pipe: integers as digits, strings bare, arrays one element per line, nil as nothing. An
+    /// error reply is an error.
     pub fn command(&self, args: &[&str]) -> anyhow::Result<String> {
-        let client = redis::Client::open(self.url())?;
-        let mut connection = client.get_connection_with_timeout(Duration::from_secs(5))?;
-        connection.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut command = redis::cmd(args.first().copied().unwrap_or("PING"));
-        for arg in args.iter().skip(1) {
-            command.arg(*arg);
+        let cli = redis_binaries()?.cli;
+        let output = Command::new(&cli)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", cli.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() || stdout.starts_with("ERR") || stdout.starts_with("(error)") {
+            bail!(
+                "redis-cli {} failed ({}): {stdout}{stderr}",
+                args.join(" "),
+                output.status
+            );
         }
-        let value: redis::Value = command.query(&mut connection)?;
-        Ok(render(&value))
+        Ok(stdout)
     }
 
     /// The server's log so far.
@@ -238,20 +261,6 @@ impl Redis {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-fn render(value: &redis::Value) -> String {
-    match value {
-        redis::Value::Nil => String::new(),
-        redis::Value::Int(n) => n.to_string(),
-        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        redis::Value::SimpleString(text) => text.clone(),
-        redis::Value::Okay => "OK".to_string(),
-        redis::Value::Array(items) | redis::Value::Set(items) => {
-            items.iter().map(render).collect::<Vec<_>>().join("\n")
-        }
-        other => format!("{other:?}"),
     }
 }
 
