@@ -134,6 +134,9 @@ pub fn test() -> anyhow::Result<()> {
     build_filters()?;
     let envoy = meshguard_testkit::envoy::envoy_binary()?;
     eprintln!("meshguard: using {}", envoy.display());
+    // The global rate-limit tests run a real Redis (Debian's, installed here when missing).
+    let redis = meshguard_testkit::redis::redis_binaries()?;
+    eprintln!("meshguard: using {}", redis.server.display());
     run(cargo().args(["test", "--workspace"]))?;
     // The repository's own policy set, through the CLI exactly as a developer runs it. The
     // binary is the one `cargo test` just built (`cargo run -p meshguard-cli` would resolve
