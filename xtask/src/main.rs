@@ -8,6 +8,7 @@
 //! - `bench-webhook`: the admission webhook under load over loopback TLS.
 //! - `bench-engine`: policy-engine reviews/s, tree interpreter against the bytecode VM.
 //! - `bench-host`: per-request cost of each filter in the embedded wasmtime host, compile time.
+//! - `bench-rls`: the global rate-limit service with Redis: decisions/s, p99 at 2,000/s, memory.
 //!
 //! `demo`, `bench` and `bench-webhook` need the webhook and the JWT filter's test keys in process;
 //! they live behind the `full` feature, and the default (lean) xtask re-runs itself with it, so
@@ -18,6 +19,7 @@ mod bench;
 mod bench_engine;
 mod bench_host;
 mod bench_policy;
+mod bench_rls;
 #[cfg(feature = "full")]
 mod bench_webhook;
 mod build;
@@ -58,6 +60,8 @@ enum Command {
     BenchEngine(bench_engine::Args),
     /// Per-request cost of each filter in the embedded wasmtime host (release build).
     BenchHost(bench_host::Args),
+    /// The global rate-limit service with Redis: decisions/s, p99 at a fixed rate, key-flood memory.
+    BenchRls(bench_rls::Args),
     /// Load the admission webhook over loopback TLS: reviews/s at saturation, p50/p99 at 500/s.
     #[cfg(feature = "full")]
     BenchWebhook(bench_webhook::Args),
@@ -107,6 +111,7 @@ fn main() {
         Command::BenchWebhook(args) => bench_webhook::run_bench(&args),
         Command::BenchEngine(args) => bench_engine::run_bench(&args),
         Command::BenchHost(args) => bench_host::run_bench(&args),
+        Command::BenchRls(args) => bench_rls::run_bench(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
