@@ -87,12 +87,15 @@ fn matches() -> Vec<(Value, Value)> {
     ]
 }
 
-/// Requests: the request-target as sent, and extra headers.
-fn requests() -> Vec<(
+/// A request: method, the request-target as sent, and extra headers.
+type Request = (
     &'static str,
     &'static str,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+/// Requests: the request-target as sent, and extra headers.
+fn requests() -> Vec<Request> {
     let get = |target| ("GET", target, vec![]);
     let with = |target, name, value| ("GET", target, vec![(name, value)]);
     vec![

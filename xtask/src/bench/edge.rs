@@ -138,14 +138,38 @@ pub(super) fn rss(
     repetitions: usize,
     cpus: Option<String>,
 ) -> anyhow::Result<Vec<Rss>> {
-    let configurations: Vec<(&str, Listener)> = vec![
+    let mut configurations: Vec<(String, Listener)> = vec![
         (
-            "no filter",
+            "no filter".to_string(),
             Listener::new("edge").route(Route::prefix("/", "backend")),
         ),
-        ("four modules chained", chain("edge")?),
-        ("meshguard pipeline", pipeline("edge")?),
+        ("four modules chained".to_string(), chain("edge")?),
+        ("meshguard pipeline".to_string(), pipeline("edge")?),
+        (
+            "trivial wasm filter (floor)".to_string(),
+            Listener::new("edge")
+                .filter(FilterSpec::wasm(
+                    "edge",
+                    filter_module("meshguard_stamp")?,
+                    r#"{"header":"x-meshguard-stamp","value":"1"}"#,
+                ))
+                .route(Route::prefix("/", "backend")),
+        ),
     ];
+    // Each module alone, one VM per thread: where the chain's memory goes.
+    for (module, section, config) in stages()? {
+        let listener = Listener::new("edge").filter(FilterSpec::wasm(
+            "edge",
+            filter_module(module)?,
+            config.to_string(),
+        ));
+        let listener = if section == "canary" {
+            routed(listener)
+        } else {
+            listener.route(Route::prefix("/", "backend"))
+        };
+        configurations.push((format!("{module} alone"), listener));
+    }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configurations.len()];
     for _ in 0..repetitions {
         for (index, (name, listener)) in configurations.iter().enumerate() {
@@ -194,7 +218,7 @@ pub(super) fn rss(
         .map(|((name, _), samples)| {
             let mib = median(&samples);
             Rss {
-                name: (*name).to_string(),
+                name: name.clone(),
                 mib,
                 added_mib: mib - base,
                 samples,
