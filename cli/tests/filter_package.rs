@@ -310,22 +310,40 @@ fn envoy_runs_the_module_it_fetches_from_the_registry_and_refuses_a_wrong_sha256
     // (configured to fail closed) never runs; nothing reaches the upstream.
     let wrong = "0".repeat(64);
     let envoy = Envoy::start_with(&bootstrap(&wrong), &options).unwrap();
+    let log = wait_for_log(
+        &envoy,
+        &[
+            &format!("fetch remote data [uri = {uri}]: data is invalid"),
+            "Plugin stamp failed to load",
+        ],
+    );
     let response = http::get(&format!("{}/api/products", envoy.url("edge")), &[]).unwrap();
-    let log = envoy.log();
     assert_ne!(
         response.status, 200,
         "served through a module with a wrong sha256:\n{log}"
     );
-    assert!(
-        log.contains(&format!("fetch remote data [uri = {uri}]: data is invalid")),
-        "Envoy's log names the failed check:\n{log}"
-    );
-    assert!(log.contains("Plugin stamp failed to load"), "{log}");
     assert_eq!(
         upstream.hits("/api/products"),
         5,
         "nothing passed the refused filter"
     );
+}
+
+/// Envoy's log once it holds every one of `lines` (a generous deadline: the fetch is retried
+/// with a back-off before Envoy gives up).
+fn wait_for_log(envoy: &Envoy, lines: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let log = envoy.log();
+        if lines.iter().all(|line| log.contains(line)) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Envoy's log lacks {lines:?}:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

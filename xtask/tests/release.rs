@@ -195,6 +195,37 @@ fn a_release_pushes_every_module_and_pins_the_manifests_to_what_it_pushed() {
         assert_eq!(format!("sha256:{sha256}"), digest, "{}", file.display());
     }
 
+    // The wasmplugin-source policy, with the release registry approved instead of the sample's,
+    // admits every rendered WasmPlugin: each is pinned, and pulls from where it was pushed.
+    let constraint = out.join("approved-here.yaml");
+    let sample = std::fs::read_to_string(
+        workspace_root()
+            .join("gatekeeper/wasmplugin-source/samples/oci-and-sha256/constraint.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &constraint,
+        sample.replace(
+            "- registry.example.com",
+            &format!("- {}", registry.address()),
+        ),
+    )
+    .unwrap();
+    let check = Command::new(meshguard())
+        .args(["policy", "check", "-f"])
+        .arg(out.join("istio"))
+        .args([
+            "--policies",
+            "gatekeeper/wasmplugin-source/template.yaml",
+            "--policies",
+        ])
+        .arg(&constraint)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    let report = ok(&check);
+    assert!(report.contains(" 0 violations"), "{report}");
+
     // Run again from the same commit: the same digests, nothing moved.
     let again = ok(&xtask(&[
         "release",
