@@ -71,12 +71,20 @@ pub fn run_release(args: &Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| target_dir().join("release").join(&args.version));
     let istio = out.join("istio");
     let images = out.join("images");
+    let source = workspace_root().join("istio");
+    if istio.canonicalize().ok() == source.canonicalize().ok() && istio.exists() {
+        bail!(
+            "--out {} would render over the committed istio/: pick another folder (to re-pin \
+             istio/ itself, run `cargo xtask pin-manifests`)",
+            out.display()
+        );
+    }
     for dir in [&istio, &images] {
         if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
     }
-    copy_dir(&workspace_root().join("istio"), &istio)?;
+    copy_dir(&source, &istio)?;
     let options = Packaging {
         registry: args.registry.trim_end_matches('/').to_string(),
         version: args.version.clone(),
