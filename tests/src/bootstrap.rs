@@ -211,6 +211,26 @@ impl FilterSpec {
         }
     }
 
+    /// A wasm filter whose module Envoy fetches over HTTP (`vm_config.code.remote`) through
+    /// `cluster`, and accepts only if its SHA-256 is `sha256` (hex); VM id = name.
+    pub fn wasm_remote(
+        name: impl Into<String>,
+        uri: impl Into<String>,
+        cluster: impl Into<String>,
+        sha256: impl Into<String>,
+        config: impl Into<String>,
+    ) -> Self {
+        let name = name.into();
+        let code = json!({ "remote": {
+            "http_uri": { "uri": uri.into(), "cluster": cluster.into(), "timeout": "10s" },
+            "sha256": sha256.into(),
+        }});
+        Self::Native {
+            name: "envoy.filters.http.wasm".to_string(),
+            typed_config: wasm_typed_config(&name, &name, &config.into(), code),
+        }
+    }
+
     fn render(&self) -> Value {
         match self {
             Self::Wasm {
@@ -220,29 +240,40 @@ impl FilterSpec {
                 vm_id,
             } => json!({
                 "name": "envoy.filters.http.wasm",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": name,
-                        "root_id": name,
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": config,
-                        },
-                        "vm_config": {
-                            "vm_id": vm_id,
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": { "local": { "filename": module.display().to_string() } },
-                        },
-                        "fail_open": false,
-                    }
-                }
+                "typed_config": wasm_typed_config(
+                    name,
+                    vm_id,
+                    config,
+                    json!({ "local": { "filename": module.display().to_string() } }),
+                ),
             }),
             Self::Native { name, typed_config } => {
                 json!({ "name": name, "typed_config": typed_config })
             }
         }
     }
+}
+
+/// The `typed_config` of Envoy's wasm HTTP filter running `code` (a `local` or `remote` data
+/// source) in V8, closed on failure.
+fn wasm_typed_config(name: &str, vm_id: &str, config: &str, code: Value) -> Value {
+    json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": name,
+            "root_id": name,
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config,
+            },
+            "vm_config": {
+                "vm_id": vm_id,
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": code,
+            },
+            "fail_open": false,
+        }
+    })
 }
 
 impl Route {

@@ -1,4 +1,5 @@
-//! Where things live in the workspace: the built filter modules and the tools venv.
+//! Where things live in the workspace: the built filter modules and the tools venv, and the
+//! image name each module is shipped under.
 
 use std::path::PathBuf;
 
@@ -38,4 +39,30 @@ pub fn filter_module(crate_name: &str) -> anyhow::Result<PathBuf> {
     }
     path.canonicalize()
         .with_context(|| format!("resolving {}", path.display()))
+}
+
+/// The image a module ships as, by its crate name: without the `meshguard_` prefix, in
+/// kebab-case (`meshguard_rate_limit` -> `rate-limit`; the all-in-one `meshguard` stays
+/// `meshguard`). `cargo xtask release` pushes `REGISTRY/PATH/<name>:VERSION`, and WasmPlugins are
+/// matched to modules by this last path component of their url.
+pub fn module_image_name(crate_name: &str) -> String {
+    crate_name
+        .strip_prefix("meshguard_")
+        .unwrap_or(crate_name)
+        .replace('_', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_names_drop_the_prefix_and_use_kebab_case() {
+        for (crate_name, image) in [
+            ("meshguard_rate_limit", "rate-limit"),
+            ("meshguard_stamp", "stamp"),
+            ("meshguard", "meshguard"),
+            ("meshguard_jwt_auth", "jwt-auth"),
+        ] {
+            assert_eq!(super::module_image_name(crate_name), image);
+        }
+    }
 }

@@ -1,12 +1,12 @@
 //! Building the wasm filters and running the full check-and-test sequence.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use meshguard_testkit::paths::{target_dir, workspace_root};
 
-use crate::exports::remove_unused_exports;
+use crate::exports::{Trimmed, remove_unused_exports};
 use crate::process::{cargo, output, run};
 
 /// The wasm target the filters are built for.
@@ -76,7 +76,12 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
 
 /// Where cargo leaves module `name` as built, with every export the SDK defines.
 pub fn untrimmed_module_path(name: &str) -> PathBuf {
-    target_dir()
+    built_module_path(&target_dir(), name)
+}
+
+/// Where a build into `target` leaves module `name`, before its exports are trimmed.
+fn built_module_path(target: &Path, name: &str) -> PathBuf {
+    target
         .join(WASM_TARGET)
         .join("wasm")
         .join("examples")
@@ -88,34 +93,97 @@ pub fn untrimmed_module_path(name: &str) -> PathBuf {
 pub fn build_filters() -> anyhow::Result<Vec<(FilterCrate, PathBuf)>> {
     ensure_wasm_target()?;
     let crates = filter_crates()?;
-    let mut command = cargo();
-    command.args(["build", "--target", WASM_TARGET, "--profile", "wasm"]);
-    for filter in &crates {
-        command.args(["-p", &filter.package, "--example", &filter.crate_name]);
-    }
-    run(&mut command)?;
+    let modules = build_modules(&workspace_root(), &target_dir(), &crates)?;
     let out_dir = target_dir().join("filters");
     fs::create_dir_all(&out_dir)?;
     let mut built = Vec::new();
-    for filter in crates {
-        let source = untrimmed_module_path(&filter.crate_name);
+    for (filter, module) in crates.into_iter().zip(modules) {
         let dest = out_dir.join(format!("{}.wasm", filter.crate_name));
-        let module = fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
-        // Envoy calls every exported stream callback on every request; drop the ones the
-        // filter never needs (see `exports`).
-        let trimmed = remove_unused_exports(&module)
-            .with_context(|| format!("removing unused exports from {}", source.display()))?;
-        fs::write(&dest, &trimmed.module).with_context(|| format!("writing {}", dest.display()))?;
+        // Other processes (a test run, a demo) may be reading the module: replace it whole.
+        let partial = dest.with_extension(format!("wasm.{}.tmp", std::process::id()));
+        fs::write(&partial, &module.module)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        fs::rename(&partial, &dest).with_context(|| format!("writing {}", dest.display()))?;
         println!(
             "{:<32} {:>9} bytes  {}  ({} unused exports removed)",
             filter.crate_name,
-            trimmed.module.len(),
+            module.module.len(),
             dest.display(),
-            trimmed.removed.len()
+            module.removed.len()
         );
         built.push((filter, dest));
     }
     Ok(built)
+}
+
+/// Builds `crates` of the workspace at `root` into `target` and returns each module with its
+/// unused exports removed, in the order of `crates`.
+///
+/// Reproducible: the toolchain is pinned (rust-toolchain.toml), the wasm profile strips debug
+/// info and symbols, and rustc sees workspace sources by relative path. What is left of the
+/// build machine is the absolute path of cargo's registry sources (`$CARGO_HOME/registry/src/...`),
+/// which panic locations embed even with `panic = "abort"`: it is remapped to `/cargo`. The
+/// flags are set whole (`CARGO_ENCODED_RUSTFLAGS`), so a developer's `RUSTFLAGS` cannot change
+/// what ships. `cargo xtask reproducible` checks all of this by building a second copy.
+pub fn build_modules(
+    root: &Path,
+    target: &Path,
+    crates: &[FilterCrate],
+) -> anyhow::Result<Vec<Trimmed>> {
+    let mut command = cargo();
+    command
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_ENCODED_RUSTFLAGS", wasm_rustflags()?.join("\x1f"))
+        .env_remove("RUSTFLAGS")
+        .args(["build", "--target", WASM_TARGET, "--profile", "wasm"]);
+    for filter in crates {
+        command.args(["-p", &filter.package, "--example", &filter.crate_name]);
+    }
+    if std::env::var_os("RUSTFLAGS").is_some()
+        || std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_some()
+    {
+        eprintln!(
+            "meshguard: RUSTFLAGS are ignored for the filters: shipped modules are built with fixed flags"
+        );
+    }
+    run(&mut command)?;
+    crates
+        .iter()
+        .map(|filter| {
+            let source = built_module_path(target, &filter.crate_name);
+            let module =
+                fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
+            // Envoy calls every exported stream callback on every request; drop the ones the
+            // filter never needs (see `exports`).
+            remove_unused_exports(&module)
+                .with_context(|| format!("removing unused exports from {}", source.display()))
+        })
+        .collect()
+}
+
+/// The flags of the wasm build: every spelling of cargo's home remapped to `/cargo`.
+pub fn wasm_rustflags() -> anyhow::Result<Vec<String>> {
+    let home = cargo_home()?;
+    let mut homes = vec![home.clone()];
+    if let Ok(canonical) = home.canonicalize()
+        && canonical != home
+    {
+        homes.push(canonical);
+    }
+    Ok(homes
+        .iter()
+        .map(|home| format!("--remap-path-prefix={}=/cargo", home.display()))
+        .collect())
+}
+
+/// `$CARGO_HOME`, or `~/.cargo` as cargo defaults it.
+pub fn cargo_home() -> anyhow::Result<PathBuf> {
+    if let Some(home) = std::env::var_os("CARGO_HOME").filter(|home| !home.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    let home = std::env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cargo"))
 }
 
 /// Everything CI checks, in order of cost.
@@ -143,17 +211,25 @@ pub fn test() -> anyhow::Result<()> {
     }
     run(wasm_clippy.args(["--", "-D", "warnings"]))?;
     build_filters()?;
+    crate::reproducible::check()?;
     let envoy = meshguard_testkit::envoy::envoy_binary()?;
     eprintln!("meshguard: using {}", envoy.display());
     // The global rate-limit tests run a real Redis (Debian's, installed here when missing).
     let redis = meshguard_testkit::redis::redis_binaries()?;
     eprintln!("meshguard: using {}", redis.server.display());
+    let registry = meshguard_testkit::registry::registry_binary()?;
+    eprintln!("meshguard: using {}", registry.display());
     run(cargo().args(["test", "--workspace"]))?;
-    // The repository's own policy set, through the CLI exactly as a developer runs it. The
-    // binary is the one `cargo test` just built (`cargo run -p meshguard-cli` would resolve
-    // other features and build the engine a second time).
+    // The repository's own policy set, and its own Istio manifests against it, through the CLI
+    // exactly as a developer runs it. The binary is the one `cargo test` just built (`cargo
+    // run -p meshguard-cli` would resolve other features and build the engine a second time).
     let meshguard = target_dir().join("debug").join("meshguard");
-    for policy in [["verify", "gatekeeper/"], ["test", "policies/"]] {
+    let policy_runs: [&[&str]; 3] = [
+        &["verify", "gatekeeper/"],
+        &["test", "policies/"],
+        &["check", "-f", "istio/", "--policies", "gatekeeper/"],
+    ];
+    for policy in policy_runs {
         run(std::process::Command::new(&meshguard)
             .current_dir(workspace_root())
             .args(["policy"])

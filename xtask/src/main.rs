@@ -1,6 +1,9 @@
 //! `cargo xtask`: the workspace's orchestration, so that a fresh machine needs two commands.
 //!
 //! - `build-filters`: every filter crate for wasm32-wasip1 (size profile) into `target/filters/`.
+//! - `reproducible`: a second build of the filters from another path must be byte-identical.
+//! - `release`: every module as an OCI image, pushed, and the Istio manifests pinned to it.
+//! - `pin-manifests`: `istio/` pinned to this commit's images (no push).
 //! - `test`: formatting, clippy for host and wasm32, the filter build, Envoy, and every test.
 //! - `demo`: the commerce scenario through real Envoy, with a readable summary.
 //! - `bench`: one Envoy, one listener per configuration, interleaved load, a table of ratios.
@@ -27,6 +30,8 @@ mod build;
 mod demo;
 mod exports;
 mod process;
+mod release;
+mod reproducible;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +51,16 @@ struct Cli {
 enum Command {
     /// Build every filter for wasm32-wasip1 into target/filters/<crate_name>.wasm.
     BuildFilters,
+    /// Check that the built filters are byte-identical when built from another path.
+    Reproducible,
+    /// Build, package and push every module; render istio/ pinned to the pushed digests.
+    Release(release::Args),
+    /// Pin istio/ to this commit's images in the approved registry (no push).
+    PinManifests {
+        /// The meshguard binary to package with (default: `cargo build -p meshguard-cli`).
+        #[arg(long, value_name = "PATH")]
+        cli: Option<std::path::PathBuf>,
+    },
     /// Run every check and test (what CI runs).
     Test,
     /// Run the commerce demo through real Envoy and print a summary.
@@ -101,6 +116,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BuildFilters => build::build_filters().map(|_| ()),
+        Command::Reproducible => build::build_filters().and_then(|_| reproducible::check()),
+        Command::Release(args) => release::run_release(&args),
+        Command::PinManifests { cli } => release::run_pin_manifests(cli.as_deref()),
         Command::Test => build::test(),
         #[cfg(feature = "full")]
         Command::Demo => demo::run(),

@@ -8,9 +8,11 @@
 //! - `test`: data-driven suites of requests with expected outcomes; `N passed, N failed`.
 //! - `validate`: runs `proxy_on_configure` and prints the filter's own rejection message, so a
 //!   bad configuration is caught before it reaches Envoy.
+//! - `package`: ships the module as an OCI image Istio pulls, pinned by digest (`package.rs`).
 
 mod expect;
 mod headers;
+mod package;
 mod print;
 mod spec;
 mod suite;
@@ -31,6 +33,8 @@ pub enum FilterCommand {
     Test(TestArgs),
     /// Check a configuration the way Envoy would: run the filter's on_configure.
     Validate(ValidateArgs),
+    /// Package a module as an OCI image Istio can pull; write it, push it, pin WasmPlugins.
+    Package(package::PackageArgs),
 }
 
 /// Output formats.
@@ -88,6 +92,7 @@ pub fn run(command: FilterCommand) -> anyhow::Result<Outcome> {
         FilterCommand::Run(args) => run_file(&args),
         FilterCommand::Test(args) => suite::run(&args.suites, args.verbose),
         FilterCommand::Validate(args) => validate(&args),
+        FilterCommand::Package(args) => package::run(&args),
     }
 }
 
