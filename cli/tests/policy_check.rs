@@ -184,7 +184,7 @@ fn broken_inputs_are_load_errors() {
         "--policies", "gatekeeper", "--policies", &format!("{FIXTURES}/bad_parameters.yaml"),
     ])
     .expect_code(2)
-    .stderr_has(&["hpa-with-string-bound: parameters do not follow the template's schema: spec.parameters.maxReplicas: must be of type integer, got string"]);
+    .stderr_has(&["MeshguardHpaReplicas hpa-with-string-bound: parameters do not follow the schema of ConstraintTemplate meshguardhpareplicas: spec.parameters.maxReplicas: \"twenty\" is not of type \"integer\""]);
     meshguard(&[
         "policy",
         "check",

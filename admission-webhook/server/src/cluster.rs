@@ -21,7 +21,7 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use meshguard_policy_engine::{Constraint, Document, Inventory, Location, PolicySet, Template};
+use meshguard_policy_engine::{Constraint, Document, Inventory, PolicySet, Template};
 use serde_json::Value as Json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -264,11 +264,7 @@ impl ClusterSync {
             let compiled = match stores.compiled.remove(&name) {
                 Some((source, compiled)) if source == value => compiled,
                 _ => {
-                    let doc = Document {
-                        location: Location::inline(format!("ConstraintTemplate {name}")),
-                        value: value.clone(),
-                        text: String::new(),
-                    };
+                    let doc = Document::inline(format!("ConstraintTemplate {name}"), value.clone());
                     let compiled = Template::from_document(&doc)
                         .map(Arc::new)
                         .map_err(|e| e.to_string());
@@ -288,11 +284,7 @@ impl ClusterSync {
         for (source, store) in &stores.sources {
             if let Some(kind) = source.strip_prefix("constraints/") {
                 for value in store.objects.values() {
-                    let doc = Document {
-                        location: Location::inline(format!("{kind} constraint")),
-                        value: value.clone(),
-                        text: String::new(),
-                    };
+                    let doc = Document::inline(format!("{kind} constraint"), value.clone());
                     if let Err(e) =
                         Constraint::from_document(&doc).and_then(|c| set.add_constraint(c))
                     {
