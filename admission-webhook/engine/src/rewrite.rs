@@ -1,7 +1,7 @@
-//! Source rewrites that make regorus decide as OPA does (REGORUS.md divergences 3 and 4) and that
-//! keep regorus' bytecode VM deciding as its interpreter does. Like [`crate::rego_scan`], every
-//! rewrite keeps each line where it was (inserted text goes on the same line), so Rego errors
-//! still point at the template's lines.
+//! Source rewrites that make regorus decide as OPA does (divergences 3 to 6 of
+//! [`crate::divergences`]) and that keep regorus' bytecode VM deciding as its interpreter does.
+//! Like [`crate::rego_scan`], every rewrite keeps each line where it was (inserted text goes on
+//! the same line), so Rego errors still point at the template's lines.
 //!
 //! - **`not f(args)`** (divergence 3): OPA binds each call argument that is not a plain term (a
 //!   variable or a scalar literal) to a fresh variable in an expression placed before the `not`,
