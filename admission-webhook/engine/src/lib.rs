@@ -137,7 +137,9 @@ pub use document::Document;
 pub use enforcement::{Enforcement, EnforcementAction, EnforcementPoint};
 pub use error::{InventoryError, LoadError, Location, ReviewError};
 pub use inventory::Inventory;
-pub use policy_set::{AuditReport, Loaded, ObjectRef, PolicySet, ReviewOptions, Violation};
+pub use policy_set::{
+    AuditReport, Loaded, ObjectRef, PolicySet, Rejected, ReviewOptions, Violation,
+};
 pub use review::AdmissionRequest;
 pub use template::{RegoVersion, Template};
 pub use vm::EvalMode;

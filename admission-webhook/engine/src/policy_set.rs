@@ -143,14 +143,39 @@ impl AuditReport {
     }
 }
 
-/// A policy set built from what was valid, and the errors of what was left out
+/// A policy set built from what was valid, and the documents left out
 /// ([`PolicySet::load_documents`]).
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// The templates and constraints that loaded.
     pub set: PolicySet,
-    /// Why each left-out document was left out.
-    pub rejected: Vec<LoadError>,
+    /// Each document left out, and why.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A template or constraint document that was not loaded, so is not enforced.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The document.
+    pub document: Document,
+    /// Why.
+    pub error: LoadError,
+}
+
+impl Rejected {
+    /// Whether the document is a ConstraintTemplate (else a constraint).
+    pub fn is_template(&self) -> bool {
+        is_template(&self.document)
+    }
+
+    /// `ConstraintTemplate name` or `Kind name`, as a person names it.
+    pub fn what(&self) -> String {
+        if self.is_template() {
+            format!("ConstraintTemplate {}", self.document.name())
+        } else {
+            format!("{} {}", self.document.kind(), self.document.name())
+        }
+    }
 }
 
 /// Compiled templates and their constraints.
@@ -197,7 +222,7 @@ impl PolicySet {
     /// [`PolicySet::load_documents`] keeps what is valid.
     pub fn from_documents(docs: &[Document]) -> Result<Self, LoadError> {
         let loaded = Self::load_documents(docs);
-        LoadError::from_many(loaded.rejected)?;
+        LoadError::from_many(loaded.rejected.into_iter().map(|r| r.error).collect())?;
         Ok(loaded.set)
     }
 
@@ -211,13 +236,16 @@ impl PolicySet {
         let mut rejected = Vec::new();
         let mut seen: HashMap<String, (Location, Json)> = HashMap::new();
         let mut failed_templates: HashMap<String, String> = HashMap::new();
-        let mut duplicate = |doc: &Document, key: String, rejected: &mut Vec<LoadError>| {
+        let mut duplicate = |doc: &Document, key: String, rejected: &mut Vec<Rejected>| {
             if let Some((first, value)) = seen.get(&key) {
                 if *value != doc.value {
-                    rejected.push(LoadError::Duplicate {
-                        location: doc.location.clone(),
-                        what: key,
-                        first: first.clone(),
+                    rejected.push(Rejected {
+                        document: doc.clone(),
+                        error: LoadError::Duplicate {
+                            location: doc.location.clone(),
+                            what: key,
+                            first: first.clone(),
+                        },
                     });
                 }
                 return true;
@@ -245,7 +273,10 @@ impl PolicySet {
                     {
                         failed_templates.insert(kind.to_string(), doc.name().to_string());
                     }
-                    rejected.push(err);
+                    rejected.push(Rejected {
+                        document: doc.clone(),
+                        error: err,
+                    });
                 }
             }
         }
@@ -266,7 +297,10 @@ impl PolicySet {
                 }
             });
             if let Err(err) = outcome {
-                rejected.push(err);
+                rejected.push(Rejected {
+                    document: doc.clone(),
+                    error: err,
+                });
             }
         }
         Loaded { set, rejected }

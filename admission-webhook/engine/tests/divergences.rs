@@ -168,7 +168,8 @@ fn plain_vm(module: &str, input: Json) -> Result<regorus::Value, String> {
     vm.execute().map_err(|err| err.to_string())
 }
 
-const FIXED: &str = "regorus now decides as OPA does: drop the engine's rewrite for this divergence";
+const FIXED: &str =
+    "regorus now decides as OPA does: drop the engine's rewrite for this divergence";
 
 #[test]
 fn plain_regorus_1_reads_a_paren_line_as_a_call() {
@@ -213,7 +214,10 @@ fn plain_regorus_7_vm_raises_no_conflict() {
     let vm = plain_vm(module, json!({"a": 1, "b": 2}));
     assert!(vm.is_ok(), "{FIXED}: {vm:?}");
     let interpreter = plain_rule(module, json!({"a": 1, "b": 2}), "p");
-    assert!(interpreter.is_err(), "the interpreter raises OPA's conflict error");
+    assert!(
+        interpreter.is_err(),
+        "the interpreter raises OPA's conflict error"
+    );
 }
 
 #[test]
