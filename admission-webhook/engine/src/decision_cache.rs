@@ -24,7 +24,7 @@
 //! process's counts never go down when its policies reload.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regorus::Value;
@@ -64,7 +64,9 @@ struct Generations {
 /// The decision cache of one template.
 #[derive(Debug)]
 pub(crate) struct DecisionCache {
-    generations: Mutex<Generations>,
+    /// Read-locked for the common lookup (reviews on several threads share a template), write-
+    /// locked to insert or to promote from the previous generation.
+    generations: RwLock<Generations>,
     capacity: usize,
 }
 
@@ -110,7 +112,7 @@ impl CacheCounters {
 impl DecisionCache {
     pub fn new(capacity: usize) -> Self {
         Self {
-            generations: Mutex::new(Generations::default()),
+            generations: RwLock::new(Generations::default()),
             capacity: capacity.max(1),
         }
     }
@@ -118,7 +120,12 @@ impl DecisionCache {
     /// The cached outcome for `key` when it can be reused for a review showing `shown` (a hit
     /// in the previous generation is promoted).
     pub fn get(&self, key: &Value, shown: &[Value]) -> Option<Outcome> {
-        let Ok(mut generations) = self.generations.lock() else {
+        if let Ok(generations) = self.generations.read()
+            && let Some(entry) = generations.current.get(key)
+        {
+            return entry.fits(shown).then(|| entry.outcome.clone());
+        }
+        let Ok(mut generations) = self.generations.write() else {
             return None;
         };
         if let Some(entry) = generations.current.get(key) {
@@ -132,7 +139,7 @@ impl DecisionCache {
 
     /// Stores the outcome of an evaluation and the values its messages could show.
     pub fn insert(&self, key: Value, outcome: Outcome, shown: Vec<Value>) {
-        if let Ok(mut generations) = self.generations.lock() {
+        if let Ok(mut generations) = self.generations.write() {
             Self::insert_into(
                 &mut generations,
                 self.capacity,
@@ -153,7 +160,7 @@ impl DecisionCache {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.generations
-            .lock()
+            .read()
             .map(|g| g.current.len() + g.previous.len())
             .unwrap_or(0)
     }

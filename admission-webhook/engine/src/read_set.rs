@@ -67,6 +67,56 @@ pub(crate) struct ReadSet {
     pub impure: Option<String>,
     /// Why the parse-tree analysis was not used (the text scan keyed everything by value).
     pub fallback: Option<String>,
+    /// The paths as lookups with their keys built once (indexing a regorus value by `&str`
+    /// builds a key value per segment, on every review).
+    lookups: Lookups,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Lookups {
+    value: Vec<Lookup>,
+    types: Vec<Lookup>,
+    shapes: Vec<Lookup>,
+}
+
+/// Where a path starts, and its segments as keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lookup {
+    /// The whole input.
+    Whole,
+    /// Below `input.review`.
+    Review(Vec<Value>),
+    /// Below `input.parameters`.
+    Parameters(Vec<Value>),
+    /// Below another field of `input` (always undefined).
+    Other,
+}
+
+impl Lookup {
+    fn of(path: &[String]) -> Self {
+        let keys = |rest: &[String]| rest.iter().map(|s| Value::from(s.as_str())).collect();
+        match path.split_first() {
+            None => Lookup::Whole,
+            Some((root, rest)) if root == "review" => Lookup::Review(keys(rest)),
+            Some((root, rest)) if root == "parameters" => Lookup::Parameters(keys(rest)),
+            Some(_) => Lookup::Other,
+        }
+    }
+
+    /// The value at the path of `{"review": review, "parameters": parameters}` (regorus values
+    /// share their trees, so this is a reference count, not a copy).
+    fn at(&self, review: &Value, parameters: &Value) -> Value {
+        let (mut value, keys) = match self {
+            Lookup::Whole => return Value::from(vec![review.clone(), parameters.clone()]),
+            Lookup::Other => return Value::Undefined,
+            Lookup::Review(keys) => (review, keys),
+            Lookup::Parameters(keys) => (parameters, keys),
+        };
+        for key in keys {
+            value = &value[key];
+        }
+        value.clone()
+    }
 }
 
 impl ReadSet {
@@ -76,7 +126,7 @@ impl ReadSet {
     pub fn of<'a>(
         modules: &[regorus::unstable::Ref<regorus::unstable::Module>],
         rule: &str,
-        sources: impl IntoIterator<Item = &'a str> + Clone,
+        sources: impl IntoIterator<Item = &'a str>,
     ) -> Self {
         let scanned = Self::scan(sources);
         match analysis::analyse(modules, rule) {
@@ -162,11 +212,17 @@ impl ReadSet {
             .filter(|p| !covered_by(&value, p))
             .collect();
         let shapes = prefixes_only(shapes);
-        let types = types
+        let types: Vec<Path> = types
             .into_iter()
             .filter(|p| !covered_by(&value, p) && !covered_by(&shapes, p))
             .collect();
+        let lookups = |paths: &[Path]| paths.iter().map(|p| Lookup::of(p)).collect();
         Self {
+            lookups: Lookups {
+                value: lookups(&value),
+                types: lookups(&types),
+                shapes: lookups(&shapes),
+            },
             value,
             types,
             shapes,
@@ -186,16 +242,19 @@ impl ReadSet {
     pub fn key(&self, review: &Value, parameters: &Value, inventory: Option<u64>) -> Value {
         let mut parts: Vec<Value> =
             Vec::with_capacity(self.value.len() + self.types.len() + self.shapes.len() + 1);
-        parts.extend(self.value.iter().map(|path| at(review, parameters, path)));
+        let lookups = &self.lookups;
+        parts.extend(lookups.value.iter().map(|l| l.at(review, parameters)));
         parts.extend(
-            self.types
+            lookups
+                .types
                 .iter()
-                .map(|path| type_tag(&at(review, parameters, path))),
+                .map(|l| type_tag(&l.at(review, parameters))),
         );
         parts.extend(
-            self.shapes
+            lookups
+                .shapes
                 .iter()
-                .map(|path| signature(&at(review, parameters, path))),
+                .map(|l| signature(&l.at(review, parameters))),
         );
         if let Some(generation) = inventory {
             parts.push(Value::from(generation));
@@ -205,42 +264,26 @@ impl ReadSet {
 
     /// The values at the shape paths (what a cached decision with violations may show).
     pub fn shown(&self, review: &Value, parameters: &Value) -> Vec<Value> {
-        self.shapes
+        self.lookups
+            .shapes
             .iter()
-            .map(|path| at(review, parameters, path))
+            .map(|l| l.at(review, parameters))
             .collect()
     }
 }
 
-/// The value at a path of `{"review": review, "parameters": parameters}` (regorus values share
-/// their trees, so this is a reference count, not a copy).
-fn at(review: &Value, parameters: &Value, path: &[String]) -> Value {
-    let Some((root, rest)) = path.split_first() else {
-        return Value::from(vec![review.clone(), parameters.clone()]);
-    };
-    let mut value = match root.as_str() {
-        "review" => review,
-        "parameters" => parameters,
-        _ => return Value::Undefined,
-    };
-    for segment in rest {
-        value = &value[segment.as_str()];
-    }
-    value.clone()
-}
-
-/// Whether a value is defined, and its JSON type.
+/// Whether a value is defined, and its JSON type (a small number: keys compare fast).
 fn type_tag(value: &Value) -> Value {
     Value::from(match value {
-        Value::Undefined => "undefined",
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.as_i64().is_some() || n.as_u64().is_some() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Set(_) => "set",
-        Value::Object(_) => "object",
+        Value::Undefined => 0u64,
+        Value::Null => 1,
+        Value::Bool(_) => 2,
+        Value::Number(n) if n.as_i64().is_some() || n.as_u64().is_some() => 3,
+        Value::Number(_) => 4,
+        Value::String(_) => 5,
+        Value::Array(_) => 6,
+        Value::Set(_) => 7,
+        Value::Object(_) => 8,
     })
 }
 
