@@ -163,7 +163,7 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, LoadErro
 }
 
 /// Parses text into documents: JSON (an object, or an array whose items are the documents) when
-/// it starts like JSON, multi-document YAML otherwise. Empty documents are skipped; a `List`
+/// it starts like JSON and has no `---` separator line, multi-document YAML otherwise. Empty documents are skipped; a `List`
 /// (`kind: List` with `items`) is expanded into its items.
 pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     parse(source_name, text, false)
@@ -171,7 +171,17 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, L
 
 fn parse(source_name: &str, text: &str, json: bool) -> Result<Vec<Document>, LoadError> {
     let trimmed = text.trim_start();
-    let docs = if json || trimmed.starts_with('{') || trimmed.starts_with('[') {
+    let starts_like_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+    // A YAML stream whose documents are written in flow style (JSON) between `---` lines, as
+    // `kubectl get -o json` output joined by hand gives, is YAML: JSON has no separator line.
+    let yaml_stream = !json
+        && starts_like_json
+        && split_documents(text)
+            .iter()
+            .filter(|(_, chunk)| !is_blank(chunk))
+            .count()
+            > 1;
+    let docs = if json || (starts_like_json && !yaml_stream) {
         parse_json(source_name, text)?
     } else {
         parse_yaml(source_name, text)?

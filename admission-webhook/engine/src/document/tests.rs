@@ -87,3 +87,19 @@ fn blocks_are_located() {
         Some(2)
     );
 }
+
+#[test]
+fn flow_style_documents_between_separators_are_a_yaml_stream() {
+    let text = "{\"kind\": \"Pod\"}\n---\n{\"kind\": \"Service\"}\n";
+    let docs = parse_documents("m.yaml", text).unwrap();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[1].value["kind"], "Service");
+    assert_eq!((docs[1].location.document, docs[1].location.line), (2, 3));
+    // A .json file stays JSON: the separator is a syntax error there.
+    let err = read_file_text_as_json("m.json", text);
+    assert!(err.contains("invalid JSON"), "{err}");
+}
+
+fn read_file_text_as_json(name: &str, text: &str) -> String {
+    parse(name, text, true).unwrap_err().to_string()
+}
