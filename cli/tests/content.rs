@@ -1,7 +1,7 @@
 //! The repository's policy set holds together: each template embeds its `policies/` source
 //! verbatim (so the unit tests test what Gatekeeper runs), every template has a suite with
 //! allowed and disallowed samples and message assertions, and the Rego avoids the regorus
-//! divergences listed in REGORUS.md.
+//! divergences listed in the engine's table (`meshguard_policy_engine::divergences`).
 
 mod support;
 
@@ -146,7 +146,7 @@ fn suites_assert_messages_for_each_rule() {
     }
 }
 
-/// REGORUS.md divergences: a line starting with `(`, chained rule bodies `} {`, and `not f(...)`
+/// Divergences 1-3 of the engine's table (`meshguard_policy_engine::divergences`): a line starting with `(`, chained rule bodies `} {`, and `not f(...)`
 /// with an argument that is not a plain variable.
 #[test]
 fn policies_avoid_regorus_divergences() {

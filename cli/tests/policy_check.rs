@@ -184,7 +184,7 @@ fn broken_inputs_are_load_errors() {
         "--policies", "gatekeeper", "--policies", &format!("{FIXTURES}/bad_parameters.yaml"),
     ])
     .expect_code(2)
-    .stderr_has(&["hpa-with-string-bound: parameters do not follow the template's schema: spec.parameters.maxReplicas: must be of type integer, got string"]);
+    .stderr_has(&["MeshguardHpaReplicas hpa-with-string-bound: parameters do not follow the schema of ConstraintTemplate meshguardhpareplicas: spec.parameters.maxReplicas: \"twenty\" is not of type \"integer\""]);
     meshguard(&[
         "policy",
         "check",
@@ -202,4 +202,44 @@ fn broken_inputs_are_load_errors() {
     meshguard_stdin(&["policy", "check", "-f", "-"], "kind: [")
         .expect_code(2)
         .stderr_has(&["<stdin>:2:1: document 1: invalid YAML"]);
+}
+
+/// Objects are reviewed on every core; the report still follows the manifests' order (the
+/// documents of a `helm template` output, here 48 Deployments whose image tags alternate).
+#[test]
+fn parallel_reviews_report_in_manifest_order() {
+    let bad = std::fs::read_to_string(support::root().join(FIXTURES).join("bad.yaml")).unwrap();
+    let deployment = bad.split("\n---").next().unwrap();
+    let mut manifest = String::new();
+    for index in 0..48 {
+        let tag = if index % 2 == 0 { "latest" } else { "1.27.3" };
+        let copy = deployment
+            .replace("name: payment\n", &format!("name: payment-{index:02}\n"))
+            .replace("nginx:latest", &format!("nginx:{tag}"));
+        manifest.push_str(&copy);
+        manifest.push_str("\n---\n");
+    }
+    let run = meshguard_stdin(&["policy", "check", "-f", "-"], &manifest);
+    run.expect_code(1);
+    let objects: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("<stdin>:"))
+        .collect();
+    assert_eq!(objects.len(), 48, "{}", run.stdout);
+    for (index, line) in objects.iter().enumerate() {
+        assert!(
+            line.contains(&format!(
+                "(document {}) Deployment commerce/payment-{index:02}",
+                index + 1
+            )),
+            "{line}"
+        );
+    }
+    let tags = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("uses the disallowed tag <latest>"))
+        .count();
+    assert_eq!(tags, 24, "{}", run.stdout);
 }

@@ -19,6 +19,40 @@ fn repository_policies_all_pass() {
     }
 }
 
+/// One folder per class of failure seen running a public v0 library's unit tests with plain
+/// regorus (`fixtures/rego/opa/README.md`); each passes as under `opa test`, because modules go
+/// through the engine's path, and `-v` names the rewrite that made the difference.
+#[test]
+fn rego_that_opa_passes_passes_here() {
+    let classes = [
+        ("chained-bodies", 4, "line 8: chained rule body"),
+        (
+            "paren-line",
+            2,
+            "line 10: a line starting with `(` ends the previous expression",
+        ),
+        (
+            "not-undefined-argument",
+            4,
+            "line 10: `not` call arguments bound before the negation",
+        ),
+    ];
+    for (class, passed, note) in classes {
+        let dir = format!("{FIXTURES}/opa/{class}");
+        let run = meshguard(&["policy", "test", "-v", &dir]);
+        run.expect_code(0).stderr_has(&[&format!(
+            "rewritten as OPA reads it: {dir}/policy.rego: {note}"
+        )]);
+        assert_eq!(counts(run.last_line()), (passed, 0, 0), "{class}");
+    }
+    // Rego v1 when the flag says so (the same module is a parse error as v0).
+    let v1 = format!("{FIXTURES}/opa/v1");
+    let run = meshguard(&["policy", "test", "--v1", &v1]);
+    run.expect_code(0);
+    assert_eq!(counts(run.last_line()), (3, 0, 0));
+    meshguard(&["policy", "test", &v1]).expect_code(2);
+}
+
 #[test]
 fn mocks_data_files_and_todo_rules() {
     let run = meshguard(&["policy", "test", &format!("{FIXTURES}/passing")]);
@@ -114,9 +148,10 @@ fn junit_format() {
         &format!("{FIXTURES}/failing"),
     ]);
     run.expect_code(1).stdout_has(&[
-        "<testsuites name=\"meshguard policy test\" tests=\"4\" failures=\"2\" errors=\"1\" skipped=\"0\"",
-        "<testsuite name=\"cli/tests/fixtures/rego/failing/policy_test.rego\" tests=\"4\" failures=\"2\" errors=\"1\"",
-        "<testcase name=\"test_wrong_answer\" classname=\"data.fixture.failing\" file=\"cli/tests/fixtures/rego/failing/policy_test.rego\" line=\"7\"",
+        "<testsuites name=\"meshguard policy test\" tests=\"4\" skipped=\"0\" failures=\"2\" errors=\"1\"",
+        "<testsuite name=\"cli/tests/fixtures/rego/failing/policy_test.rego\" tests=\"4\" skipped=\"0\" errors=\"1\" failures=\"2\"",
+        "<testcase name=\"test_wrong_answer\" classname=\"data.fixture.failing\"",
+        "file=\"cli/tests/fixtures/rego/failing/policy_test.rego\" line=\"7\">",
         "<failure message=\"the test rule is undefined\">failed at line 10: got == 42",
         "<system-out>cli/tests/fixtures/rego/failing/policy_test.rego:9: computed 43</system-out>",
         "</testsuites>",

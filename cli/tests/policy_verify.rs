@@ -60,9 +60,9 @@ fn failing_cases_say_why() {
         "got 0 violations containing \"^no such message$\" but want at least 1",
         "got 3 violations but want none",
         "two_objects.yaml: defines 2 objects; a case object file must define exactly one",
-        "not_there.yaml: cannot read the file",
+        "not_there.yaml: cannot read it",
         "the case has no assertions (gator requires at least one)",
-        "review_without_objects.json:1 (document 1): the AdmissionRequest has neither an object nor an oldObject to review",
+        "review_without_objects.json:1 (document 1): malformed admission request: the AdmissionRequest has neither an object nor an oldObject to review",
         "FAIL  expected-invalid-but-valid [invalid]",
         "the test expects the template or the constraint to be invalid, but both loaded",
         "FAIL  template-does-not-compile",
@@ -81,11 +81,11 @@ fn broken_suites_are_load_errors() {
         ),
         (
             "violations",
-            "tests[0].cases[0].assertions[0].violations: must be a non-negative integer, \"yes\" or \"no\", got \"maybe\"",
+            "field `tests[0].cases[0].assertions[0].violations`: must be a non-negative integer, \"yes\" or \"no\", got \"maybe\"",
         ),
         (
             "regex",
-            "tests[0].cases[0].assertions[0].message: not a valid regular expression",
+            "field `tests[0].cases[0].assertions[0].message`: not a valid regular expression",
         ),
         (
             "field",
@@ -173,4 +173,28 @@ fn a_regression_in_a_template_fails_its_suite() {
         "FAIL  latest-tag",
         "got 0 violations containing \"uses the disallowed tag <latest>\" but want exactly 1",
     ]);
+}
+
+#[test]
+fn junit_format_has_a_testcase_per_case() {
+    let run = meshguard(&[
+        "policy",
+        "verify",
+        "--format",
+        "junit",
+        &format!("{FIXTURES}/corner"),
+        &format!("{FIXTURES}/failing"),
+    ]);
+    run.expect_code(1).stdout_has(&[
+        "<testsuites name=\"meshguard policy verify\" tests=\"24\" skipped=\"2\" failures=\"9\" errors=\"0\"",
+        "<testcase name=\"numeric-counts-and-messages/three-missing-labels\" classname=\"cli/tests/fixtures/verify/corner/suite.yaml\"",
+        "<system-out>violation [FixtureGuard/guard] missing label &lt;app&gt;",
+        "<testcase name=\"assertions-that-do-not-hold/wrong-count\"",
+        "<failure message=\"got 3 violations but want exactly 2: got messages",
+        "<testcase name=\"template-does-not-compile\"",
+    ]);
+    assert_eq!(
+        run.stderr.trim_end().lines().last(),
+        Some("13 passed, 9 failed, 2 skipped")
+    );
 }

@@ -35,8 +35,12 @@ pub struct Constraint {
     pub id: ConstraintRef,
     /// `spec.match`.
     pub matcher: Match,
-    /// `spec.parameters` (`{}` when absent, as Gatekeeper defaults it).
+    /// `spec.parameters` (`{}` when absent, as Gatekeeper defaults it); once the constraint is in
+    /// a [`crate::PolicySet`], as the API server stores them: checked against the template's
+    /// schema, unknown fields pruned.
     pub parameters: Json,
+    /// What the API server would warn about when the constraint is applied (pruned fields).
+    pub warnings: Vec<String>,
     /// `spec.enforcementAction` / `spec.scopedEnforcementActions`.
     pub enforcement: Enforcement,
     /// Where it was defined.
@@ -84,6 +88,21 @@ pub fn is_constraint(doc: &Document) -> bool {
 }
 
 impl Constraint {
+    /// The constraint with other parameters (the value the evaluation reads is kept in step).
+    pub(crate) fn with_parameters(&self, parameters: Json, warnings: Vec<String>) -> Self {
+        Self {
+            parameters_value: Value::from(parameters.clone()),
+            parameters,
+            warnings,
+            ..self.clone()
+        }
+    }
+
+    /// `Kind name`, as errors name a constraint.
+    pub fn what(&self) -> String {
+        format!("{} {}", self.id.kind, self.id.name)
+    }
+
     /// Parses a constraint document.
     pub fn from_document(doc: &Document) -> Result<Self, LoadError> {
         let what = format!("{} {}", doc.kind(), doc.name());
@@ -138,6 +157,7 @@ impl Constraint {
             },
             matcher,
             parameters,
+            warnings: Vec::new(),
             enforcement,
             location: doc.location.clone(),
             parameters_value,

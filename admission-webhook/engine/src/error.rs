@@ -42,7 +42,7 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file or folder could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot read it: {source}", path.display())]
     Io {
         /// The path that could not be read.
         path: PathBuf,
@@ -50,15 +50,17 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// A document is not valid YAML or JSON.
-    #[error("{source_name}:{line}:{column}: invalid YAML: {message}")]
+    #[error("{source_name}:{line}:{column}: {}{message}", document.map(|d| format!("document {d}: ")).unwrap_or_default())]
     Syntax {
         /// The file (or label).
         source_name: String,
+        /// 1-based index of the document (None for a JSON file, which is read whole).
+        document: Option<usize>,
         /// 1-based line in the file.
         line: usize,
         /// 1-based column.
         column: usize,
-        /// What the parser said.
+        /// What the parser said (`invalid YAML: ...`, `invalid JSON: ...`).
         message: String,
     },
     /// A field of a template or constraint is missing or invalid.
@@ -87,6 +89,14 @@ pub enum LoadError {
         /// The parser's or compiler's message.
         message: String,
     },
+    /// A plain Rego module (a policy or its tests) does not parse.
+    #[error("{}", if message.contains(source_name.as_str()) { format!("Rego error: {message}") } else { format!("{source_name}: Rego error: {message}") })]
+    Module {
+        /// The file.
+        source_name: String,
+        /// regorus' message (it names the line and shows it).
+        message: String,
+    },
     /// A constraint names a kind that no loaded template defines.
     #[error(
         "{location}: {kind} {name}: no ConstraintTemplate defines kind {kind} (load its template too)"
@@ -98,6 +108,32 @@ pub enum LoadError {
         kind: String,
         /// The constraint's name.
         name: String,
+    },
+    /// A constraint's template is defined but was not loaded (its own error says why).
+    #[error("{location}: {what}: not enforced: its ConstraintTemplate {template} failed to load")]
+    TemplateNotLoaded {
+        /// The constraint's document.
+        location: Location,
+        /// `K8sFoo must-have-x`.
+        what: String,
+        /// The template's name.
+        template: String,
+    },
+    /// A constraint's parameters do not follow its template's schema (the API server would refuse
+    /// the constraint; the webhook does not enforce it).
+    #[error(
+        "{location}: {what}: parameters do not follow the schema of ConstraintTemplate {template}: {}",
+        problems.join("; ")
+    )]
+    Parameters {
+        /// The constraint's document.
+        location: Location,
+        /// `K8sFoo must-have-x`.
+        what: String,
+        /// The template's name.
+        template: String,
+        /// Each problem, `spec.parameters.<path>: <what>`.
+        problems: Vec<String>,
     },
     /// Two different documents define the same template kind or constraint.
     #[error("{location}: {what} is already defined by {first} with different content")]
@@ -136,8 +172,35 @@ impl LoadError {
     /// The individual errors (one for a single error).
     pub fn errors(&self) -> Vec<&LoadError> {
         match self {
-            LoadError::Many(errors) => errors.iter().collect(),
+            LoadError::Many(errors) => errors.iter().flat_map(LoadError::errors).collect(),
             other => vec![other],
+        }
+    }
+
+    /// Where the failing document is (None for errors that are not about one document: an
+    /// unreadable file, a list of errors).
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            LoadError::Field { location, .. }
+            | LoadError::UnknownKind { location, .. }
+            | LoadError::Parameters { location, .. }
+            | LoadError::TemplateNotLoaded { location, .. }
+            | LoadError::Duplicate { location, .. } => Some(location),
+            LoadError::Io { .. }
+            | LoadError::Syntax { .. }
+            | LoadError::Rego { .. }
+            | LoadError::Module { .. }
+            | LoadError::Many(_) => None,
+        }
+    }
+
+    /// Whether the error is about a file as a whole (it cannot be read or parsed), rather than
+    /// about one template or constraint in it.
+    pub fn is_file_error(&self) -> bool {
+        match self {
+            LoadError::Io { .. } | LoadError::Syntax { .. } => true,
+            LoadError::Many(errors) => errors.iter().any(LoadError::is_file_error),
+            _ => false,
         }
     }
 }

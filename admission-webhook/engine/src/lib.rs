@@ -47,17 +47,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! - Load: [`PolicySet::load_paths`] (files and folders, multi-document YAML; other documents
-//!   such as suites and samples are skipped), [`PolicySet::from_documents`], or one document at a
-//!   time with [`Template::from_document`] / [`Constraint::from_document`] (what a test of
-//!   `invalid: true` needs) and [`PolicySet::insert_template`] / [`PolicySet::add_constraint`].
-//!   Errors ([`LoadError`]) name the file, the document and the field; a Rego error names the
-//!   template, the file and the line.
+//! - Load: [`PolicySet::load_paths`] (files and folders read by [`document`], multi-document
+//!   YAML; other documents such as suites and samples are skipped), [`PolicySet::from_documents`]
+//!   (all or nothing, the CLI's contract) or [`PolicySet::load_documents`] (what is valid, and
+//!   why the rest is not enforced: the webhook's), or one document at a time with
+//!   [`Template::from_document`] / [`Constraint::from_document`] and
+//!   [`PolicySet::insert_template`] / [`PolicySet::add_constraint`]. A constraint's parameters
+//!   are checked against its template's schema when it is added ([`schema`]). Errors
+//!   ([`LoadError`]) name the file, the document and the field; a Rego error names the template,
+//!   the file and the line.
+//! - Suites: gator's Suite format and its runner ([`suite`]), shared by `meshguard policy
+//!   verify` and this crate's tests.
 //! - Review: [`AdmissionRequest`] from an AdmissionReview or AdmissionRequest JSON exactly as the
 //!   API server sends it (`input.review` is that request, unchanged), or from a plain object the
 //!   way gator builds one; [`PolicySet::review`] / [`PolicySet::review_with`] (enforcement point
 //!   and deadline in [`ReviewOptions`]) return [`Violation`]s; [`PolicySet::audit`] reports
-//!   violations per constraint for existing objects.
+//!   violations per constraint for existing objects; [`PolicySet::review_all`] and audit use
+//!   every core ([`parallel`]).
 //! - Inventory: [`Inventory`] is `data.inventory` in Gatekeeper's layout and the Namespaces used
 //!   by `namespaceSelector`.
 //!
@@ -77,31 +83,20 @@
 //!   (OPA's default); a run-time error becomes a violation carrying the error, as in Gatekeeper;
 //!   the whole review has a deadline enforced by regorus' execution timer.
 //! - Decision cache (on by default, [`PolicySet::set_decision_cache`]): each template keeps the
-//!   decisions of recent evaluations keyed by exactly the part of `input` its Rego can read (the
-//!   static prefix of every `input` reference, see [`decision_cache`]) and the inventory generation; a
+//!   decisions of recent evaluations keyed by exactly the part of `input` its decision depends
+//!   on, found on the template's parse tree ([`read_set`]), and the inventory generation; a
 //!   review that agrees on that part (the next replica of a ReplicaSet, a re-applied object)
-//!   gets the same decision without evaluating. Templates calling clock, network or random
-//!   builtins are never cached ([`Template::uncacheable`]). `tests/vm_equivalence.rs` checks
-//!   cached decisions against uncached ones on every suite, including renamed replicas.
+//!   gets the same decision without evaluating ([`decision_cache`]). Templates calling clock,
+//!   network or random builtins are never cached ([`Template::uncacheable`]).
+//!   `tests/vm_equivalence.rs` checks cached decisions against uncached ones on every corpus,
+//!   including renamed replicas and perturbed copies of every sample.
 //!
-//! # Known regorus divergences (REGORUS.md) and how they are handled
+//! # Where regorus diverges from OPA
 //!
-//! Each has a test stating OPA's result (`tests/divergences.rs`, `src/rewrite/tests.rs`,
-//! `src/rego_scan.rs`); rewrites keep every line where it was and are listed in
-//! [`Template::notes`].
-//!
-//! | divergence | evaluator | handling |
-//! |---|---|---|
-//! | 1. a body line starting with `(` read as a call | both | rewritten before compiling: `;` inserted (OPA's reading) |
-//! | 2. chained rule bodies `{..} {..}` read as `else` | both | rewritten into separate rules with the same head |
-//! | 3. `not f(x)` with `x` undefined is true | both | rewritten as OPA does: each non-plain call argument bound to a fresh variable (`__mg_not_N = arg;`) before the `not`, so it is undefined |
-//! | 4. `sprintf` with fewer arguments than verbs is undefined | both | literal format and literal argument array: the verbs without an argument rewritten to print `%!v(MISSING)` as OPA does; a computed format or argument list is left as regorus evaluates it (undefined) |
-//! | OPA's deprecated `any` / `all` builtins are missing | both | calls redirected to Rego functions with OPA's definitions appended to the module |
-//! | VM only: `x := <undefined>` succeeds | VM | the VM's program gets `; x == x` after each local assignment (fails when undefined, as in the interpreter) |
-//! | VM only: no conflict error when definitions of a complete rule disagree | VM | the definitions become one partial set and the rule its only element; more than one element yields a marker violation and the template is decided by the interpreter, which raises OPA's error (see Evaluators below) |
-//!
-//! Not compensated (OPA's expansion also hoists dynamic references inside a negated reference,
-//! `not obj[input.key]`): regorus gives true where OPA is undefined.
+//! Template Rego, and every module `meshguard policy test` loads ([`rego`]), is rewritten before
+//! regorus compiles it so it decides as OPA does; [`divergences`] has the table of divergences
+//! and compensations, and minimal reproducers for the regorus bugs among them. Rewrites keep
+//! every line where it was and are listed in [`Template::notes`].
 //!
 //! # Evaluators
 //!
@@ -116,28 +111,35 @@
 pub mod constraint;
 pub mod corpus;
 pub mod decision_cache;
+pub mod divergences;
 pub mod document;
 pub mod enforcement;
 pub mod error;
 pub mod inventory;
 pub mod matching;
+pub mod parallel;
 pub mod policy_set;
-mod read_set;
+pub mod read_set;
+pub mod rego;
 mod rego_scan;
 pub mod review;
 mod rewrite;
+pub mod schema;
+pub mod suite;
 pub mod template;
 pub mod vm;
 mod vm_rules;
 
 pub use constraint::{Constraint, ConstraintRef};
 pub use corpus::Corpus;
-pub use decision_cache::CacheStats;
+pub use decision_cache::{CacheCounters, CacheStats};
 pub use document::Document;
 pub use enforcement::{Enforcement, EnforcementAction, EnforcementPoint};
 pub use error::{InventoryError, LoadError, Location, ReviewError};
 pub use inventory::Inventory;
-pub use policy_set::{AuditReport, ObjectRef, PolicySet, ReviewOptions, Violation};
+pub use policy_set::{
+    AuditReport, Loaded, ObjectRef, PolicySet, Rejected, ReviewOptions, Violation,
+};
 pub use review::AdmissionRequest;
 pub use template::{RegoVersion, Template};
 pub use vm::EvalMode;

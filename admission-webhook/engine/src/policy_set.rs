@@ -10,11 +10,12 @@ use regorus::Value;
 use serde_json::Value as Json;
 
 use crate::constraint::{Constraint, ConstraintRef, is_constraint};
-use crate::decision_cache::CacheStats;
+use crate::decision_cache::{CacheCounters, CacheStats};
 use crate::document::{self, Document};
 use crate::enforcement::{EnforcementAction, EnforcementPoint};
 use crate::error::{LoadError, Location, ReviewError};
 use crate::inventory::Inventory;
+use crate::parallel;
 use crate::review::AdmissionRequest;
 use crate::template::{Failure, Template, is_template};
 use crate::vm::EvalMode;
@@ -142,6 +143,41 @@ impl AuditReport {
     }
 }
 
+/// A policy set built from what was valid, and the documents left out
+/// ([`PolicySet::load_documents`]).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The templates and constraints that loaded.
+    pub set: PolicySet,
+    /// Each document left out, and why.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A template or constraint document that was not loaded, so is not enforced.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The document.
+    pub document: Document,
+    /// Why.
+    pub error: LoadError,
+}
+
+impl Rejected {
+    /// Whether the document is a ConstraintTemplate (else a constraint).
+    pub fn is_template(&self) -> bool {
+        is_template(&self.document)
+    }
+
+    /// `ConstraintTemplate name` or `Kind name`, as a person names it.
+    pub fn what(&self) -> String {
+        if self.is_template() {
+            format!("ConstraintTemplate {}", self.document.name())
+        } else {
+            format!("{} {}", self.document.kind(), self.document.name())
+        }
+    }
+}
+
 /// Compiled templates and their constraints.
 #[derive(Debug, Clone)]
 pub struct PolicySet {
@@ -151,6 +187,7 @@ pub struct PolicySet {
     any_kind: Vec<Arc<Constraint>>,
     eval_mode: EvalMode,
     decision_cache: bool,
+    cache_counters: Arc<CacheCounters>,
 }
 
 impl Default for PolicySet {
@@ -162,6 +199,7 @@ impl Default for PolicySet {
             any_kind: Vec::new(),
             eval_mode: EvalMode::default(),
             decision_cache: true,
+            cache_counters: Arc::default(),
         }
     }
 }
@@ -180,54 +218,97 @@ impl PolicySet {
     }
 
     /// Builds a set from documents: templates first, then constraints. Identical duplicates are
-    /// accepted; differing ones are errors.
+    /// accepted; differing ones are errors. Any error fails the whole set (the CLI's behaviour);
+    /// [`PolicySet::load_documents`] keeps what is valid.
     pub fn from_documents(docs: &[Document]) -> Result<Self, LoadError> {
+        let loaded = Self::load_documents(docs);
+        LoadError::from_many(loaded.rejected.into_iter().map(|r| r.error).collect())?;
+        Ok(loaded.set)
+    }
+
+    /// Builds a set from what is valid among the documents, and says why the others were left
+    /// out: a template that does not compile, a constraint with an invalid field, parameters
+    /// that do not follow the template's schema, a template that failed to load, an unknown kind
+    /// or a differing duplicate. What is left out is not enforced, as Gatekeeper does not enforce
+    /// a constraint the API server refused; the webhook reports each one.
+    pub fn load_documents(docs: &[Document]) -> Loaded {
         let mut set = Self::new();
-        let mut errors = Vec::new();
+        let mut rejected = Vec::new();
         let mut seen: HashMap<String, (Location, Json)> = HashMap::new();
-        for doc in docs.iter().filter(|doc| is_template(doc)) {
-            let key = format!("ConstraintTemplate {}", doc.name());
+        let mut failed_templates: HashMap<String, String> = HashMap::new();
+        let mut duplicate = |doc: &Document, key: String, rejected: &mut Vec<Rejected>| {
             if let Some((first, value)) = seen.get(&key) {
                 if *value != doc.value {
-                    errors.push(LoadError::Duplicate {
-                        location: doc.location.clone(),
-                        what: key,
-                        first: first.clone(),
+                    rejected.push(Rejected {
+                        document: doc.clone(),
+                        error: LoadError::Duplicate {
+                            location: doc.location.clone(),
+                            what: key,
+                            first: first.clone(),
+                        },
                     });
                 }
-                continue;
+                return true;
             }
             seen.insert(key, (doc.location.clone(), doc.value.clone()));
+            false
+        };
+        for doc in docs.iter().filter(|doc| is_template(doc)) {
+            if duplicate(
+                doc,
+                format!("ConstraintTemplate {}", doc.name()),
+                &mut rejected,
+            ) {
+                continue;
+            }
             match Template::from_document(doc) {
                 Ok(template) => {
                     set.insert_template(Arc::new(template));
                 }
-                Err(err) => errors.push(err),
+                Err(err) => {
+                    if let Some(kind) = doc
+                        .value
+                        .pointer("/spec/crd/spec/names/kind")
+                        .and_then(Json::as_str)
+                    {
+                        failed_templates.insert(kind.to_string(), doc.name().to_string());
+                    }
+                    rejected.push(Rejected {
+                        document: doc.clone(),
+                        error: err,
+                    });
+                }
             }
         }
         for doc in docs.iter().filter(|doc| is_constraint(doc)) {
-            let key = format!("{} {}", doc.kind(), doc.name());
-            if let Some((first, value)) = seen.get(&key) {
-                if *value != doc.value {
-                    errors.push(LoadError::Duplicate {
-                        location: doc.location.clone(),
-                        what: key,
-                        first: first.clone(),
-                    });
-                }
+            if duplicate(doc, format!("{} {}", doc.kind(), doc.name()), &mut rejected) {
                 continue;
             }
-            seen.insert(key, (doc.location.clone(), doc.value.clone()));
-            match Constraint::from_document(doc).and_then(|c| set.add_constraint(c)) {
-                Ok(()) => {}
-                Err(err) => errors.push(err),
+            let outcome = Constraint::from_document(doc).and_then(|constraint| {
+                match failed_templates.get(&constraint.id.kind) {
+                    Some(template) if set.template(&constraint.id.kind).is_none() => {
+                        Err(LoadError::TemplateNotLoaded {
+                            location: constraint.location.clone(),
+                            what: constraint.what(),
+                            template: template.clone(),
+                        })
+                    }
+                    _ => set.add_constraint(constraint),
+                }
+            });
+            if let Err(err) = outcome {
+                rejected.push(Rejected {
+                    document: doc.clone(),
+                    error: err,
+                });
             }
         }
-        LoadError::from_many(errors)?;
-        Ok(set)
+        Loaded { set, rejected }
     }
 
     /// Adds (or replaces, by kind) a compiled template; returns the template it replaced.
+    /// Constraints are checked against their template when they are added, so add (or replace)
+    /// a template before its constraints.
     pub fn insert_template(&mut self, template: Arc<Template>) -> Option<Arc<Template>> {
         self.templates.insert(template.kind.clone(), template)
     }
@@ -245,15 +326,33 @@ impl PolicySet {
         self.insert_constraint(Arc::new(constraint))
     }
 
-    /// [`PolicySet::add_constraint`] for a shared constraint.
+    /// [`PolicySet::add_constraint`] for a shared constraint. The parameters are checked against
+    /// the template's schema first (see [`crate::schema`]): a constraint the API server would
+    /// refuse is refused here, so no front end can enforce it; unknown fields are pruned as the
+    /// API server prunes them.
     pub fn insert_constraint(&mut self, constraint: Arc<Constraint>) -> Result<(), LoadError> {
-        if !self.templates.contains_key(&constraint.id.kind) {
+        let Some(template) = self.templates.get(&constraint.id.kind) else {
             return Err(LoadError::UnknownKind {
                 location: constraint.location.clone(),
                 kind: constraint.id.kind.clone(),
                 name: constraint.id.name.clone(),
             });
-        }
+        };
+        let checked = template
+            .check_parameters(&constraint.parameters)
+            .map_err(|problems| LoadError::Parameters {
+                location: constraint.location.clone(),
+                what: constraint.what(),
+                template: template.name.clone(),
+                problems,
+            })?;
+        let constraint = if checked.parameters == constraint.parameters
+            && checked.warnings == constraint.warnings
+        {
+            constraint
+        } else {
+            Arc::new(constraint.with_parameters(checked.parameters, checked.warnings))
+        };
         self.constraints.insert(constraint.id.clone(), constraint);
         self.reindex();
         Ok(())
@@ -286,13 +385,21 @@ impl PolicySet {
         self
     }
 
-    /// Hits and misses of every template's decision cache, summed.
+    /// Hits and misses of the decision caches since the counters were made (a set and its
+    /// clones share them; see [`PolicySet::set_cache_counters`]).
     pub fn cache_stats(&self) -> CacheStats {
-        let mut total = CacheStats::default();
-        for template in self.templates.values() {
-            total += template.cache_stats();
-        }
-        total
+        self.cache_counters.stats()
+    }
+
+    /// Counts this set's cache hits and misses in `counters`: a front end that replaces its
+    /// policy set hands the same counters to the new one, so the counts never go down.
+    pub fn set_cache_counters(&mut self, counters: Arc<CacheCounters>) {
+        self.cache_counters = counters;
+    }
+
+    /// The counters this set counts cache hits and misses in.
+    pub fn cache_counters(&self) -> &Arc<CacheCounters> {
+        &self.cache_counters
     }
 
     /// [`PolicySet::set_eval_mode`] by value.
@@ -437,7 +544,7 @@ impl PolicySet {
                 inventory,
                 remaining,
                 self.eval_mode,
-                self.decision_cache,
+                self.decision_cache.then_some(&*self.cache_counters),
             ) {
                 Ok(results) => collect(&results, constraint, &actions, &mut violations),
                 Err(Failure::Timeout) => {
@@ -459,9 +566,23 @@ impl PolicySet {
         Ok(violations)
     }
 
+    /// Reviews many requests on every core ([`crate::parallel`]); the results are in the order
+    /// of `requests`.
+    pub fn review_all(
+        &self,
+        requests: &[AdmissionRequest],
+        inventory: &Inventory,
+        options: &ReviewOptions,
+    ) -> Vec<Result<Vec<Violation>, ReviewError>> {
+        parallel::map_in_order(requests, None, |request| {
+            self.review_with(request, inventory, options)
+        })
+    }
+
     /// Audits existing objects against every constraint enforced at `audit.gatekeeper.sh`, as
     /// Gatekeeper's audit does: each object is reviewed as gator builds a review from a plain
-    /// object; Namespaces for `namespaceSelector` come from the inventory.
+    /// object; Namespaces for `namespaceSelector` come from the inventory. Objects are reviewed
+    /// on every core; the report lists them in the order given.
     pub fn audit<'a>(
         &self,
         objects: impl IntoIterator<Item = &'a Json>,
@@ -476,11 +597,14 @@ impl PolicySet {
                     .insert(constraint.id.clone(), Vec::new());
             }
         }
-        for object in objects {
+        let objects: Vec<&Json> = objects.into_iter().collect();
+        let outcomes = parallel::map_in_order(&objects, None, |object| {
+            AdmissionRequest::from_object(object)
+                .and_then(|request| self.review_with(&request, inventory, options))
+        });
+        for (object, outcome) in objects.into_iter().zip(outcomes) {
             report.objects += 1;
             let object_ref = ObjectRef::of(object);
-            let outcome = AdmissionRequest::from_object(object)
-                .and_then(|request| self.review_with(&request, inventory, options));
             match outcome {
                 Ok(violations) => {
                     for violation in violations {

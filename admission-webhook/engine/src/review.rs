@@ -64,6 +64,15 @@ pub fn split_api_version(api_version: &str) -> (String, String) {
     }
 }
 
+/// Whether a document is an AdmissionReview (`admission.k8s.io`, any version).
+pub fn is_admission_review(value: &Json) -> bool {
+    value["kind"].as_str() == Some("AdmissionReview")
+        && value["apiVersion"].as_str().is_some_and(|v| {
+            v.split_once('/')
+                .is_some_and(|(group, _)| group == "admission.k8s.io")
+        })
+}
+
 /// An AdmissionRequest under review.
 #[derive(Debug, Clone)]
 pub struct AdmissionRequest {
@@ -150,6 +159,27 @@ impl AdmissionRequest {
             }
         }
         Self::from_json_value(&request)
+    }
+
+    /// The request to review for a manifest document, as gator and `policy check` read one: an
+    /// AdmissionReview's `request` exactly as the API server sends it (for DELETE the old object
+    /// becomes `object`, as Gatekeeper's webhook does), or the request gator builds for a plain
+    /// object.
+    pub fn from_manifest(value: &Json) -> Result<Self, ReviewError> {
+        if !is_admission_review(value) {
+            return Self::from_object(value);
+        }
+        let request = value
+            .get("request")
+            .filter(|r| r.is_object())
+            .ok_or_else(|| ReviewError::Malformed("the AdmissionReview has no request".into()))?;
+        let has = |field: &str| request.get(field).is_some_and(Json::is_object);
+        if !has("object") && !has("oldObject") {
+            return Err(ReviewError::Malformed(
+                "the AdmissionRequest has neither an object nor an oldObject to review".into(),
+            ));
+        }
+        Self::from_json_value(request).map(Self::with_delete_object)
     }
 
     /// The request as `input.review` sees it.

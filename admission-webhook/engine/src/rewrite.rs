@@ -1,7 +1,7 @@
-//! Source rewrites that make regorus decide as OPA does (REGORUS.md divergences 3 and 4) and that
-//! keep regorus' bytecode VM deciding as its interpreter does. Like [`crate::rego_scan`], every
-//! rewrite keeps each line where it was (inserted text goes on the same line), so Rego errors
-//! still point at the template's lines.
+//! Source rewrites that make regorus decide as OPA does (divergences 3 to 6 of
+//! [`crate::divergences`]) and that keep regorus' bytecode VM deciding as its interpreter does.
+//! Like [`crate::rego_scan`], every rewrite keeps each line where it was (inserted text goes on
+//! the same line), so Rego errors still point at the template's lines.
 //!
 //! - **`not f(args)`** (divergence 3): OPA binds each call argument that is not a plain term (a
 //!   variable or a scalar literal) to a fresh variable in an expression placed before the `not`,
@@ -106,6 +106,17 @@ fn expression_end(src: &str, tokens: &[Token], from: usize) -> Option<usize> {
     }
 }
 
+/// Every rewrite that makes regorus read a module as OPA does, in order: the parse divergences
+/// ([`crate::rego_scan::compensate`]), divergences 3 and 4, and the deprecated builtins. Template
+/// Rego and plain modules (`meshguard policy test`) both go through here; returns the source and
+/// one note per rewrite (`line N: ...`).
+pub(crate) fn opa_compatible(src: &str) -> (String, Vec<String>) {
+    let (rewritten, mut notes) = crate::rego_scan::compensate(src);
+    let (rewritten, opa_notes) = opa_semantics(&rewritten);
+    notes.extend(opa_notes);
+    (deprecated_builtins(&rewritten), notes)
+}
+
 /// Divergences 3 and 4 (applied for both evaluators); returns the source and notes.
 pub(crate) fn opa_semantics(src: &str) -> (String, Vec<String>) {
     let tokens = tokenize(src);
@@ -190,6 +201,14 @@ fn not_call(
     if start < close {
         args.push((start, close));
     }
+    // `not f(x) with input as y`: the bindings are evaluated under the same modifiers.
+    let modifiers = match tokens.get(close + 1) {
+        Some(with) if with.kind == TokenKind::Ident && text(src, with) == "with" => {
+            let last = expression_end(src, tokens, close + 1)?;
+            format!(" {}", src.get(with.start..tokens.get(last)?.end)?)
+        }
+        _ => String::new(),
+    };
     let mut bindings = String::new();
     let mut replaced = Vec::new();
     for (first, end) in args {
@@ -210,7 +229,7 @@ fn not_call(
         let (from, to) = (tokens.get(first)?.start, tokens.get(end - 1)?.end);
         *fresh += 1;
         let var = format!("__mg_not_{fresh}");
-        bindings.push_str(&format!("{var} = {}; ", src.get(from..to)?));
+        bindings.push_str(&format!("{var} = {}{modifiers}; ", src.get(from..to)?));
         replaced.push(Edit {
             start: from,
             end: to,

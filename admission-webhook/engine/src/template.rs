@@ -24,6 +24,7 @@ use crate::error::{LoadError, Location};
 use crate::read_set::ReadSet;
 use crate::rego_scan;
 use crate::rewrite;
+use crate::schema::{Checked, ParameterSchema};
 use crate::vm;
 use crate::vm_rules;
 
@@ -66,6 +67,8 @@ pub struct Template {
     vm_checks_conflicts: bool,
     /// The whole document as loaded (cluster mode compares it to skip unchanged updates).
     pub source: Json,
+    /// The parameter schema (`spec.crd.spec.validation`), None when the template declares none.
+    pub(crate) parameters: Option<ParameterSchema>,
     /// What the Rego reads of `input`, and whether its decisions may be cached.
     pub(crate) reads: ReadSet,
     pub(crate) cache: DecisionCache,
@@ -107,10 +110,6 @@ struct RawCrd {
 struct RawCrdSpec {
     names: RawNames,
     #[serde(default)]
-    #[allow(
-        dead_code,
-        reason = "the parameter schema is validated by the API server, not here"
-    )]
     validation: Option<Json>,
 }
 
@@ -183,8 +182,9 @@ impl Template {
         };
         let raw: RawTemplate = serde_path_to_error::deserialize(&doc.value)
             .map_err(|err| field_error(&err.path().to_string(), err.inner().to_string()))?;
-        match raw.api_version.split_once('/') {
-            Some((TEMPLATES_GROUP, "v1" | "v1beta1" | "v1alpha1")) => {}
+        let legacy_schema = match raw.api_version.split_once('/') {
+            Some((TEMPLATES_GROUP, "v1")) => false,
+            Some((TEMPLATES_GROUP, "v1beta1" | "v1alpha1")) => true,
             _ => {
                 return Err(field_error(
                     "apiVersion",
@@ -194,7 +194,7 @@ impl Template {
                     ),
                 ));
             }
-        }
+        };
         if raw.kind != "ConstraintTemplate" {
             return Err(field_error("kind", "must be ConstraintTemplate".into()));
         }
@@ -236,7 +236,27 @@ impl Template {
         }
         let source =
             rego_source(target).map_err(|(field, message)| field_error(&field, message))?;
-        compile(doc, raw.metadata.name, kind, source)
+        let parameters = match &raw.spec.crd.spec.validation {
+            Some(validation) => ParameterSchema::compile(validation, legacy_schema)
+                .map_err(|message| field_error("spec.crd.spec.validation", message))?,
+            None => None,
+        };
+        let mut template = compile(doc, raw.metadata.name, kind, source)?;
+        template.parameters = parameters;
+        Ok(template)
+    }
+
+    /// Checks a constraint's parameters against the template's schema as the API server checks
+    /// them against the constraint CRD (see [`crate::schema`]): the parameters as stored (unknown
+    /// fields pruned) with a warning per pruned field, or every problem.
+    pub fn check_parameters(&self, parameters: &Json) -> Result<Checked, Vec<String>> {
+        match &self.parameters {
+            Some(schema) => schema.check(parameters),
+            None => Ok(Checked {
+                parameters: parameters.clone(),
+                warnings: Vec::new(),
+            }),
+        }
     }
 
     /// The rule evaluated for violations (`data.<package>.violation`).
@@ -332,7 +352,9 @@ fn compile(
 ) -> Result<Template, LoadError> {
     let rego_error = |module: &str, text: &str, message: String| {
         let (line_in_rego, message) = split_position(module, &message);
-        let base = document::locate_block(&doc.text, text).unwrap_or(doc.location.line);
+        let base = document::locate_block(&doc.text, text)
+            .map(|line| doc.text_line + line - 1)
+            .unwrap_or(doc.location.line);
         LoadError::Rego {
             source_name: doc.location.source.clone(),
             line: line_in_rego.map_or(base, |l| base + l.saturating_sub(1)),
@@ -381,15 +403,12 @@ fn compile(
                 }
             }
         }
-        let (rewritten, module_notes) = rego_scan::compensate(text);
-        let (rewritten, opa_notes) = rewrite::opa_semantics(&rewritten);
-        let module_notes = module_notes.into_iter().chain(opa_notes);
+        let (rewritten, module_notes) = rewrite::opa_compatible(text);
         notes.extend(
             module_notes
                 .into_iter()
                 .map(|note| format!("{module} {note}")),
         );
-        let rewritten = rewrite::deprecated_builtins(&rewritten);
         // The VM's copy: conflicting-definition checks and lookup tables rewritten (see
         // vm_rules), then the assignment guards.
         match vm_rules::single_value_rules(&rewritten, source.version, module == "rego") {
@@ -456,6 +475,11 @@ fn compile(
         )),
         None => vm::compile(&vm_modules, source.version, &rule),
     };
+    let reads = ReadSet::of(
+        engine.get_modules(),
+        &rule,
+        std::iter::once(source.rego.as_str()).chain(source.libs.iter().map(String::as_str)),
+    );
     Ok(Template {
         name,
         kind,
@@ -469,9 +493,8 @@ fn compile(
         program,
         vm_checks_conflicts,
         source: doc.value.clone(),
-        reads: ReadSet::of(
-            std::iter::once(source.rego.as_str()).chain(source.libs.iter().map(String::as_str)),
-        ),
+        parameters: None,
+        reads,
         cache: DecisionCache::new(decision_cache::CAPACITY),
     })
 }

@@ -1,5 +1,8 @@
-//! REGORUS.md's divergences from OPA, each stated as OPA's result and checked through the engine
-//! (templates are rewritten before compiling), on both evaluators.
+//! regorus' divergences from OPA (`meshguard_policy_engine::divergences`): each stated as OPA's
+//! result and checked through the engine (templates are rewritten before compiling) on both
+//! evaluators, and each minimal reproducer checked against plain regorus, which must still
+//! diverge (when an upgrade fixes one, its `plain_regorus_N` test fails and names the rewrite to
+//! drop).
 
 use meshguard_policy_engine::{AdmissionRequest, EvalMode, Inventory, PolicySet, document};
 use serde_json::{Value as Json, json};
@@ -30,7 +33,7 @@ fn pod(image: &str) -> Json {
 
 const MODES: [EvalMode; 2] = [EvalMode::Interpreter, EvalMode::Vm];
 
-/// Divergence 3, REGORUS.md's minimal Rego: OPA leaves `p` and `q` undefined (an undefined
+/// Divergence 3, the minimal reproducer: OPA leaves `p` and `q` undefined (an undefined
 /// argument makes `not f(..)` undefined), so no violation.
 #[test]
 fn divergence_3_not_with_an_undefined_argument_is_undefined() {
@@ -63,7 +66,7 @@ fn divergence_3_optional_parameter_in_a_template() {
     }
 }
 
-/// Divergence 4, REGORUS.md's minimal Rego: OPA formats a missing argument as `%!v(MISSING)`.
+/// Divergence 4, the minimal reproducer: OPA formats a missing argument as `%!v(MISSING)`.
 #[test]
 fn divergence_4_sprintf_with_missing_arguments() {
     let rego = "violation[{\"msg\": msg}] { msg := sprintf(\"%v and %v\", [1]) }";
@@ -111,4 +114,115 @@ fn deprecated_any_is_available() {
         );
         assert!(messages(rego, params, pod("corp/x"), mode).is_empty());
     }
+}
+
+// === plain regorus still diverges ===
+//
+// The minimal reproducers of `meshguard_policy_engine::divergences`, run on regorus itself with
+// no rewrite. Each asserts regorus' current (wrong) answer: when an upgrade fixes one, its test
+// fails here, and the rewrite it names can be dropped.
+
+use meshguard_policy_engine::regorus;
+
+fn plain(module: &str, input: Json) -> regorus::Engine {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    engine.set_strict_builtin_errors(false);
+    engine.set_input(regorus::Value::from(input));
+    engine
+        .add_policy("t.rego".into(), module.into())
+        .unwrap_or_else(|err| panic!("{err}"));
+    engine
+}
+
+fn plain_rule(module: &str, input: Json, rule: &str) -> Result<regorus::Value, String> {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    engine.set_strict_builtin_errors(false);
+    engine.set_input(regorus::Value::from(input));
+    engine
+        .add_policy("t.rego".into(), module.into())
+        .map_err(|err| format!("{err:#}"))?;
+    engine
+        .eval_rule(format!("data.t.{rule}"))
+        .map_err(|err| format!("{err:#}"))
+}
+
+/// The VM's answer for `data.t.p`, compiled as the engine compiles templates.
+fn plain_vm(module: &str, input: Json) -> Result<regorus::Value, String> {
+    use regorus::languages::rego::compiler::Compiler;
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    engine
+        .add_policy("t.rego".into(), module.into())
+        .map_err(|err| format!("{err:#}"))?;
+    let compiled = engine
+        .compile_with_entrypoint(&"data.t.p".into())
+        .map_err(|err| format!("{err:#}"))?;
+    let program = Compiler::compile_from_policy(&compiled, &["data.t.p"])
+        .map_err(|err| format!("{err:#}"))?;
+    let mut vm = regorus::rvm::RegoVM::new();
+    vm.load_program(program);
+    vm.set_max_instructions(usize::MAX);
+    vm.set_input(regorus::Value::from(input));
+    vm.execute().map_err(|err| err.to_string())
+}
+
+const FIXED: &str =
+    "regorus now decides as OPA does: drop the engine's rewrite for this divergence";
+
+#[test]
+fn plain_regorus_1_reads_a_paren_line_as_a_call() {
+    let module = "package t\np {\n  input.x\n  (input.a - input.b) >= input.x\n}\n";
+    let outcome = plain_rule(module, json!({"x": 1, "a": 3, "b": 1}), "p");
+    let err = outcome.expect_err(FIXED);
+    assert!(err.contains("could not find function"), "{err}");
+}
+
+#[test]
+fn plain_regorus_2_reads_chained_bodies_as_else() {
+    let module = "package t\nv[m] { input.a == 1; m := \"one\" } { input.b == 2; m := \"two\" }\n";
+    let err = plain_rule(module, json!({"a": 1, "b": 2}), "v").expect_err(FIXED);
+    assert!(err.contains("else"), "{err}");
+}
+
+#[test]
+fn plain_regorus_3_negates_an_undefined_call() {
+    let module = "package t\nf(_, _)\np { not f(1, input.missing) }\n";
+    let mut engine = plain(module, json!({}));
+    let p = engine.eval_rule("data.t.p".into()).unwrap();
+    assert_eq!(p, regorus::Value::Bool(true), "{FIXED}");
+}
+
+#[test]
+fn plain_regorus_4_sprintf_with_missing_arguments_is_undefined() {
+    let module = "package t\np := sprintf(\"%v and %v\", [1])\n";
+    let p = plain_rule(module, json!({}), "p").unwrap();
+    assert_eq!(p, regorus::Value::Undefined, "{FIXED}");
+}
+
+#[test]
+fn plain_regorus_6_vm_binds_an_undefined_value() {
+    let module = "package t\np { x := input.missing; true }\n";
+    let p = plain_vm(module, json!({})).unwrap();
+    assert_eq!(p, regorus::Value::Bool(true), "{FIXED}");
+}
+
+#[test]
+fn plain_regorus_7_vm_raises_no_conflict() {
+    let module = "package t\np = x { x := input.a }\np = x { x := input.b }\n";
+    let vm = plain_vm(module, json!({"a": 1, "b": 2}));
+    assert!(vm.is_ok(), "{FIXED}: {vm:?}");
+    let interpreter = plain_rule(module, json!({"a": 1, "b": 2}), "p");
+    assert!(
+        interpreter.is_err(),
+        "the interpreter raises OPA's conflict error"
+    );
+}
+
+#[test]
+fn plain_regorus_8_negates_an_undefined_key() {
+    let module = "package t\nobj := {\"a\": 1}\np { not obj[input.key] }\n";
+    let p = plain_rule(module, json!({}), "p").unwrap();
+    assert_eq!(p, regorus::Value::Bool(true), "{FIXED}");
 }

@@ -1,6 +1,6 @@
 //! Templates and constraints: load errors (`testdata/load_errors.yaml`), reviews end to end
 //! (`testdata/evaluation_cases.yaml`), enforcement actions per point, deadlines, inventory,
-//! audit (REGORUS.md's divergences are in `divergences.rs`).
+//! audit (regorus' divergences are in `divergences.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

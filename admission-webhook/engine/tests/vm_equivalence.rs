@@ -6,7 +6,12 @@
 //!
 //! The decision cache is checked the same way: with it on, a repeated review, and a copy of each
 //! sample renamed with a new uid (what a ReplicaSet's next replica looks like) reviewed after the
-//! original, decide exactly as an uncached evaluation does.
+//! original, decide exactly as an uncached evaluation does. Then every leaf of every sample is
+//! perturbed in turn (a string changed, a number moved, a boolean flipped, a field dropped) and
+//! reviewed against a cache that holds the original's decisions: a path the read-set analysis
+//! missed would show up as a cached decision that differs from the evaluated one. On the
+//! public-library-style set, the analysis must also key every template precisely: no template
+//! may depend on the object's name or uids, so replicas hit.
 
 use std::path::{Path, PathBuf};
 
@@ -114,8 +119,247 @@ fn vm_and_interpreter_agree_on_the_gatekeeper_folder() {
 
 #[test]
 fn vm_and_interpreter_agree_on_the_larger_set() {
-    let violations = check_corpus(&[repo_dir("benches-data")]);
+    let violations = check_corpus(&[
+        repo_dir("benches-data/templates.yaml"),
+        repo_dir("benches-data/objects"),
+    ]);
     assert!(violations > 10, "only {violations} violations compared");
+}
+
+#[test]
+fn vm_and_interpreter_agree_on_the_public_library_style_set() {
+    let violations = check_corpus(&[repo_dir("benches-data/library")]);
+    assert!(violations > 100, "only {violations} violations compared");
+}
+
+/// Every leaf of `value` (path, value), objects and arrays walked.
+fn leaves(
+    value: &serde_json::Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, serde_json::Value)>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                path.push(key.clone());
+                leaves(child, path, out);
+                path.pop();
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                path.push(index.to_string());
+                leaves(child, path, out);
+                path.pop();
+            }
+        }
+        leaf => out.push((path.clone(), leaf.clone())),
+    }
+}
+
+fn pointer(path: &[String]) -> String {
+    path.iter().map(|s| format!("/{s}")).collect()
+}
+
+/// Copies of `object` each with one leaf perturbed or dropped.
+fn perturbed(object: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let mut found = Vec::new();
+    leaves(object, &mut Vec::new(), &mut found);
+    let mut out = Vec::new();
+    for (path, leaf) in found {
+        let at = pointer(&path);
+        if at == "/apiVersion" || at == "/kind" {
+            continue;
+        }
+        let changes: Vec<serde_json::Value> = match &leaf {
+            serde_json::Value::String(s) => {
+                vec![format!("{s}-x").into(), "".into(), "latest".into()]
+            }
+            serde_json::Value::Number(n) => {
+                let n = n.as_f64().unwrap_or(0.0);
+                vec![serde_json::json!(n + 1.0), serde_json::json!(0)]
+            }
+            serde_json::Value::Bool(b) => vec![(!b).into()],
+            serde_json::Value::Null => vec!["x".into()],
+            _ => Vec::new(),
+        };
+        for change in changes {
+            let mut copy = object.clone();
+            if let Some(slot) = copy.pointer_mut(&at) {
+                *slot = change.clone();
+                out.push((format!("{at} = {change}"), copy));
+            }
+        }
+        // Dropped (an object field only).
+        if let Some((last, parent)) = path.split_last()
+            && last.parse::<usize>().is_err()
+        {
+            let mut copy = object.clone();
+            if let Some(map) = copy
+                .pointer_mut(&pointer(parent))
+                .and_then(|p| p.as_object_mut())
+            {
+                map.remove(last);
+                out.push((format!("{at} dropped"), copy));
+            }
+        }
+    }
+    out
+}
+
+/// For every entry of `dir` on its own (a template's folder or file, with its constraints and
+/// samples): each perturbed copy of each sample, reviewed against a cache holding the original's
+/// decisions, decides as an uncached evaluation does.
+fn check_perturbations(dir: &Path) -> usize {
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir() || document::is_manifest(path))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let corpus = Corpus::load(&[&entry]).unwrap_or_else(|err| panic!("{err}"));
+        if corpus.policies.constraints().next().is_none() {
+            continue;
+        }
+        let inventory = Inventory::new();
+        let cached = corpus.policies.clone().with_decision_cache(true);
+        for (label, object) in &corpus.objects {
+            let plain = object.get("request").is_none() && object.get("uid").is_none();
+            let targets: Vec<(String, serde_json::Value)> = if plain {
+                perturbed(object)
+            } else {
+                // An AdmissionRequest: perturb its object.
+                perturbed(&object["object"])
+                    .into_iter()
+                    .map(|(what, changed)| {
+                        let mut request = object.clone();
+                        request["object"] = changed;
+                        (format!("object{what}"), request)
+                    })
+                    .collect()
+            };
+            let make = |value: &serde_json::Value| {
+                if plain {
+                    AdmissionRequest::from_object(value)
+                } else {
+                    AdmissionRequest::from_json_value(value)
+                }
+            };
+            let Ok(original) = make(object) else {
+                continue;
+            };
+            let options = ReviewOptions::at(EnforcementPoint::Gator);
+            let _ = cached.review_with(&original, &inventory, &options);
+            for (what, value) in targets {
+                let Ok(request) = make(&value) else {
+                    continue;
+                };
+                let fresh = corpus
+                    .policies
+                    .clone()
+                    .with_decision_cache(false)
+                    .review_with(&request, &inventory, &options)
+                    .map_err(|e| e.to_string());
+                let from_cache = cached
+                    .review_with(&request, &inventory, &options)
+                    .map_err(|e| e.to_string());
+                compared += 1;
+                if fresh != from_cache {
+                    failures.push(format!(
+                        "{label} with {what}:\n  uncached: {fresh:?}\n  cached:   {from_cache:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} difference(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    compared
+}
+
+#[test]
+fn cached_decisions_agree_on_perturbed_samples_of_the_gatekeeper_folder() {
+    let compared = check_perturbations(&repo_dir("../../gatekeeper"));
+    assert!(compared > 500, "only {compared} perturbed reviews");
+}
+
+#[test]
+fn cached_decisions_agree_on_perturbed_samples_of_the_public_library_style_set() {
+    let compared = check_perturbations(&repo_dir("benches-data/library"));
+    assert!(compared > 500, "only {compared} perturbed reviews");
+}
+
+/// The public-library-style set: every template analysed on its parse tree, none keyed on the
+/// object's name or uids (they may only be shown in messages), so a ReplicaSet's replicas hit.
+#[test]
+fn public_library_idioms_are_keyed_precisely_and_replicas_hit() {
+    let corpus = Corpus::load(&[repo_dir("benches-data/library")]).unwrap();
+    let mut problems = Vec::new();
+    for template in corpus.policies.templates() {
+        if let Some(why) = template.cache_fallback() {
+            problems.push(format!(
+                "{}: fell back to the text scan: {why}",
+                template.name
+            ));
+        }
+        for path in template.cache_key_paths() {
+            let keyed = path.starts_with("value ") || path.starts_with("type ");
+            let identity = path.ends_with("metadata.name")
+                || path.ends_with("metadata.uid")
+                || path.ends_with("review.uid")
+                || path.ends_with(" input")
+                || path.ends_with(" input.review")
+                || path.ends_with(" input.review.object") && path.starts_with("value ");
+            if keyed && identity && !path.starts_with("type ") {
+                problems.push(format!("{}: {path}", template.name));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // 200 replicas of the benchmark's Pod: after the first, only the decisions whose
+    // violations show the Pod's name are evaluated again.
+    let pod = document::read_file(&repo_dir("benches-data/objects/pod.yaml")).unwrap();
+    let set = corpus.policies.clone().with_decision_cache(true);
+    let inventory = Inventory::new();
+    let options = ReviewOptions::at(EnforcementPoint::Gator);
+    let mut first = None;
+    for index in 0..200 {
+        let mut object = pod[0].value.clone();
+        object["metadata"]["name"] = format!("cart-7d9f8b6c5-{index:05x}").into();
+        object["metadata"]["uid"] = format!("00000000-0000-4000-8000-{index:012x}").into();
+        let request = AdmissionRequest::from_object(&object).unwrap();
+        let violations = set.review_with(&request, &inventory, &options).unwrap();
+        let uncached = corpus
+            .policies
+            .clone()
+            .with_decision_cache(false)
+            .review_with(&request, &inventory, &options)
+            .unwrap();
+        assert_eq!(violations, uncached, "replica {index}");
+        if index == 0 {
+            first = Some(set.cache_stats());
+        }
+    }
+    let first = first.unwrap();
+    let stats = set.cache_stats();
+    let (hits, misses) = (stats.hits - first.hits, stats.misses - first.misses);
+    // The startup-probe constraint names the Pod in its violations: one miss per replica.
+    assert!(
+        misses <= 199,
+        "{misses} misses and {hits} hits over 199 replicas"
+    );
+    assert!(
+        hits >= 199 * 50,
+        "{misses} misses and {hits} hits over 199 replicas"
+    );
 }
 
 #[test]

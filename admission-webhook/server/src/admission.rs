@@ -8,6 +8,10 @@
 //! - `dryrun` violations: no effect on the response (logged and counted by the caller);
 //! - a review that could not be completed: the failure policy (Fail denies with the reason and
 //!   code 500; Ignore allows with a warning).
+//!
+//! It also decides which requests are admitted without evaluation ([`exemption`]), as
+//! Gatekeeper's exclusions do: exempt namespaces (a Namespace object is judged by its own name)
+//! and the webhook's own service account.
 
 use kube::core::admission::{AdmissionRequest as KubeRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, Status};
@@ -15,7 +19,7 @@ use meshguard_policy_engine::{AdmissionRequest, Violation};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::config::FailurePolicy;
+use crate::config::{FailurePolicy, Settings};
 
 /// A decoded review: kube's typed request (for the response) and the engine's request (the
 /// `request` object exactly as sent, which becomes `input.review`).
@@ -24,6 +28,32 @@ pub struct Decoded {
     pub kube: KubeRequest<DynamicObject>,
     /// The engine's view.
     pub request: AdmissionRequest,
+    /// `dryRun: true` (the API server will not persist the object).
+    pub dry_run: bool,
+}
+
+/// Why a request is admitted without evaluation, or None when it must be evaluated: its
+/// namespace is exempt (a Namespace object is judged by its own name, as Gatekeeper's exclusion
+/// does), or it comes from the webhook's own service account.
+pub fn exemption(settings: &Settings, decoded: &Decoded) -> Option<&'static str> {
+    let kind = &decoded.kube.kind;
+    let namespace = if kind.group.is_empty() && kind.kind == "Namespace" {
+        decoded.kube.name.as_str()
+    } else {
+        decoded.request.namespace()
+    };
+    if settings.is_exempt_namespace(namespace) {
+        return Some("exempt namespace");
+    }
+    let user = decoded.request.user();
+    if settings
+        .service_account
+        .as_deref()
+        .is_some_and(|account| account == user)
+    {
+        return Some("own service account");
+    }
+    None
 }
 
 /// Decodes a request body; the error is the reason for a 400.
@@ -56,7 +86,12 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
     let request = AdmissionRequest::from_value(value)
         .map_err(|e| e.to_string())?
         .with_delete_object();
-    Ok(Decoded { kube, request })
+    let dry_run = request_json.get("dryRun").and_then(Json::as_bool) == Some(true);
+    Ok(Decoded {
+        kube,
+        request,
+        dry_run,
+    })
 }
 
 /// What the engine's verdict means for the response.
@@ -138,4 +173,71 @@ pub fn respond_failure(
 /// The response for a request admitted without evaluation (exempt namespace or service account).
 pub fn respond_exempt(decoded: &Decoded) -> AdmissionReview<DynamicObject> {
     AdmissionResponse::from(&decoded.kube).into_review()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Settings;
+    use meshguard_policy_engine::matching::Wildcard;
+
+    fn decoded(kind: &str, namespace: &str, name: &str, user: &str) -> Decoded {
+        let group = "";
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "7d3f9a4e-0000-4000-8000-000000000001",
+                "kind": {"group": group, "version": "v1", "kind": kind},
+                "resource": {"group": group, "version": "v1", "resource": "things"},
+                "name": name, "namespace": namespace, "operation": "CREATE",
+                "userInfo": {"username": user},
+                "object": {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}},
+                "dryRun": true,
+            }
+        });
+        decode(&serde_json::to_vec(&review).unwrap()).unwrap()
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            exempt_namespaces: vec![Wildcard("kube-*".into())],
+            service_account: Some("system:serviceaccount:meshguard-system:webhook".into()),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn exempt_namespaces_and_the_own_service_account_skip_evaluation() {
+        let settings = settings();
+        let alice = "alice";
+        assert_eq!(
+            exemption(&settings, &decoded("ConfigMap", "kube-system", "c", alice)),
+            Some("exempt namespace")
+        );
+        assert_eq!(
+            exemption(&settings, &decoded("ConfigMap", "shop", "c", alice)),
+            None
+        );
+        // A Namespace is judged by its own name.
+        assert_eq!(
+            exemption(&settings, &decoded("Namespace", "", "kube-public", alice)),
+            Some("exempt namespace")
+        );
+        assert_eq!(
+            exemption(&settings, &decoded("Namespace", "", "shop", alice)),
+            None
+        );
+        let own = "system:serviceaccount:meshguard-system:webhook";
+        assert_eq!(
+            exemption(&settings, &decoded("ConfigMap", "shop", "c", own)),
+            Some("own service account")
+        );
+    }
+
+    #[test]
+    fn dry_run_is_read_from_the_request() {
+        assert!(decoded("ConfigMap", "shop", "c", "alice").dry_run);
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use meshguard_policy_engine::{AuditReport, EnforcementPoint, Inventory, PolicySet, ReviewOptions};
 use serde_json::{Value as Json, json};
 
+use crate::metrics::ActionLabels;
 use crate::state::State;
 
 /// Audits objects; the deadline applies per object.
@@ -62,9 +63,7 @@ pub fn audit_state(state: &State) -> AuditReport {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    state
-        .metrics
-        .set("gatekeeper_audit_last_run_time", &[], start_time);
+    state.metrics.audit_last_run.set(start_time);
     let inventory = state.inventory();
     let report = audit(
         &state.policies(),
@@ -72,12 +71,10 @@ pub fn audit_state(state: &State) -> AuditReport {
         &inventory,
         state.settings.evaluation_timeout,
     );
-    state.metrics.observe(
-        "gatekeeper_audit_duration_seconds",
-        &[],
-        started.elapsed().as_secs_f64(),
-    );
-    state.metrics.clear_gauge("gatekeeper_violations");
+    state
+        .metrics
+        .audit_duration
+        .observe(started.elapsed().as_secs_f64());
     let mut by_action = std::collections::BTreeMap::new();
     for entries in report.by_constraint.values() {
         for (_, violation) in entries {
@@ -86,13 +83,13 @@ pub fn audit_state(state: &State) -> AuditReport {
             }
         }
     }
-    for action in ["deny", "dryrun", "warn"] {
-        let count = by_action.get(action).copied().unwrap_or(0);
-        state.metrics.set(
-            "gatekeeper_violations",
-            &[("enforcement_action", action)],
-            count as f64,
-        );
+    for enforcement_action in ["deny", "dryrun", "warn"] {
+        let count = by_action.get(enforcement_action).copied().unwrap_or(0);
+        state
+            .metrics
+            .audit_violations
+            .get_or_create(&ActionLabels { enforcement_action })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
     for (id, entries) in &report.by_constraint {
         if !entries.is_empty() {

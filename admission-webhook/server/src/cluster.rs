@@ -11,6 +11,16 @@
 //! - With policies from files, [`ClusterSync::start_inventory`] runs only the inventory side
 //!   (Namespaces and the sync list), so templates that read `data.inventory` (a Deployment needs
 //!   a PodDisruptionBudget) see the cluster's objects while the policies stay GitOps.
+//! - A template that does not compile, or a constraint that fails validation (its fields, its
+//!   parameters against the template's schema, its template failed), is not enforced. As
+//!   Gatekeeper does, each replica reports every template and constraint in the resource's
+//!   `status.byPod` under its pod name ([`crate::config::Settings::pod_name`]): `enforced`
+//!   (constraints), `observedGeneration`, the resource's uid, and `errors` with a code
+//!   (`ingest_error` for a template, `invalid_constraint`, `invalid_parameters` or
+//!   `template_error` for a constraint) and the message; other replicas' entries are kept. The
+//!   write is a merge patch of the status subresource carrying the `resourceVersion` it was
+//!   computed from, sent only when this replica's entry changed (so a conflict is retried when
+//!   the newer version arrives). The error is also logged and listed on `/readyz`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,16 +28,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use meshguard_policy_engine::{Constraint, Document, Inventory, Location, PolicySet, Template};
+use meshguard_policy_engine::{Constraint, Document, Inventory, LoadError, PolicySet, Template};
 use serde_json::Value as Json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::SyncKind;
-use crate::state::State;
+use crate::metrics::SyncLabels;
+use crate::state::{NotEnforced, State};
 
 /// Minimum time between two rebuilds.
 pub const REBUILD_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -40,6 +51,13 @@ struct SourceStore {
     objects: BTreeMap<String, Json>,
     buffer: Option<BTreeMap<String, Json>>,
     listed: bool,
+}
+
+/// A status subresource write: this replica's `byPod` entry changed.
+struct StatusUpdate {
+    resource: ApiResource,
+    name: String,
+    patch: Json,
 }
 
 #[derive(Default)]
@@ -101,12 +119,11 @@ impl ClusterSync {
             dirty: Notify::new(),
         });
         if policies {
-            let templates = ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("templates.gatekeeper.sh", "v1", "ConstraintTemplate"),
-                "constrainttemplates",
-            );
             sync.register(TEMPLATES);
-            tokio::spawn(sync.clone().watch(TEMPLATES.to_string(), templates));
+            tokio::spawn(
+                sync.clone()
+                    .watch(TEMPLATES.to_string(), templates_resource()),
+            );
         }
         sync.register(NAMESPACES);
         let namespaces = ApiResource::from_gvk_with_plural(
@@ -224,11 +241,7 @@ impl ClusterSync {
             }
             let source = format!("constraints/{kind}");
             sources.entry(source.clone()).or_default();
-            let resource = ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("constraints.gatekeeper.sh", "v1beta1", &kind),
-                &kind.to_lowercase(),
-            );
-            let handle = tokio::spawn(self.clone().watch(source, resource));
+            let handle = tokio::spawn(self.clone().watch(source, constraint_resource(&kind)));
             constraint_watchers.insert(kind, handle);
         }
     }
@@ -238,15 +251,95 @@ impl ClusterSync {
             self.dirty.notified().await;
             tokio::time::sleep(REBUILD_DEBOUNCE).await;
             let sync = self.clone();
-            let _ = tokio::task::spawn_blocking(move || sync.rebuild()).await;
+            let updates = tokio::task::spawn_blocking(move || sync.rebuild())
+                .await
+                .unwrap_or_default();
+            for update in updates {
+                self.write_status(update).await;
+            }
         }
     }
 
-    /// Builds the policy set and inventory from the stores and installs them.
-    fn rebuild(&self) {
+    async fn write_status(&self, update: StatusUpdate) {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &update.resource);
+        let patch = Patch::Merge(&update.patch);
+        match api
+            .patch_status(&update.name, &PatchParams::default(), &patch)
+            .await
+        {
+            Ok(_) => tracing::debug!(resource = %update.name, "status written"),
+            // A newer version arrived meanwhile: its watch event rebuilds and writes again.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(resource = %update.name, "status conflict; retried with the next version")
+            }
+            Err(err) => {
+                tracing::warn!(resource = %update.name, kind = %update.resource.kind, error = %err, "writing status failed")
+            }
+        }
+    }
+
+    /// This replica's `status.byPod` entry for a resource, and the patch that writes it when
+    /// the resource does not hold it yet.
+    fn status_update(
+        &self,
+        resource: &ApiResource,
+        object: &Json,
+        uid_field: &str,
+        enforced: Option<bool>,
+        error: Option<(&str, String)>,
+    ) -> Option<StatusUpdate> {
+        if !self.policies {
+            return None;
+        }
+        let pod = self.state.settings.pod_name.as_str();
+        let mut entry = serde_json::json!({
+            "id": pod,
+            "observedGeneration": object.pointer("/metadata/generation").cloned().unwrap_or(Json::from(0)),
+            "operations": ["webhook"],
+        });
+        if let Some(uid) = object.pointer("/metadata/uid") {
+            entry[uid_field] = uid.clone();
+        }
+        if let Some(enforced) = enforced {
+            entry["enforced"] = Json::from(enforced);
+        }
+        if let Some((code, message)) = error {
+            entry["errors"] = serde_json::json!([{"code": code, "message": message}]);
+        }
+        let current: Vec<Json> = object
+            .pointer("/status/byPod")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if current.contains(&entry) {
+            return None;
+        }
+        let mut by_pod: Vec<Json> = current
+            .into_iter()
+            .filter(|e| e.get("id").and_then(Json::as_str) != Some(pod))
+            .collect();
+        by_pod.push(entry);
+        let name = object.pointer("/metadata/name")?.as_str()?.to_string();
+        let mut patch = serde_json::json!({"status": {"byPod": by_pod}});
+        if let Some(version) = object.pointer("/metadata/resourceVersion") {
+            patch["metadata"] = serde_json::json!({"resourceVersion": version});
+        }
+        Some(StatusUpdate {
+            resource: resource.clone(),
+            name,
+            patch,
+        })
+    }
+
+    /// Builds the policy set and inventory from the stores and installs them; returns the status
+    /// writes the templates and constraints need.
+    fn rebuild(&self) -> Vec<StatusUpdate> {
         let Ok(mut stores) = self.stores.lock() else {
-            return;
+            return Vec::new();
         };
+        let mut updates = Vec::new();
+        let mut not_enforced = Vec::new();
+        let templates_resource = templates_resource();
         let all_listed = stores.sources.values().all(|s| s.listed);
         let templates: Vec<Json> = stores
             .sources
@@ -264,11 +357,7 @@ impl ClusterSync {
             let compiled = match stores.compiled.remove(&name) {
                 Some((source, compiled)) if source == value => compiled,
                 _ => {
-                    let doc = Document {
-                        location: Location::inline(format!("ConstraintTemplate {name}")),
-                        value: value.clone(),
-                        text: String::new(),
-                    };
+                    let doc = Document::inline(format!("ConstraintTemplate {name}"), value.clone());
                     let compiled = Template::from_document(&doc)
                         .map(Arc::new)
                         .map_err(|e| e.to_string());
@@ -278,26 +367,86 @@ impl ClusterSync {
                     compiled
                 }
             };
-            if let Ok(template) = &compiled {
-                set.insert_template(template.clone());
+            match &compiled {
+                Ok(template) => {
+                    set.insert_template(template.clone());
+                }
+                Err(error) => not_enforced.push(NotEnforced {
+                    what: format!("ConstraintTemplate {name}"),
+                    template: true,
+                    enforcement_action: String::new(),
+                    error: error.clone(),
+                }),
             }
+            let error = compiled.as_ref().err().map(|e| ("ingest_error", e.clone()));
+            updates.extend(self.status_update(
+                &templates_resource,
+                &value,
+                "templateUID",
+                None,
+                error,
+            ));
             fresh.insert(name, (value, compiled));
         }
         stores.compiled = fresh;
+        let failed_templates: HashMap<String, String> = stores
+            .compiled
+            .iter()
+            .filter(|(_, (_, compiled))| compiled.is_err())
+            .filter_map(|(name, (value, _))| {
+                let kind = value.pointer("/spec/crd/spec/names/kind")?.as_str()?;
+                Some((kind.to_string(), name.clone()))
+            })
+            .collect();
         let mut inventory = Inventory::new();
         for (source, store) in &stores.sources {
             if let Some(kind) = source.strip_prefix("constraints/") {
+                let resource = constraint_resource(kind);
                 for value in store.objects.values() {
-                    let doc = Document {
-                        location: Location::inline(format!("{kind} constraint")),
-                        value: value.clone(),
-                        text: String::new(),
-                    };
-                    if let Err(e) =
-                        Constraint::from_document(&doc).and_then(|c| set.add_constraint(c))
-                    {
-                        tracing::error!(error = %e, "Constraint rejected");
+                    let name = value
+                        .pointer("/metadata/name")
+                        .and_then(Json::as_str)
+                        .unwrap_or("");
+                    let doc = Document::inline(format!("{kind} {name}"), value.clone());
+                    let outcome =
+                        Constraint::from_document(&doc).and_then(
+                            |constraint| match failed_templates.get(kind) {
+                                Some(template) => Err(LoadError::TemplateNotLoaded {
+                                    location: constraint.location.clone(),
+                                    what: constraint.what(),
+                                    template: template.clone(),
+                                }),
+                                None => set.add_constraint(constraint),
+                            },
+                        );
+                    let error = outcome.as_ref().err().map(|e| {
+                        let code = match e {
+                            LoadError::Parameters { .. } => "invalid_parameters",
+                            LoadError::TemplateNotLoaded { .. } => "template_error",
+                            _ => "invalid_constraint",
+                        };
+                        (code, e.to_string())
+                    });
+                    if let Some((_, message)) = &error {
+                        tracing::error!(constraint = %format!("{kind} {name}"), error = %message, "not enforced: constraint rejected");
+                        not_enforced.push(NotEnforced {
+                            what: format!("{kind} {name}"),
+                            template: false,
+                            enforcement_action: value
+                                .pointer("/spec/enforcementAction")
+                                .and_then(Json::as_str)
+                                .unwrap_or("deny")
+                                .to_string(),
+                            error: message.clone(),
+                        });
                     }
+                    updates.extend(self.status_update(
+                        &resource,
+                        value,
+                        "constraintUID",
+                        Some(error.is_none()),
+                        error,
+                    ));
                 }
             } else if source.starts_with("sync/") {
                 for value in store.objects.values() {
@@ -330,13 +479,16 @@ impl ClusterSync {
                     .or_default() += 1;
                 acc
             });
-        self.state.metrics.clear_gauge("gatekeeper_sync");
+        self.state.metrics.sync.clear();
         for (kind, count) in &synced {
-            self.state.metrics.set(
-                "gatekeeper_sync",
-                &[("kind", kind), ("status", "active")],
-                *count as f64,
-            );
+            self.state
+                .metrics
+                .sync
+                .get_or_create(&SyncLabels {
+                    kind: kind.clone(),
+                    status: "active",
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
         }
         if self.policies {
             tracing::info!(
@@ -345,7 +497,7 @@ impl ClusterSync {
                 inventory = inventory.len(),
                 "cluster policies rebuilt"
             );
-            self.state.set_policies(set);
+            self.state.set_loaded(set, not_enforced);
         } else {
             tracing::info!(inventory = inventory.len(), "cluster inventory rebuilt");
         }
@@ -354,7 +506,24 @@ impl ClusterSync {
         if all_listed && self.policies {
             self.state.set_ready();
         }
+        updates
     }
+}
+
+fn templates_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("templates.gatekeeper.sh", "v1", "ConstraintTemplate"),
+        "constrainttemplates",
+    )
+}
+
+/// The resource of a constraint kind (Gatekeeper names the generated CRD's plural as the
+/// lowercase kind).
+fn constraint_resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("constraints.gatekeeper.sh", "v1beta1", kind),
+        &kind.to_lowercase(),
+    )
 }
 
 fn sync_source(kind: &SyncKind) -> String {

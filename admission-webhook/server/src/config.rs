@@ -103,6 +103,18 @@ pub struct Settings {
     pub audit_interval: Duration,
     /// Kinds synced into the inventory from the cluster (with policies from files or cluster).
     pub sync: Vec<SyncKind>,
+    /// This replica's name in the `status.byPod` entries it writes in cluster mode (Gatekeeper's
+    /// convention: the pod name, from the `POD_NAME` environment variable the Deployment sets
+    /// with the downward API; `HOSTNAME` otherwise).
+    pub pod_name: String,
+}
+
+/// The pod name from the environment (`POD_NAME`, else `HOSTNAME`).
+fn pod_name_from_env() -> String {
+    ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "meshguard-admission-webhook".to_string())
 }
 
 impl Default for Settings {
@@ -124,6 +136,7 @@ impl Default for Settings {
             service_account: None,
             audit_interval: Duration::from_secs(60),
             sync: Vec::new(),
+            pod_name: pod_name_from_env(),
         }
     }
 }

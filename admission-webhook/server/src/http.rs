@@ -2,11 +2,18 @@
 //! over the shared state, so tests call it without a socket; TLS and listeners live in
 //! [`crate::serve`].
 //!
-//! `/validate` decodes (400 with the reason when malformed, oversized or not JSON), admits exempt
-//! namespaces and the webhook's own service account without evaluation, waits for an evaluation
-//! slot (bounded concurrency) no longer than the evaluation deadline, evaluates off the async
-//! runtime, and answers with [`crate::admission`]'s response. Every request is logged as one JSON
-//! line with its uid and counted.
+//! `/validate` decodes (400 with the reason when malformed, oversized or not JSON), admits what
+//! [`crate::admission::exemption`] exempts without evaluation, waits for an evaluation slot
+//! (bounded concurrency) no longer than the evaluation deadline, evaluates off the async runtime,
+//! and answers with [`crate::admission`]'s response. Every request is logged as one JSON line
+//! with its uid and counted.
+//!
+//! `/readyz` answers 503 until the policies are loaded, then 200 with what is enforced and what
+//! is not (templates and constraints that failed to load or validate, each with its reason).
+//! Those do not make the webhook unready: every replica reads the same policies, so failing
+//! readiness would take all of them out of the Service at once and, under `failurePolicy: Fail`,
+//! deny every request in the cluster; Gatekeeper likewise keeps serving and reports the broken
+//! resource. `/metrics` answers in the format the scraper asks for ([`crate::metrics`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +29,9 @@ use kube::core::admission::AdmissionReview;
 use meshguard_policy_engine::{ReviewError, ReviewOptions};
 
 use crate::admission::{self, Decoded, Verdict};
+use crate::metrics::{
+    AdmissionStatusLabels, ErrorLabels, ReasonLabels, RequestLabels, ViolationLabels,
+};
 use crate::state::State;
 
 /// The webhook's routes over shared state.
@@ -35,40 +45,29 @@ pub fn router(state: Arc<State>) -> Router {
 }
 
 async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
-    if state.is_ready() {
-        (StatusCode::OK, "ready").into_response()
+    let (ready, text) = state.readiness();
+    let status = if ready {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "policies not loaded yet").into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, text).into_response()
 }
 
-async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
-    // The engine counts cache use per template; publish the current totals.
-    let cache = state.policies().cache_stats();
-    let metrics = &state.metrics;
-    metrics.set(
-        "meshguard_decision_cache_hits_total",
-        &[],
-        cache.hits as f64,
-    );
-    metrics.set(
-        "meshguard_decision_cache_misses_total",
-        &[],
-        cache.misses as f64,
-    );
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+async fn metrics(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let (content_type, text) = state.metrics.render_for(accept);
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
-fn bad_request(state: &State, reason: &str, message: String) -> Response {
-    state.metrics.inc(
-        "meshguard_validation_rejected_total",
-        &[("reason", reason)],
-        1,
-    );
+fn bad_request(state: &State, reason: &'static str, message: String) -> Response {
+    state
+        .metrics
+        .rejected
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
     tracing::warn!(reason, message = %message, "rejected admission review");
     (StatusCode::BAD_REQUEST, message).into_response()
 }
@@ -107,28 +106,8 @@ async fn validate(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body:
         Ok(decoded) => Arc::new(decoded),
         Err(reason) => return bad_request(&state, "malformed", reason),
     };
-    let request = &decoded.request;
-    let dry_run = request.value()["dryRun"] == meshguard_policy_engine::regorus::Value::Bool(true);
-    // As Gatekeeper's exclusion: a Namespace object is judged by its own name.
-    let kind = &decoded.kube.kind;
-    let namespace = if kind.group.is_empty() && kind.kind == "Namespace" {
-        decoded.kube.name.as_str()
-    } else {
-        request.namespace()
-    };
-    let exempt = if state.settings.is_exempt_namespace(namespace) {
-        Some("exempt namespace")
-    } else if state
-        .settings
-        .service_account
-        .as_deref()
-        .is_some_and(|sa| sa == request.user())
-    {
-        Some("own service account")
-    } else {
-        None
-    };
-    if let Some(why) = exempt {
+    let dry_run = decoded.dry_run;
+    if let Some(why) = admission::exemption(&state.settings, &decoded) {
         finish(&state, &decoded, started, "allow", dry_run, why, &[]);
         return json(&admission::respond_exempt(&decoded));
     }
@@ -179,15 +158,15 @@ async fn validate(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body:
             let verdict = Verdict::of(&violations);
             for violation in &violations {
                 for action in &violation.actions {
-                    state.metrics.inc(
-                        "meshguard_validation_violations_total",
-                        &[
-                            ("constraint_kind", &violation.constraint.kind),
-                            ("constraint_name", &violation.constraint.name),
-                            ("enforcement_action", action.as_str()),
-                        ],
-                        1,
-                    );
+                    state
+                        .metrics
+                        .violations
+                        .get_or_create(&ViolationLabels {
+                            constraint_kind: violation.constraint.kind.clone(),
+                            constraint_name: violation.constraint.name.clone(),
+                            enforcement_action: action.as_str(),
+                        })
+                        .inc();
                 }
             }
             let lines: Vec<String> = violations
@@ -210,11 +189,14 @@ async fn validate(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body:
         }
         Err((reason, message)) => {
             let policy = state.settings.failure_policy;
-            state.metrics.inc(
-                "meshguard_validation_errors_total",
-                &[("reason", reason), ("failure_policy", policy.as_str())],
-                1,
-            );
+            state
+                .metrics
+                .errors
+                .get_or_create(&ErrorLabels {
+                    reason,
+                    failure_policy: policy.as_str(),
+                })
+                .inc();
             tracing::error!(uid = %decoded.kube.uid, reason, error = %message, failure_policy = policy.as_str(), "review failed");
             // Gatekeeper counts a review that could not be completed as `error`, whatever the
             // failure policy then answers.
@@ -235,16 +217,21 @@ fn finish(
 ) {
     let seconds = started.elapsed().as_secs_f64();
     let dry = if dry_run { "true" } else { "false" };
-    state.metrics.inc(
-        "gatekeeper_validation_request_count",
-        &[("admission_status", status), ("admission_dryrun", dry)],
-        1,
-    );
-    state.metrics.observe(
-        "gatekeeper_validation_request_duration_seconds",
-        &[("admission_status", status)],
-        seconds,
-    );
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            admission_status: status,
+            admission_dryrun: dry,
+        })
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&AdmissionStatusLabels {
+            admission_status: status,
+        })
+        .observe(seconds);
     let request = &decoded.request;
     let object = request.object();
     tracing::info!(

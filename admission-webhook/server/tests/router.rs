@@ -85,8 +85,28 @@ async fn denied_with_gatekeepers_message() {
         "[deployments-need-team] you must provide labels: {\"team\"}"
     );
     let metrics = state.metrics.render();
-    assert!(metrics.contains("gatekeeper_validation_request_count{admission_status=\"deny\",admission_dryrun=\"false\"} 1"), "{metrics}");
-    assert!(metrics.contains("meshguard_validation_violations_total{constraint_kind=\"K8sRequiredLabels\",constraint_name=\"deployments-need-team\",enforcement_action=\"deny\"} 1"), "{metrics}");
+    let requests = [("admission_status", "deny"), ("admission_dryrun", "false")];
+    assert_eq!(
+        count(
+            &metrics,
+            "gatekeeper_validation_request_count_total",
+            &requests
+        ),
+        1
+    );
+    let violation = [
+        ("constraint_kind", "K8sRequiredLabels"),
+        ("constraint_name", "deployments-need-team"),
+        ("enforcement_action", "deny"),
+    ];
+    assert_eq!(
+        count(
+            &metrics,
+            "meshguard_validation_violations_total",
+            &violation
+        ),
+        1
+    );
 }
 
 #[tokio::test]
@@ -124,7 +144,8 @@ async fn dry_run_only_counts() {
     assert_eq!(response["allowed"], true);
     assert!(response.get("warnings").is_none());
     assert_eq!(
-        state.metrics.counter(
+        count(
+            &state.metrics.render(),
             "meshguard_validation_violations_total",
             &[
                 ("constraint_name", "replicas-at-most-10"),
@@ -208,9 +229,11 @@ async fn malformed_reviews_get_400_with_the_reason() {
         assert!(body.contains(reason), "{reason}: {body}");
     }
     assert_eq!(
-        state
-            .metrics
-            .counter("meshguard_validation_rejected_total", &[]),
+        count(
+            &state.metrics.render(),
+            "meshguard_validation_rejected_total",
+            &[]
+        ),
         6
     );
 }
@@ -243,15 +266,17 @@ async fn timeout_fails_closed() {
         "{message}"
     );
     assert_eq!(
-        state.metrics.counter(
+        count(
+            &state.metrics.render(),
             "meshguard_validation_errors_total",
             &[("reason", "timeout"), ("failure_policy", "Fail")]
         ),
         1
     );
     assert_eq!(
-        state.metrics.counter(
-            "gatekeeper_validation_request_count",
+        count(
+            &state.metrics.render(),
+            "gatekeeper_validation_request_count_total",
             &[("admission_status", "error")]
         ),
         1
@@ -269,7 +294,8 @@ async fn timeout_fails_open_with_a_warning() {
     let warning = response["warnings"][0].as_str().unwrap();
     assert!(warning.contains("failurePolicy Ignore"), "{warning}");
     assert_eq!(
-        state.metrics.counter(
+        count(
+            &state.metrics.render(),
             "meshguard_validation_errors_total",
             &[("failure_policy", "Ignore")]
         ),
@@ -288,19 +314,26 @@ async fn health_readiness_and_metrics() {
     );
     state.set_policies(PolicySet::load_paths(&[testdata("policies")]).unwrap());
     state.set_ready();
-    assert_eq!(call(&state, get("/readyz")).await.0, StatusCode::OK);
+    let (status, body) = call(&state, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "ready: 4 templates and 4 constraints enforced\n"
+    );
     let (status, body) = call(&state, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(body).unwrap();
+    let active = [("status", "active")];
+    assert_eq!(
+        metric(&text, "gatekeeper_constraint_templates", &active),
+        4.0
+    );
+    let deny = [("enforcement_action", "deny"), ("status", "active")];
+    assert_eq!(metric(&text, "gatekeeper_constraints", &deny), 2.0);
     assert!(
-        text.contains("gatekeeper_constraint_templates{status=\"active\"} 4"),
+        text.contains("# TYPE gatekeeper_constraints gauge"),
         "{text}"
     );
-    assert!(
-        text.contains("gatekeeper_constraints{enforcement_action=\"deny\",status=\"active\"} 2"),
-        "{text}"
-    );
-    assert!(text.contains("# TYPE gatekeeper_validation_request_duration_seconds histogram"));
 }
 
 #[tokio::test]
@@ -314,12 +347,7 @@ async fn repeated_reviews_are_decided_from_the_cache_with_the_same_answer() {
     assert_eq!(first["status"], second["status"]);
     let metrics = Request::get("/metrics").body(Body::empty()).unwrap();
     let text = String::from_utf8(call(&state, metrics).await.1).unwrap();
-    let value = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
-    };
+    let value = |name: &str| count(&text, name, &[]);
     let (hits, misses) = (
         value("meshguard_decision_cache_hits_total"),
         value("meshguard_decision_cache_misses_total"),
@@ -389,7 +417,8 @@ async fn overload_follows_the_failure_policy() {
             "{text}"
         );
         assert_eq!(
-            state.metrics.counter(
+            count(
+                &state.metrics.render(),
                 "meshguard_validation_errors_total",
                 &[
                     ("reason", "overloaded"),
@@ -399,8 +428,9 @@ async fn overload_follows_the_failure_policy() {
             1
         );
         assert_eq!(
-            state.metrics.counter(
-                "gatekeeper_validation_request_count",
+            count(
+                &state.metrics.render(),
+                "gatekeeper_validation_request_count_total",
                 &[("admission_status", "error")]
             ),
             1

@@ -176,18 +176,16 @@ async fn reviews_over_tls() {
     assert_eq!(answer["response"]["status"]["code"], 500);
 
     let metrics = conn.get("/metrics").await.unwrap().text();
-    assert!(metrics.contains("gatekeeper_validation_request_count{admission_status=\"deny\",admission_dryrun=\"false\"} 2"), "{metrics}");
-    assert!(metrics.contains("gatekeeper_validation_request_count{admission_status=\"error\",admission_dryrun=\"false\"} 1"), "{metrics}");
-    assert!(
-        metrics.contains("meshguard_validation_rejected_total{reason=\"oversized\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            "meshguard_validation_errors_total{reason=\"timeout\",failure_policy=\"Fail\"} 1"
-        ),
-        "{metrics}"
-    );
+    let requests = "gatekeeper_validation_request_count_total";
+    let status = |s| [("admission_status", s), ("admission_dryrun", "false")];
+    assert_eq!(count(&metrics, requests, &status("deny")), 2, "{metrics}");
+    assert_eq!(count(&metrics, requests, &status("error")), 1, "{metrics}");
+    let oversized = [("reason", "oversized")];
+    let rejected = "meshguard_validation_rejected_total";
+    assert_eq!(count(&metrics, rejected, &oversized), 1, "{metrics}");
+    let timeout = [("reason", "timeout"), ("failure_policy", "Fail")];
+    let errors = "meshguard_validation_errors_total";
+    assert_eq!(count(&metrics, errors, &timeout), 1, "{metrics}");
 
     // One JSON log line per review, with its uid.
     let logs = server.logs();

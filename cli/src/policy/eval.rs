@@ -1,14 +1,15 @@
 //! `meshguard policy eval`: evaluate one query and print the result as JSON, for debugging a
-//! policy the way `opa eval` is used: the same regorus engine, Rego v0 as Gatekeeper reads it.
+//! policy the way `opa eval` is used: the same regorus engine, Rego v0 as Gatekeeper reads it,
+//! modules loaded through the policy engine's module path (the rewrites template Rego gets).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use meshguard_policy_engine::{RegoVersion, document, rego};
 use regorus::Engine;
 
 use crate::Outcome;
-use crate::policy::docs::{collect_files, parse_documents, read_text};
-use crate::policy::regotest::rego_error;
+use crate::policy::input::{files, read_documents, read_text};
 
 /// Arguments of `policy eval`.
 #[derive(Debug, clap::Args)]
@@ -32,9 +33,12 @@ pub struct Args {
 
 /// Evaluates the query and prints `{"result": [...]}`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let mut engine = Engine::new();
-    engine.set_rego_v0(!args.v1);
-    engine.set_strict_builtin_errors(false);
+    let version = if args.v1 {
+        RegoVersion::V1
+    } else {
+        RegoVersion::V0
+    };
+    let mut engine = rego::engine(version);
     for root in &args.data {
         let accept = |p: &Path| {
             matches!(
@@ -42,14 +46,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 Some("rego" | "json" | "yaml" | "yml")
             )
         };
-        for file in collect_files(root, &accept)? {
+        for file in files(root, &accept)? {
             load_file(&mut engine, &file)?;
         }
     }
     if let Some(input) = &args.input {
-        let (name, text) = read_text(input)?;
-        let json = input.extension().is_some_and(|e| e == "json");
-        let docs = parse_documents(&name, &text, json)?;
+        let name = input.display().to_string();
+        let docs = read_documents(input)?;
         let [doc] = docs.as_slice() else {
             bail!(
                 "{name}: the input must be one document, found {}",
@@ -75,15 +78,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 fn load_file(engine: &mut Engine, file: &Path) -> anyhow::Result<()> {
-    let (name, text) = read_text(file)?;
     if file.extension().is_some_and(|e| e == "rego") {
-        engine
-            .add_policy(name.clone(), text)
-            .map_err(|err| rego_error(&name, err))?;
+        let (name, text) = read_text(file)?;
+        rego::add_module(engine, &name, &text)?;
         return Ok(());
     }
-    let json = file.extension().is_some_and(|e| e == "json");
-    for doc in parse_documents(&name, &text, json)? {
+    let name = file.display().to_string();
+    for doc in document::read_file(file)? {
         if !doc.value.is_object() {
             bail!("{}: a data document must be an object", doc.position());
         }

@@ -1,16 +1,14 @@
 //! `meshguard policy ...`: the policy tooling.
 //!
-//! - `test`: Rego unit tests (`opa test`), on regorus directly.
-//! - `verify`: gator Suites against templates and constraints, on the shared policy engine.
+//! - `test`: Rego unit tests (`opa test`), loaded through the policy engine's module path.
+//! - `verify`: gator Suites against templates and constraints, by the engine's suite runner.
 //! - `check`: manifests against templates and constraints (`gator test`), on the same engine.
 //! - `eval`: one query over data and input, for debugging.
 
 mod check;
-pub mod docs;
 mod eval;
-mod loading;
+mod input;
 mod regotest;
-mod schema;
 mod verify;
 
 use crate::Outcome;

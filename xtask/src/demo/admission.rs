@@ -190,7 +190,9 @@ async fn act() -> anyhow::Result<Vec<Step>> {
     let metrics = conn.get("/metrics").await?.text();
     let denied = metrics
         .lines()
-        .find(|l| l.starts_with("gatekeeper_validation_request_count{admission_status=\"deny\""))
+        .find(|l| {
+            l.starts_with("gatekeeper_validation_request_count_total{admission_status=\"deny\"")
+        })
         .unwrap_or("none")
         .to_string();
     steps.push(Step::new(

@@ -24,6 +24,17 @@ fn nested_calls_and_dotted_names_are_bound() {
 }
 
 #[test]
+fn with_modifiers_apply_to_the_bindings_too() {
+    // A test mocking input: the bound argument must read the mocked input, as in OPA.
+    let src = "package t\ntest_p {\n  not f(input.x) with input as {\"x\": 1}\n}\n";
+    let (out, _) = opa_semantics(src);
+    assert_eq!(
+        out,
+        "package t\ntest_p {\n  __mg_not_1 = input.x with input as {\"x\": 1}; not f(__mg_not_1) with input as {\"x\": 1}\n}\n"
+    );
+}
+
+#[test]
 fn plain_not_and_references_are_left_alone() {
     let src = "package t\np { not f(x, 1); not input.a; not x == 1 }\n";
     assert_eq!(opa_semantics(src).0, src);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use regorus::Value;
 
 use super::{Failure, Template, prepare};
-use crate::decision_cache::{self, CacheStats};
+use crate::decision_cache::CacheCounters;
 use crate::inventory::Inventory;
 use crate::vm::{self, EvalMode};
 use crate::vm_rules;
@@ -18,13 +18,37 @@ impl Template {
         self.reads.impure.as_deref()
     }
 
-    /// Hits and misses of this template's decision cache.
-    pub fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
+    /// Why the decision cache keys this template on every `input` reference's static prefix
+    /// rather than on what the parse-tree analysis found (None when the analysis was used).
+    pub fn cache_fallback(&self) -> Option<&str> {
+        self.reads.fallback.as_deref()
+    }
+
+    /// What the decision cache keys this template's decisions on, one line per path:
+    /// `value input.review.object.spec`, `type input.review.object`, `shape
+    /// input.review.object.metadata.name` (see [`crate::read_set`]).
+    pub fn cache_key_paths(&self) -> Vec<String> {
+        let line = |kind: &str, path: &Vec<String>| {
+            let mut text = format!("{kind} input");
+            for segment in path {
+                text.push('.');
+                text.push_str(segment);
+            }
+            text
+        };
+        let reads = &self.reads;
+        reads
+            .value
+            .iter()
+            .map(|p| line("value", p))
+            .chain(reads.types.iter().map(|p| line("type", p)))
+            .chain(reads.shapes.iter().map(|p| line("shape", p)))
+            .collect()
     }
 
     /// Decides one constraint: `violation` on `input = {"review": review, "parameters":
-    /// parameters}`, answered from the decision cache when `cached` and the template allows it.
+    /// parameters}`, answered from the decision cache (counting in `cache`) when given and the
+    /// template allows it.
     pub(crate) fn decide(
         &self,
         review: &Value,
@@ -32,16 +56,20 @@ impl Template {
         inventory: &Inventory,
         limit: Duration,
         mode: EvalMode,
-        cached: bool,
+        cache: Option<&CacheCounters>,
     ) -> Result<Value, Failure> {
-        let key = (cached && self.reads.cacheable()).then(|| {
+        let cached = cache.filter(|_| self.reads.cacheable()).map(|counters| {
             let generation = self.uses_inventory.then(|| inventory.id());
-            decision_cache::key(&self.reads, review, parameters, generation)
+            let key = self.reads.key(review, parameters, generation);
+            let shown = self.reads.shown(review, parameters);
+            (counters, key, shown)
         });
-        if let Some(key) = &key
-            && let Some(outcome) = self.cache.get(key)
-        {
-            return outcome.map_err(Failure::Error);
+        if let Some((counters, key, shown)) = &cached {
+            let found = self.cache.get(key, shown);
+            counters.count(found.is_some());
+            if let Some(outcome) = found {
+                return outcome.map_err(Failure::Error);
+            }
         }
         let mut input = Value::new_object();
         if let Ok(map) = input.as_object_mut() {
@@ -49,10 +77,10 @@ impl Template {
             map.insert(Value::from("parameters"), parameters.clone());
         }
         let outcome = self.evaluate(input, inventory, limit, mode);
-        if let Some(key) = key {
+        if let Some((_, key, shown)) = cached {
             match &outcome {
-                Ok(value) => self.cache.insert(key, Ok(value.clone())),
-                Err(Failure::Error(message)) => self.cache.insert(key, Err(message.clone())),
+                Ok(value) => self.cache.insert(key, Ok(value.clone()), shown),
+                Err(Failure::Error(message)) => self.cache.insert(key, Err(message.clone()), shown),
                 Err(Failure::Timeout) => {}
             }
         }

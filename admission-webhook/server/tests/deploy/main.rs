@@ -232,14 +232,44 @@ fn rbac_covers_cluster_mode_and_the_service_account_is_exempt() {
             kind.kind
         );
     }
-    // Read-only: the webhook never writes to the API.
-    for verbs in rules.values() {
+    // It writes only the status subresource of templates and constraints (status.byPod).
+    for ((group, resource), verbs) in &rules {
+        let writes: Vec<&String> = verbs
+            .iter()
+            .filter(|v| !["get", "list", "watch"].contains(&v.as_str()))
+            .collect();
+        if writes.is_empty() {
+            continue;
+        }
         assert!(
-            verbs
-                .iter()
-                .all(|v| ["get", "list", "watch"].contains(&v.as_str()))
+            resource.ends_with("/status")
+                && group.ends_with(".gatekeeper.sh")
+                && writes.iter().all(|v| *v == "patch"),
+            "{group}/{resource}: {writes:?}"
         );
     }
+    let patch = |group: &str, resource: &str| {
+        rules
+            .get(&(group.to_string(), resource.to_string()))
+            .is_some_and(|v| v.contains("patch"))
+    };
+    assert!(patch(
+        "templates.gatekeeper.sh",
+        "constrainttemplates/status"
+    ));
+    assert!(patch("constraints.gatekeeper.sh", "*/status"));
+    // Status entries are named after the pod, from the downward API.
+    let container = &pod["containers"][0];
+    let pod_name = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_NAME")
+        .expect("POD_NAME in the container's env");
+    assert_eq!(
+        pod_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
 }
 
 #[test]

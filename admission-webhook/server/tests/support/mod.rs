@@ -95,3 +95,27 @@ impl Pki {
         self.0.server_cert(common_name).unwrap()
     }
 }
+
+/// The sum of the samples named `name` whose labels include `labels`, in a Prometheus text
+/// exposition parsed with `prometheus-parse` (a parser independent of the crate that writes it).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let lines = text.lines().map(|line| Ok(line.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("a Prometheus text exposition");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// [`metric`] for a counter, as a whole number.
+pub fn count(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    metric(text, name, labels) as u64
+}

@@ -6,30 +6,28 @@
 //! Templates and constraints come from `--policies` (default `gatekeeper/` when it exists) and
 //! from the manifests themselves. Every other object is reviewed at gator's enforcement point
 //! with the reviewed objects (and `--inventory`) as `data.inventory`, as gator test does, so a
-//! Deployment and its PodDisruptionBudget in one release are checked together. `deny`
-//! violations fail the run (exit 1), `warn` ones only with `--strict`, `dryrun` ones never.
+//! Deployment and its PodDisruptionBudget in one release are checked together. Objects are
+//! reviewed on every core, and the report keeps the order of the manifests. `deny` violations
+//! fail the run (exit 1), `warn` ones only with `--strict`, `dryrun` ones never.
 
 mod report;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use meshguard_policy_engine::constraint::is_constraint;
+use meshguard_policy_engine::document::{self, Document};
+use meshguard_policy_engine::review::is_admission_review;
+use meshguard_policy_engine::suite::is_suite;
 use meshguard_policy_engine::template::is_template;
 use meshguard_policy_engine::{
-    self as engine, Constraint, EnforcementAction, EnforcementPoint, Inventory, PolicySet,
-    ReviewOptions,
+    AdmissionRequest, EnforcementAction, EnforcementPoint, Inventory, PolicySet, ReviewOptions,
+    parallel,
 };
 
 use crate::Outcome;
-use crate::policy::docs::{self, Document};
-use crate::policy::loading::{
-    LoadedTemplate, add_inventory_file, check_parameters, compile_template, engine_documents,
-    is_admission_review, review_request,
-};
-use crate::policy::verify::is_suite;
+use crate::policy::input;
 
 /// Report formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,8 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let mut policy_docs = Vec::new();
     for root in &policy_paths {
-        for file in docs::collect_files(root, &docs::is_manifest)? {
-            let found = engine_documents(&file).map_err(anyhow::Error::msg)?;
+        for file in input::files(root, &document::is_manifest)? {
+            let found = document::read_file(&file)?;
             policy_docs.extend(
                 found
                     .into_iter()
@@ -127,16 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let mut reviewed = Vec::new();
     for doc in objects {
-        if is_template_json(&doc.value) || is_constraint_json(&doc.value) {
-            policy_docs.push(engine::Document {
-                location: engine::Location {
-                    source: doc.file.clone(),
-                    document: doc.index,
-                    line: doc.line,
-                },
-                value: doc.value.clone(),
-                text: String::new(),
-            });
+        if is_template(&doc) || is_constraint(&doc) {
+            policy_docs.push(doc);
         } else if !is_suite(&doc.value) {
             reviewed.push(doc);
         }
@@ -149,8 +139,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .map_err(|err| anyhow::anyhow!("{}: {err}", doc.position()))?;
     }
     for root in &args.inventory {
-        for file in docs::collect_files(root, &docs::is_manifest)? {
-            add_inventory_file(&mut inventory, &file).map_err(anyhow::Error::msg)?;
+        for file in input::files(root, &document::is_manifest)? {
+            let docs = document::read_file(&file)?;
+            if docs.is_empty() {
+                bail!("{}: defines no objects", file.display());
+            }
+            for doc in docs {
+                inventory
+                    .add(doc.value.clone())
+                    .map_err(|err| anyhow::anyhow!("{}: {err}", doc.position()))?;
+            }
         }
     }
     let findings = review_all(&set, &inventory, &reviewed, args.strict)?;
@@ -161,7 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let output = match args.format {
         Format::Pretty => report::pretty(&findings, &summary),
         Format::Json => report::json(&findings, &summary),
-        Format::Sarif => report::sarif(&findings, &set),
+        Format::Sarif => report::sarif(&findings, &set)?,
         Format::Github => report::github(&findings, &summary),
     };
     print!("{output}");
@@ -174,79 +172,38 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 fn read_manifests(path: &Path) -> anyhow::Result<Vec<Document>> {
     if path == Path::new("-") {
-        return docs::read_documents(path);
+        return input::read_documents(path);
     }
     let mut out = Vec::new();
-    let files = docs::collect_files(path, &docs::is_manifest)?;
+    let files = input::files(path, &document::is_manifest)?;
     if files.is_empty() {
         bail!("{}: no .yaml, .yml or .json files found", path.display());
     }
     for file in files {
-        out.extend(docs::read_documents(&file)?);
+        out.extend(document::read_file(&file)?);
     }
     Ok(out)
 }
 
-fn is_template_json(value: &serde_json::Value) -> bool {
-    value["kind"] == "ConstraintTemplate"
-        && value["apiVersion"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("templates.gatekeeper.sh/"))
-}
-
-fn is_constraint_json(value: &serde_json::Value) -> bool {
-    value["apiVersion"]
-        .as_str()
-        .is_some_and(|v| v.starts_with("constraints.gatekeeper.sh/"))
-}
-
-/// Compiles the templates, then adds the constraints checked against their schemas. Every
-/// problem is reported at once.
-fn build_policy_set(docs: &[engine::Document]) -> anyhow::Result<PolicySet> {
-    let mut errors = Vec::new();
-    let mut templates: BTreeMap<String, (LoadedTemplate, engine::Location)> = BTreeMap::new();
-    for doc in docs.iter().filter(|d| is_template(d)) {
-        match compile_template(doc) {
-            Ok(loaded) => {
-                let kind = loaded.template.kind.clone();
-                if let Some((first, at)) = templates.get(&kind) {
-                    if first.document != loaded.document {
-                        errors.push(format!(
-                            "{}: ConstraintTemplate for {kind} is already defined differently at {at}",
-                            doc.location
-                        ));
-                    }
-                    continue;
-                }
-                templates.insert(kind, (loaded, doc.location.clone()));
-            }
-            Err(err) => errors.push(err.message().to_string()),
+/// Compiles the templates and adds the constraints, whose parameters the engine checks against
+/// their template's schema exactly as the webhook does. Every problem is reported at once; the
+/// warnings the API server would give (pruned parameter fields) go to stderr.
+fn build_policy_set(docs: &[Document]) -> anyhow::Result<PolicySet> {
+    let set = match PolicySet::from_documents(docs) {
+        Ok(set) => set,
+        Err(err) => {
+            let lines: Vec<String> = err.errors().iter().map(|e| e.to_string()).collect();
+            bail!("loading policies failed:\n  {}", lines.join("\n  "));
         }
-    }
-    let mut set = PolicySet::new();
-    for (loaded, _) in templates.values() {
-        set.insert_template(loaded.template.clone());
-    }
-    for doc in docs.iter().filter(|d| is_constraint(d)) {
-        let constraint = match Constraint::from_document(doc) {
-            Ok(c) => c,
-            Err(err) => {
-                errors.push(err.to_string());
-                continue;
-            }
-        };
-        if let Some((loaded, _)) = templates.get(&constraint.id.kind)
-            && let Err(err) = check_parameters(&constraint, loaded)
-        {
-            errors.push(err);
-            continue;
+    };
+    for constraint in set.constraints() {
+        for warning in &constraint.warnings {
+            eprintln!(
+                "warning: {}: {}: {warning}",
+                constraint.location,
+                constraint.what()
+            );
         }
-        if let Err(err) = set.add_constraint(constraint) {
-            errors.push(err.to_string());
-        }
-    }
-    if !errors.is_empty() {
-        bail!("loading policies failed:\n  {}", errors.join("\n  "));
     }
     if set.templates().next().is_none() {
         bail!(
@@ -257,6 +214,7 @@ fn build_policy_set(docs: &[engine::Document]) -> anyhow::Result<PolicySet> {
     Ok(set)
 }
 
+/// Reviews every object on every core; the findings keep the manifests' order.
 fn review_all(
     set: &PolicySet,
     inventory: &Inventory,
@@ -264,12 +222,15 @@ fn review_all(
     strict: bool,
 ) -> anyhow::Result<Vec<Finding>> {
     let options = ReviewOptions::at(EnforcementPoint::Gator);
+    let outcomes = parallel::map_in_order(objects, None, |doc| {
+        let request = AdmissionRequest::from_manifest(&doc.value)
+            .map_err(|err| anyhow::anyhow!("{}: {err}", doc.position()))?;
+        set.review_with(&request, inventory, &options)
+            .with_context(|| format!("{}: reviewing {}", doc.position(), doc.object_name()))
+    });
     let mut findings = Vec::new();
-    for doc in objects {
-        let request = review_request(doc).map_err(anyhow::Error::msg)?;
-        let violations = set
-            .review_with(&request, inventory, &options)
-            .with_context(|| format!("{}: reviewing {}", doc.position(), doc.object_name()))?;
+    for (doc, outcome) in objects.iter().zip(outcomes) {
+        let violations = outcome?;
         let object = if is_admission_review(&doc.value) {
             let request = &doc.value["request"];
             let target = if request["object"].is_object() {
@@ -279,7 +240,7 @@ fn review_all(
             };
             format!(
                 "{} ({})",
-                docs::object_name(target),
+                document::object_name(target),
                 request["operation"].as_str().unwrap_or("")
             )
         } else {
@@ -288,9 +249,9 @@ fn review_all(
         for v in violations {
             let fails = v.denies() || (strict && v.warns());
             findings.push(Finding {
-                file: doc.file.clone(),
-                line: doc.line,
-                document: doc.index,
+                file: doc.location.source.clone(),
+                line: doc.location.line,
+                document: doc.location.document,
                 object: object.clone(),
                 constraint: v.constraint.to_string(),
                 constraint_name: v.constraint.name.clone(),

@@ -1,11 +1,17 @@
 //! Printing check results: readable (grouped by object), JSON, SARIF 2.1.0 (code scanning) and
 //! GitHub Actions annotations (`::error file=..,line=..::message`).
+//!
+//! SARIF is built with `serde-sarif`, whose types are generated from the OASIS SARIF 2.1.0
+//! schema, so the document is valid by construction. The GitHub Actions workflow commands stay
+//! hand-written: each is one line with two documented escaping rules (`escape_data` and
+//! `escape_property`, tested below), so a dependency would add more than it saves.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use meshguard_policy_engine::{EnforcementAction, PolicySet};
 use serde_json::json;
+use serde_sarif::sarif;
 
 use super::{Finding, Summary};
 
@@ -96,61 +102,97 @@ pub fn json(findings: &[Finding], summary: &Summary) -> String {
 }
 
 /// SARIF 2.1.0: one rule per constraint, one result per violation at the object's first line.
-pub fn sarif(findings: &[Finding], set: &PolicySet) -> String {
-    let mut rules: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for constraint in set.constraints() {
-        let id = constraint.id.to_string();
-        let description = match set.template(&constraint.id.kind) {
-            Some(t) => format!("Gatekeeper constraint {id} (ConstraintTemplate {})", t.name),
-            None => format!("Gatekeeper constraint {id}"),
-        };
-        rules.insert(
-            id.clone(),
-            json!({
-                "id": id,
-                "name": constraint.id.name,
-                "shortDescription": {"text": description},
-                "properties": {"template": constraint.id.kind},
-            }),
-        );
-    }
-    let results: Vec<serde_json::Value> = findings
+pub fn sarif(findings: &[Finding], set: &PolicySet) -> anyhow::Result<String> {
+    let properties = |pairs: Vec<(&str, serde_json::Value)>| {
+        sarif::PropertyBag::builder()
+            .additional_properties(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+            .build()
+    };
+    let rules: Vec<sarif::ReportingDescriptor> = set
+        .constraints()
+        .map(|constraint| {
+            let id = constraint.id.to_string();
+            let description = match set.template(&constraint.id.kind) {
+                Some(t) => format!("Gatekeeper constraint {id} (ConstraintTemplate {})", t.name),
+                None => format!("Gatekeeper constraint {id}"),
+            };
+            sarif::ReportingDescriptor::builder()
+                .id(id)
+                .name(constraint.id.name.clone())
+                .short_description(
+                    sarif::MultiformatMessageString::builder()
+                        .text(description)
+                        .build(),
+                )
+                .properties(properties(vec![(
+                    "template",
+                    constraint.id.kind.clone().into(),
+                )]))
+                .build()
+        })
+        .collect();
+    let results: Vec<sarif::Result> = findings
         .iter()
         .map(|f| {
             let level = match action_word(f) {
-                "deny" => "error",
-                "warn" => "warning",
-                _ => "note",
+                "deny" => sarif::ResultLevel::Error,
+                "warn" => sarif::ResultLevel::Warning,
+                _ => sarif::ResultLevel::Note,
             };
-            json!({
-                "ruleId": f.constraint,
-                "level": level,
-                "message": {"text": format!("{}: {}", f.object, f.message)},
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": f.file},
-                        "region": {"startLine": f.line},
-                    },
-                }],
-                "properties": {"enforcementAction": action_word(f), "details": f.details},
-            })
+            let location = sarif::Location::builder()
+                .physical_location(
+                    sarif::PhysicalLocation::builder()
+                        .artifact_location(
+                            sarif::ArtifactLocation::builder()
+                                .uri(f.file.clone())
+                                .build(),
+                        )
+                        .region(
+                            sarif::Region::builder()
+                                .start_line(i64::try_from(f.line).unwrap_or(i64::MAX))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build();
+            sarif::Result::builder()
+                .rule_id(f.constraint.clone())
+                .level(level)
+                .message(
+                    sarif::Message::builder()
+                        .text(format!("{}: {}", f.object, f.message))
+                        .build(),
+                )
+                .locations(vec![location])
+                .properties(properties(vec![
+                    ("enforcementAction", action_word(f).into()),
+                    ("details", f.details.clone()),
+                ]))
+                .build()
         })
         .collect();
-    let doc = json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "meshguard",
-                "version": env!("CARGO_PKG_VERSION"),
-                "rules": rules.into_values().collect::<Vec<_>>(),
-            }},
-            "results": results,
-        }],
-    });
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let driver = sarif::ToolComponent::builder()
+        .name("meshguard")
+        .version(env!("CARGO_PKG_VERSION"))
+        .rules(rules)
+        .build();
+    let run = sarif::Run::builder()
+        .tool(sarif::Tool::builder().driver(driver).build())
+        .results(results)
+        .build();
+    let doc = sarif::Sarif::builder()
+        .schema(sarif::SCHEMA_URL)
+        .version(serde_json::to_value(sarif::Version::V2_1_0)?)
+        .runs(vec![run])
+        .build();
+    let mut text = serde_json::to_string_pretty(&doc)?;
     text.push('\n');
-    text
+    Ok(text)
 }
 
 /// GitHub Actions workflow commands: `::error` for deny, `::warning` for warn, `::notice` for

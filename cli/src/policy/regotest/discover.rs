@@ -1,19 +1,22 @@
 //! Loading Rego modules and data documents the way `opa test` does, and finding the tests.
 //!
 //! Every `*.rego` file under the given paths goes into one engine (packages see each other, as
-//! in OPA); `data.json` / `data.yaml` files are merged into `data` at the path of their folder
-//! relative to the argument that found them (bundle layout). A test is a rule whose name starts
-//! with `test_`; `todo_` rules are tests that are counted as skipped. The rules are found in
-//! regorus's own parse tree, so file and line are exact and nothing is matched by text.
+//! in OPA), through the policy engine's module path (`meshguard_policy_engine::rego`): the same
+//! rewrites template Rego gets, lines kept. `data.json` / `data.yaml` files are merged into
+//! `data` at the path of their folder relative to the argument that found them (bundle layout).
+//! A test is a rule whose name starts with `test_`; `todo_` rules are tests that are counted as
+//! skipped. The rules are found in regorus's own parse tree, so file and line are exact and
+//! nothing is matched by text.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use meshguard_policy_engine::{RegoVersion, document, rego};
 use regorus::Engine;
 use regorus::unstable::{Expr, Module, Ref, Rule, RuleHead};
 
-use crate::policy::docs::{collect_files, parse_documents, read_text};
+use crate::policy::input::{files, read_text};
 
 /// One test rule (all the definitions that share its name).
 #[derive(Debug, Clone)]
@@ -53,24 +56,29 @@ pub struct Loaded {
     pub test_files: Vec<String>,
     /// Number of Rego files loaded.
     pub module_count: usize,
+    /// Rewrites applied for regorus' divergences from OPA, `file: line N: ...`.
+    pub notes: Vec<String>,
 }
 
 /// Loads every Rego module and data file under `paths`.
 pub fn load(paths: &[PathBuf], rego_v1: bool) -> anyhow::Result<Loaded> {
-    let mut engine = Engine::new();
-    engine.set_rego_v0(!rego_v1);
-    // OPA (and Gatekeeper) turn builtin errors into undefined unless asked otherwise.
-    engine.set_strict_builtin_errors(false);
+    let version = if rego_v1 {
+        RegoVersion::V1
+    } else {
+        RegoVersion::V0
+    };
+    // Configured as template engines are (syntax version, builtin errors undefined as in OPA).
+    let mut engine = rego::engine(version);
     engine.set_gather_prints(true);
     let mut module_count = 0;
+    let mut notes = Vec::new();
     for root in paths {
-        let files = collect_files(root, &|p: &Path| is_rego(p) || is_data_file(p))?;
-        for file in files {
+        let found = files(root, &|p: &Path| is_rego(p) || is_data_file(p))?;
+        for file in found {
             if is_rego(&file) {
                 let (name, text) = read_text(&file)?;
-                engine
-                    .add_policy(name.clone(), text)
-                    .map_err(|err| rego_error(&name, err))?;
+                let (_, module_notes) = rego::add_module(&mut engine, &name, &text)?;
+                notes.extend(module_notes.into_iter().map(|n| format!("{name}: {n}")));
                 module_count += 1;
             } else {
                 add_data_file(&mut engine, root, &file)?;
@@ -94,18 +102,8 @@ pub fn load(paths: &[PathBuf], rego_v1: bool) -> anyhow::Result<Loaded> {
         tests,
         test_files,
         module_count,
+        notes,
     })
-}
-
-/// A Rego parse error: regorus's message already carries `file:line:col` and the source line.
-pub fn rego_error(file: &str, err: anyhow::Error) -> anyhow::Error {
-    let full = format!("{err:#}");
-    let text = full.trim();
-    if text.contains(file) {
-        anyhow::anyhow!("Rego error: {text}")
-    } else {
-        anyhow::anyhow!("{file}: Rego error: {text}")
-    }
 }
 
 fn is_rego(path: &Path) -> bool {
@@ -120,9 +118,8 @@ fn is_data_file(path: &Path) -> bool {
 }
 
 fn add_data_file(engine: &mut Engine, root: &Path, file: &Path) -> anyhow::Result<()> {
-    let (name, text) = read_text(file)?;
-    let json = file.extension().is_some_and(|e| e == "json");
-    let docs = parse_documents(&name, &text, json)?;
+    let name = file.display().to_string();
+    let docs = document::read_file(file)?;
     let mut value = match docs.as_slice() {
         [] => serde_json::Value::Object(Default::default()),
         [one] => one.value.clone(),

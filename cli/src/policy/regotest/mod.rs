@@ -1,9 +1,12 @@
 //! `meshguard policy test`: Rego unit tests, run as `opa test` runs them.
 //!
 //! The security team keeps `*_test.rego` next to the policies; this runs every `test_*` rule with
-//! regorus (the engine the webhook uses), so a test that passes here exercises the same
-//! interpreter that enforces the policy. Modules are read as Rego v0 by default, as Gatekeeper
-//! reads templates; `--v1` switches to Rego v1.
+//! regorus (the engine the webhook uses). Modules are loaded through the policy engine's own path
+//! (`meshguard_policy_engine::rego`): the same rewrites for regorus' divergences from OPA as
+//! template Rego gets, and OPA's treatment of builtin errors, so a policy decides in its unit
+//! tests as it decides inside its template, and a test that passes under `opa test` passes here.
+//! Modules are read as Rego v0 by default, as Gatekeeper reads templates; `--v1` switches to
+//! Rego v1.
 
 mod coverage;
 mod discover;
@@ -11,7 +14,6 @@ mod explain;
 mod report;
 mod runner;
 
-pub use discover::rego_error;
 pub use report::millis;
 
 use std::path::PathBuf;
@@ -43,7 +45,8 @@ pub struct Args {
     /// Only run tests whose full name (`data.pkg.test_x`) matches this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub run: Option<String>,
-    /// Show print() output of every test and, for failures, the failing expression and values.
+    /// Show print() output of every test, for failures the failing expression and values, and
+    /// the rewrites applied for regorus' divergences from OPA (on stderr).
     #[arg(short, long)]
     pub verbose: bool,
     /// Output format.
@@ -76,6 +79,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let want_coverage = args.coverage || args.threshold.is_some();
     let mut loaded = discover::load(&args.paths, args.v1)?;
+    if args.verbose {
+        for note in &loaded.notes {
+            eprintln!("meshguard: rewritten as OPA reads it: {note}");
+        }
+    }
     if want_coverage {
         loaded.engine.set_enable_coverage(true);
     }
@@ -97,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             eprintln!("{}", counts.summary_line());
         }
         Format::Junit => {
-            print!("{}", report::junit(&results));
+            print!("{}", report::junit(&results)?);
             eprintln!("{}", counts.summary_line());
         }
     }

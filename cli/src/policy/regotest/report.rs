@@ -1,4 +1,6 @@
-//! Printing test results: a readable report, JSON for tools, JUnit XML for CI dashboards.
+//! Printing test results: a readable report, JSON for tools, JUnit XML for CI dashboards (written
+//! with `quick-junit`, the writer cargo-nextest uses, so escaping and the schema's attributes are
+//! its concern).
 //!
 //! Every format ends with (pretty) or goes with (on stderr, for the machine formats) the summary
 //! line `N passed, N failed[, N skipped]`, which CI reads.
@@ -6,6 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde_json::json;
 
 use super::coverage::Coverage;
@@ -117,81 +120,57 @@ pub fn json(results: &[TestResult], coverage: Option<&Coverage>) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-/// JUnit XML: one `<testsuite>` per test file.
-pub fn junit(results: &[TestResult]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let counts = Counts::of(results);
-    let errors = results.iter().filter(|r| r.status == Status::Error).count();
-    let total: Duration = results.iter().map(|r| r.duration).sum();
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"meshguard policy test\" tests=\"{}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{}\" time=\"{:.6}\">",
-        results.len(),
-        counts.failed - errors,
-        counts.skipped,
-        total.as_secs_f64()
-    );
+/// JUnit XML (written with `quick-junit`): one `<testsuite>` per test file, one `<testcase>`
+/// per test with its file and line, failures explained, `print()` output as `system-out`.
+pub fn junit(results: &[TestResult]) -> anyhow::Result<String> {
+    let mut report = Report::new("meshguard policy test");
+    report.set_time(results.iter().map(|r| r.duration).sum());
     let mut files: Vec<&str> = results.iter().map(|r| r.test.file.as_str()).collect();
     files.dedup();
     for file in files {
+        let mut suite = TestSuite::new(file);
         let group: Vec<&TestResult> = results.iter().filter(|r| r.test.file == file).collect();
-        let count = |s: Status| group.iter().filter(|r| r.status == s).count();
-        let time: Duration = group.iter().map(|r| r.duration).sum();
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.6}\">",
-            xml(file),
-            group.len(),
-            count(Status::Fail),
-            count(Status::Error),
-            count(Status::Skip),
-            time.as_secs_f64()
-        );
+        suite.set_time(group.iter().map(|r| r.duration).sum());
         for r in group {
-            let _ = write!(
-                out,
-                "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" line=\"{}\" time=\"{:.6}\"",
-                xml(&r.test.name),
-                xml(&r.test.package),
-                xml(&r.test.file),
-                r.test.line,
-                r.duration.as_secs_f64()
-            );
             let message = r.message.as_deref().unwrap_or("");
-            match r.status {
-                Status::Pass if r.prints.is_empty() => out.push_str("/>\n"),
-                status => {
-                    out.push_str(">\n");
-                    match status {
-                        Status::Fail => {
-                            let _ = writeln!(
-                                out,
-                                "      <failure message=\"{}\">{}</failure>",
-                                xml(message),
-                                xml(&failure_detail(r))
-                            );
-                        }
-                        Status::Error => {
-                            let _ = writeln!(out, "      <error message=\"{}\"/>", xml(message));
-                        }
-                        Status::Skip => out.push_str("      <skipped message=\"todo\"/>\n"),
-                        Status::Pass => {}
-                    }
-                    if !r.prints.is_empty() {
-                        let _ = writeln!(
-                            out,
-                            "      <system-out>{}</system-out>",
-                            xml(&r.prints.join("\n"))
-                        );
-                    }
-                    out.push_str("    </testcase>\n");
+            let status = match r.status {
+                Status::Pass => TestCaseStatus::success(),
+                Status::Skip => {
+                    let mut status = TestCaseStatus::skipped();
+                    status.set_message("todo");
+                    status
                 }
+                Status::Fail => {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status
+                        .set_message(message)
+                        .set_description(failure_detail(r));
+                    status
+                }
+                Status::Error => {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    status.set_message(message);
+                    status
+                }
+            };
+            let mut case = TestCase::new(r.test.name.clone(), status);
+            case.set_classname(r.test.package.clone())
+                .set_time(r.duration);
+            case.extra.insert("file".into(), r.test.file.clone().into());
+            case.extra
+                .insert("line".into(), r.test.line.to_string().into());
+            if !r.prints.is_empty() {
+                case.set_system_out(r.prints.join("\n"));
             }
+            suite.add_test_case(case);
         }
-        out.push_str("  </testsuite>\n");
+        report.add_test_suite(suite);
     }
-    out.push_str("</testsuites>\n");
-    out
+    let mut text = report.to_string()?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 fn failure_detail(r: &TestResult) -> String {
@@ -205,23 +184,6 @@ fn failure_detail(r: &TestResult) -> String {
         }
     }
     detail
-}
-
-/// Escapes text for XML attributes and content.
-pub fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A duration in milliseconds with enough precision for sub-millisecond tests.

@@ -1,27 +1,24 @@
-//! `meshguard policy verify`: gator's Suites (`test.gatekeeper.sh/v1alpha1`) run on the policy
-//! engine the webhook uses, so a suite that passes here describes what admission will do.
+//! `meshguard policy verify`: gator's Suites (`test.gatekeeper.sh/v1alpha1`) run by the policy
+//! engine's suite runner, the one the engine's own tests use, on the engine the webhook uses: a
+//! suite that passes here describes what admission will do.
 //!
-//! Semantics follow gator verify: tests of a template and a constraint with cases, one object
-//! per case file (an AdmissionReview is reviewed as its request), inventory files for
-//! referential policies, assertions `violations: yes|no|N` (default yes) with an optional
-//! `message` regular expression, `skip`, and `invalid: true` for a template or constraint that
-//! must fail to load (Rego, fields, or parameters against the template's schema). A problem
-//! inside a test (a template that does not compile, a missing object file) fails that test
-//! (exit 1); a suite that cannot be read as a Suite is a load error (exit 2).
+//! Semantics follow gator verify (see `meshguard_policy_engine::suite`): tests of a template and
+//! a constraint with cases, one object per case file (an AdmissionReview is reviewed as its
+//! request), inventory files for referential policies, assertions `violations: yes|no|N` (default
+//! yes) with an optional `message` regular expression, `skip`, and `invalid: true` for a template
+//! or constraint that must fail to load (Rego, fields, or parameters against the template's
+//! schema, checked exactly as the webhook checks them). A problem inside a test (a template that
+//! does not compile, a missing object file) fails that test (exit 1); a suite that cannot be read
+//! as a Suite is a load error (exit 2). This module only parses arguments and prints.
 
-mod filter;
 mod report;
-mod runner;
-mod suite;
 
 use std::path::PathBuf;
 
 use clap::ValueEnum;
+use meshguard_policy_engine::suite::{self, Counts, Filter, Runner};
 
 use crate::Outcome;
-use filter::Filter;
-use runner::{Counts, Runner};
-pub use suite::is_suite;
 
 /// Report formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,6 +27,8 @@ pub enum Format {
     Pretty,
     /// One JSON document (summary line on stderr).
     Json,
+    /// JUnit XML, one testsuite per suite file (summary line on stderr).
+    Junit,
 }
 
 /// Arguments of `policy verify`.
@@ -51,7 +50,11 @@ pub struct Args {
 
 /// Runs the suites and prints the report.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let filter = Filter::parse(args.run.as_deref())?;
+    let filter = Filter::parse(args.run.as_deref()).map_err(anyhow::Error::msg)?;
+    for path in &args.paths {
+        std::fs::metadata(path)
+            .map_err(|err| anyhow::anyhow!("cannot access {}: {err}", path.display()))?;
+    }
     let suites = suite::find_suites(&args.paths)?;
     if suites.is_empty() {
         let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
@@ -60,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             shown.join(", ")
         );
     }
-    let mut runner = Runner::default();
+    let mut runner = Runner::new();
     let results: Vec<_> = suites
         .iter()
         .map(|s| runner.run_suite(s, &filter))
@@ -70,6 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Format::Pretty => print!("{}", report::pretty(&results, args.verbose)),
         Format::Json => {
             println!("{}", report::json(&results));
+            eprintln!("{}", counts.summary_line());
+        }
+        Format::Junit => {
+            print!("{}", report::junit(&results)?);
             eprintln!("{}", counts.summary_line());
         }
     }

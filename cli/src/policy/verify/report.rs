@@ -1,13 +1,16 @@
 //! Printing suite results: per suite, test and case with timings (failures with gator's
-//! messages), or one JSON document; then the summary line `N passed, N failed[, N skipped]`.
+//! messages), one JSON document, or JUnit XML (written with `quick-junit`, one testsuite per suite
+//! file and one testcase per case, or per test when it has no cases to run); then the summary
+//! line `N passed, N failed[, N skipped]`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::runner::{CaseResult, Counts, SuiteResult, TestResult};
 use crate::policy::regotest::millis;
+use meshguard_policy_engine::suite::{CaseResult, Counts, SuiteResult, TestResult};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 /// The readable report. `verbose` also lists each case's violations.
 pub fn pretty(results: &[SuiteResult], verbose: bool) -> String {
@@ -89,14 +92,65 @@ fn case_lines(out: &mut String, case: &CaseResult, verbose: bool) {
     }
 }
 
-/// Whether a test failed (itself or one of its cases).
-pub fn test_failed(test: &TestResult) -> bool {
-    !test.skipped && (test.error.is_some() || test.cases.iter().any(|c| c.error.is_some()))
+fn test_failed(test: &TestResult) -> bool {
+    test.failed()
 }
 
-/// Whether a suite failed.
-pub fn suite_failed(suite: &SuiteResult) -> bool {
-    suite.tests.iter().any(test_failed)
+fn suite_failed(suite: &SuiteResult) -> bool {
+    suite.failed()
+}
+
+/// JUnit XML: a testsuite per suite file, a testcase per case (`test/case`), or per test for
+/// tests that have no cases to run (invalid tests, tests that failed to load).
+pub fn junit(results: &[SuiteResult]) -> anyhow::Result<String> {
+    let mut report = Report::new("meshguard policy verify");
+    for suite in results {
+        let mut junit_suite = TestSuite::new(suite.path.clone());
+        junit_suite.set_time(suite.duration);
+        for test in &suite.tests {
+            let status = |skipped: bool, error: &Option<String>| match (skipped, error) {
+                (true, _) => TestCaseStatus::skipped(),
+                (false, None) => TestCaseStatus::success(),
+                (false, Some(error)) => {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status.set_message(error.lines().next().unwrap_or_default());
+                    status.set_description(error.clone());
+                    status
+                }
+            };
+            if test.cases.is_empty() || test.error.is_some() {
+                let mut case = TestCase::new(test.name.clone(), status(test.skipped, &test.error));
+                case.set_classname(suite.path.clone())
+                    .set_time(test.duration);
+                junit_suite.add_test_case(case);
+                continue;
+            }
+            for result in &test.cases {
+                let skipped = test.skipped || result.skipped;
+                let mut case = TestCase::new(
+                    format!("{}/{}", test.name, result.name),
+                    status(skipped, &result.error),
+                );
+                case.set_classname(suite.path.clone())
+                    .set_time(result.duration);
+                if !result.violations.is_empty() {
+                    let lines: Vec<String> = result
+                        .violations
+                        .iter()
+                        .map(|(constraint, message)| format!("violation [{constraint}] {message}"))
+                        .collect();
+                    case.set_system_out(lines.join("\n"));
+                }
+                junit_suite.add_test_case(case);
+            }
+        }
+        report.add_test_suite(junit_suite);
+    }
+    let mut text = report.to_string()?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// One JSON document with every suite, test and case.

@@ -2,10 +2,9 @@
 //! name (or whose test's name) matches; `TEST//CASE` selects cases matching CASE in tests
 //! matching TEST. Regular expressions match anywhere in the name (anchor with ^ and $).
 
-use anyhow::{Context, bail};
 use regex::Regex;
 
-use super::suite::Test;
+use super::Test;
 
 /// Which tests and cases to run.
 #[derive(Debug, Default)]
@@ -20,20 +19,20 @@ pub enum Filter {
 }
 
 impl Filter {
-    /// Parses `--run`.
-    pub fn parse(run: Option<&str>) -> anyhow::Result<Filter> {
+    /// Parses `--run`; the error says what is wrong with it.
+    pub fn parse(run: Option<&str>) -> Result<Filter, String> {
         let Some(run) = run.filter(|r| !r.is_empty()) else {
             return Ok(Filter::All);
         };
         let compile = |re: &str| {
             Regex::new(re)
-                .with_context(|| format!("--run: {re:?} is not a valid regular expression"))
+                .map_err(|err| format!("--run: {re:?} is not a valid regular expression: {err}"))
         };
         let parts: Vec<&str> = run.split("//").collect();
         match parts.as_slice() {
             [one] => Ok(Filter::Or(compile(one)?)),
             [test, case] => Ok(Filter::And(compile(test)?, compile(case)?)),
-            _ => bail!("--run: a filter may include at most one \"//\" (TEST//CASE)"),
+            _ => Err("--run: a filter may include at most one \"//\" (TEST//CASE)".into()),
         }
     }
 

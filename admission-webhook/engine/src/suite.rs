@@ -1,20 +1,28 @@
-//! gator's Suite format (`test.gatekeeper.sh/v1alpha1`, kind `Suite`): parsed once into
-//! validated types, and found in folders.
+//! gator's Suite format (`test.gatekeeper.sh/v1alpha1`, kind `Suite`) and its runner, shared by
+//! `meshguard policy verify` and the engine's own tests (one generated test per `suite.yaml`), so
+//! that a suite means the same thing wherever it runs: what the engine decides at admission.
 //!
 //! A Suite lists tests (a template, a constraint, cases or `invalid: true`); a case names an
 //! object file, optional inventory files and assertions (`violations`: `yes` (default), `no` or a
 //! number; `message`: a regular expression). Paths are relative to the suite file. Structural
 //! mistakes (a misspelt field, `violations: maybe`, a broken regular expression) are load errors
-//! naming the file and the place, so a typo cannot silently turn an assertion off.
+//! naming the file and the place, so a typo cannot silently turn an assertion off. The runner is
+//! in [`runner`], `--run`'s filter in [`filter`].
+
+pub mod filter;
+pub mod runner;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::policy::docs::{collect_files, read_text};
+use crate::document::{self, Document};
+use crate::error::LoadError;
+
+pub use filter::Filter;
+pub use runner::{CaseResult, Counts, Runner, SuiteResult, TestResult};
 
 /// The Suite's API group.
 pub const GROUP: &str = "test.gatekeeper.sh";
@@ -43,7 +51,7 @@ pub struct Test {
     pub constraint: String,
     /// `cases`.
     pub cases: Vec<Case>,
-    /// `invalid: true`: the template or constraint must fail to load.
+    /// `invalid: true`: the template or the constraint must fail to load.
     pub invalid: bool,
     /// `skip: true`.
     pub skip: bool,
@@ -142,49 +150,71 @@ pub fn is_suite(value: &Json) -> bool {
             .is_some_and(|v| v.split_once('/').is_some_and(|(group, _)| group == GROUP))
 }
 
-/// Finds the suites under `paths`: a file must be a Suite; folders are searched recursively
-/// and YAML files that are not Suites are skipped. Sorted by path.
-pub fn find_suites(paths: &[PathBuf]) -> anyhow::Result<Vec<Suite>> {
+/// Finds the suites under `paths`: a file must be a Suite; folders are searched recursively and
+/// YAML files that are not Suites are skipped. Sorted by path.
+pub fn find_suites<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Suite>, LoadError> {
     let mut suites = Vec::new();
     for root in paths {
+        let root = root.as_ref();
         let is_file = std::fs::metadata(root)
-            .with_context(|| format!("cannot access {}", root.display()))?
+            .map_err(|source| LoadError::Io {
+                path: root.to_path_buf(),
+                source,
+            })?
             .is_file();
-        let accept =
+        let yaml =
             |p: &Path| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-        for file in collect_files(root, &accept)? {
-            let (name, text) = read_text(&file)?;
+        for file in document::files_under(root, &yaml)? {
+            let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
+                path: file.clone(),
+                source,
+            })?;
             if !(is_file || text.contains("Suite") && text.contains(GROUP)) {
                 continue;
             }
-            let docs = crate::policy::docs::parse_documents(&name, &text, false)?;
+            let name = file.display().to_string();
+            let docs = document::parse_documents(&name, &text)?;
             let Some(doc) = docs.first().filter(|d| is_suite(&d.value)) else {
                 if is_file {
-                    bail!(
-                        "{name}: not a gator Suite (apiVersion: {GROUP}/v1alpha1, kind: Suite); \
-                         pass a suite file or a folder to search"
-                    );
+                    return Err(LoadError::Field {
+                        location: docs
+                            .first()
+                            .map(|d| d.location.clone())
+                            .unwrap_or_else(|| crate::Location::inline(name.clone())),
+                        what: "Suite".into(),
+                        field: "kind".into(),
+                        message: format!(
+                            "not a gator Suite (apiVersion: {GROUP}/v1alpha1, kind: Suite); pass a \
+                             suite file or a folder to search"
+                        ),
+                    });
                 }
                 continue;
             };
-            suites.push(parse_suite(&name, &file, &doc.value)?);
+            suites.push(parse_suite(doc, &file)?);
         }
     }
     suites.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(suites)
 }
 
-/// Validates one suite document.
-pub fn parse_suite(name: &str, file: &Path, value: &Json) -> anyhow::Result<Suite> {
-    let raw: RawSuite = serde_path_to_error::deserialize(value)
-        .map_err(|err| anyhow::anyhow!("{name}: field `{}`: {}", err.path(), err.inner()))?;
+/// Validates one suite document read from `file`.
+pub fn parse_suite(doc: &Document, file: &Path) -> Result<Suite, LoadError> {
+    let error = |field: String, message: String| LoadError::Field {
+        location: doc.location.clone(),
+        what: format!("Suite {}", doc.name()),
+        field,
+        message,
+    };
+    let raw: RawSuite = serde_path_to_error::deserialize(&doc.value)
+        .map_err(|err| error(err.path().to_string(), err.inner().to_string()))?;
     let mut tests = Vec::new();
     for (ti, t) in raw.tests.into_iter().enumerate() {
         let mut cases = Vec::new();
         for (ci, c) in t.cases.into_iter().enumerate() {
             let mut assertions = Vec::new();
             for (ai, a) in c.assertions.into_iter().enumerate() {
-                let at = || format!("{name}: tests[{ti}].cases[{ci}].assertions[{ai}]");
+                let at = format!("tests[{ti}].cases[{ci}].assertions[{ai}]");
                 let violations = match a.violations {
                     None => Expected::Yes,
                     Some(Json::String(s)) if s == "yes" => Expected::Yes,
@@ -192,17 +222,24 @@ pub fn parse_suite(name: &str, file: &Path, value: &Json) -> anyhow::Result<Suit
                     Some(Json::Number(n)) if n.as_u64().is_some() => {
                         Expected::Exactly(n.as_u64().unwrap_or_default())
                     }
-                    Some(other) => bail!(
-                        "{}.violations: must be a non-negative integer, \"yes\" or \"no\", got {other}",
-                        at()
-                    ),
+                    Some(other) => {
+                        return Err(error(
+                            format!("{at}.violations"),
+                            format!(
+                                "must be a non-negative integer, \"yes\" or \"no\", got {other}"
+                            ),
+                        ));
+                    }
                 };
-                let message = a
-                    .message
-                    .as_deref()
-                    .map(Regex::new)
-                    .transpose()
-                    .with_context(|| format!("{}.message: not a valid regular expression", at()))?;
+                let message = match a.message.as_deref().map(Regex::new).transpose() {
+                    Ok(message) => message,
+                    Err(err) => {
+                        return Err(error(
+                            format!("{at}.message"),
+                            format!("not a valid regular expression: {err}"),
+                        ));
+                    }
+                };
                 assertions.push(Assertion {
                     violations,
                     message,
@@ -226,7 +263,7 @@ pub fn parse_suite(name: &str, file: &Path, value: &Json) -> anyhow::Result<Suit
         });
     }
     Ok(Suite {
-        path: name.to_string(),
+        path: doc.location.source.clone(),
         dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         skip: raw.skip,
         tests,

@@ -1,24 +1,26 @@
-//! Running suites with gator's semantics on the shared policy engine.
+//! Running suites with gator's semantics on this engine.
 //!
 //! Per test: the template is compiled (once per file for the whole run: compiling is the costly
-//! step) and the constraint is loaded and checked against the template's parameter schema. A
-//! test with `invalid: true` passes when either fails to load. Otherwise each case reviews its
-//! object (exactly one per file; an AdmissionReview is reviewed as its request, DELETE with the
-//! old object as `object`) with the case's inventory at gator's enforcement point, and every
-//! assertion must hold.
+//! step) and the constraint is added to a policy set with it, which checks the parameters against
+//! the template's schema exactly as the webhook's loading does. A test with `invalid: true`
+//! passes when either fails to load. Otherwise each case reviews its object (exactly one per
+//! file; an AdmissionReview is reviewed as its request, DELETE with the old object as `object`)
+//! with the case's inventory at gator's enforcement point, and every assertion must hold.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshguard_policy_engine::{EnforcementPoint, Inventory, PolicySet, ReviewOptions};
-
-use super::filter::Filter;
-use super::suite::{Case, Suite, Test};
-use crate::policy::docs;
-use crate::policy::loading::{
-    LoadFailure, LoadedTemplate, add_inventory_file, load_constraint, load_template, review_request,
-};
+use super::{Case, Filter, Suite, Test};
+use crate::constraint::{Constraint, is_constraint};
+use crate::document::{self, Document};
+use crate::enforcement::EnforcementPoint;
+use crate::error::LoadError;
+use crate::inventory::Inventory;
+use crate::policy_set::{PolicySet, ReviewOptions};
+use crate::review::AdmissionRequest;
+use crate::template::{Template, is_template};
 
 /// The result of one suite.
 #[derive(Debug)]
@@ -38,7 +40,7 @@ pub struct SuiteResult {
 pub struct TestResult {
     /// Test name.
     pub name: String,
-    /// Skipped (by `skip` or `--run`).
+    /// Skipped (by `skip` or the filter).
     pub skipped: bool,
     /// An `invalid: true` test.
     pub invalid: bool,
@@ -55,7 +57,7 @@ pub struct TestResult {
 pub struct CaseResult {
     /// Case name.
     pub name: String,
-    /// Skipped (by `skip` or `--run`).
+    /// Skipped (by `skip` or the filter).
     pub skipped: bool,
     /// Why it failed.
     pub error: Option<String>,
@@ -65,9 +67,39 @@ pub struct CaseResult {
     pub violations: Vec<(String, String)>,
 }
 
+impl TestResult {
+    /// Whether the test failed (itself or one of its cases).
+    pub fn failed(&self) -> bool {
+        !self.skipped && (self.error.is_some() || self.cases.iter().any(|c| c.error.is_some()))
+    }
+}
+
+impl SuiteResult {
+    /// Whether a test of the suite failed.
+    pub fn failed(&self) -> bool {
+        self.tests.iter().any(TestResult::failed)
+    }
+
+    /// Every failure as `test / case: why` lines (empty when the suite passed).
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for test in self.tests.iter().filter(|t| t.failed()) {
+            if let Some(error) = &test.error {
+                out.push(format!("{}: {error}", test.name));
+            }
+            for case in &test.cases {
+                if let Some(error) = &case.error {
+                    out.push(format!("{} / {}: {error}", test.name, case.name));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Counts for the summary line: cases, plus tests that have no cases to count (invalid tests,
 /// tests that failed to load).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     /// Passed.
     pub passed: usize,
@@ -112,14 +144,37 @@ impl Counts {
     }
 }
 
+/// Why a template or constraint could not be set up.
+#[derive(Debug, Clone)]
+enum LoadFailure {
+    /// The file is missing, unreadable, or does not hold what it should: the test is broken.
+    Setup(String),
+    /// The template or constraint itself is invalid (Rego, fields, parameter schema): what an
+    /// `invalid: true` test expects.
+    Invalid(String),
+}
+
+impl LoadFailure {
+    fn message(&self) -> &str {
+        match self {
+            LoadFailure::Setup(m) | LoadFailure::Invalid(m) => m,
+        }
+    }
+}
+
 /// Runs suites, keeping compiled templates for the whole run.
 #[derive(Default)]
 pub struct Runner {
-    templates: HashMap<PathBuf, Result<LoadedTemplate, LoadFailure>>,
+    templates: HashMap<PathBuf, Result<Arc<Template>, LoadFailure>>,
 }
 
 impl Runner {
-    /// Runs one suite.
+    /// A runner with no templates compiled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs one suite; tests and cases the filter leaves out are reported as skipped.
     pub fn run_suite(&mut self, suite: &Suite, filter: &Filter) -> SuiteResult {
         let start = Instant::now();
         if suite.skip {
@@ -150,7 +205,7 @@ impl Runner {
         }
     }
 
-    fn template(&mut self, path: &Path) -> Result<LoadedTemplate, LoadFailure> {
+    fn template(&mut self, path: &Path) -> Result<Arc<Template>, LoadFailure> {
         let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         self.templates
             .entry(key)
@@ -168,9 +223,12 @@ impl Runner {
         let template = self.template(&dir.join(&test.template))?;
         let constraint = load_constraint(&dir.join(&test.constraint), &template)?;
         let mut set = PolicySet::new();
-        set.insert_template(template.template.clone());
-        set.add_constraint(constraint)
-            .map_err(|err| LoadFailure::Setup(err.to_string()))?;
+        set.insert_template(template);
+        // The parameters are checked against the template's schema here, as the webhook does.
+        set.add_constraint(constraint).map_err(|err| match err {
+            LoadError::Parameters { .. } => LoadFailure::Invalid(err.to_string()),
+            other => LoadFailure::Setup(other.to_string()),
+        })?;
         Ok(set)
     }
 
@@ -212,6 +270,62 @@ impl Runner {
         result.duration = start.elapsed();
         result
     }
+}
+
+/// The one document a file must hold.
+fn single(path: &Path, what: &str) -> Result<Document, LoadFailure> {
+    let docs = document::read_file(path).map_err(|err| LoadFailure::Setup(err.to_string()))?;
+    match <[Document; 1]>::try_from(docs) {
+        Ok([one]) => Ok(one),
+        Err(docs) if docs.is_empty() => Err(LoadFailure::Setup(format!(
+            "{}: holds no document; expected one {what}",
+            path.display()
+        ))),
+        Err(docs) => Err(LoadFailure::Setup(format!(
+            "{}: holds {} documents; expected exactly one {what}",
+            path.display(),
+            docs.len()
+        ))),
+    }
+}
+
+/// Reads and compiles the one ConstraintTemplate a file holds.
+fn load_template(path: &Path) -> Result<Arc<Template>, LoadFailure> {
+    let doc = single(path, "ConstraintTemplate")?;
+    if !is_template(&doc) {
+        return Err(LoadFailure::Setup(format!(
+            "{}: not a ConstraintTemplate (apiVersion templates.gatekeeper.sh/v1, kind \
+             ConstraintTemplate), found {} {}",
+            doc.location,
+            doc.api_version(),
+            doc.kind()
+        )));
+    }
+    Template::from_document(&doc)
+        .map(Arc::new)
+        .map_err(|err| LoadFailure::Invalid(err.to_string()))
+}
+
+/// Reads the one constraint a file holds; its kind must be the template's.
+fn load_constraint(path: &Path, template: &Template) -> Result<Constraint, LoadFailure> {
+    let doc = single(path, "constraint")?;
+    if !is_constraint(&doc) {
+        return Err(LoadFailure::Setup(format!(
+            "{}: not a constraint (apiVersion constraints.gatekeeper.sh/v1beta1), found {} {}",
+            doc.location,
+            doc.api_version(),
+            doc.kind()
+        )));
+    }
+    let constraint =
+        Constraint::from_document(&doc).map_err(|err| LoadFailure::Invalid(err.to_string()))?;
+    if constraint.id.kind != template.kind {
+        return Err(LoadFailure::Setup(format!(
+            "{}: the constraint is of kind {} but the test's template defines {}",
+            doc.location, constraint.id.kind, template.kind
+        )));
+    }
+    Ok(constraint)
 }
 
 fn skipped_test(test: &Test) -> TestResult {
@@ -262,7 +376,7 @@ fn review_case(set: &PolicySet, dir: &Path, case: &Case) -> Result<Vec<(String, 
         return Err("the case has no assertions (gator requires at least one)".into());
     }
     let object_path = dir.join(&case.object);
-    let objects = docs::read_documents(&object_path).map_err(|err| format!("{err:#}"))?;
+    let objects = document::read_file(&object_path).map_err(|err| err.to_string())?;
     let [object] = objects.as_slice() else {
         return Err(format!(
             "{}: defines {} objects; a case object file must define exactly one",
@@ -272,9 +386,19 @@ fn review_case(set: &PolicySet, dir: &Path, case: &Case) -> Result<Vec<(String, 
     };
     let mut inventory = Inventory::new();
     for path in &case.inventory {
-        add_inventory_file(&mut inventory, &dir.join(path))?;
+        let path = dir.join(path);
+        let docs = document::read_file(&path).map_err(|err| err.to_string())?;
+        if docs.is_empty() {
+            return Err(format!("{}: defines no objects", path.display()));
+        }
+        for doc in docs {
+            inventory
+                .add(doc.value.clone())
+                .map_err(|err| format!("{}: {err}", doc.position()))?;
+        }
     }
-    let request = review_request(object)?;
+    let request = AdmissionRequest::from_manifest(&object.value)
+        .map_err(|err| format!("{}: {err}", object.position()))?;
     let violations = set
         .review_with(
             &request,
