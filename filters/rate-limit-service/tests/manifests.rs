@@ -25,12 +25,19 @@ fn find<'a>(docs: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
+static NEXT_DIR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The ConfigMap's files, loaded as the service loads the mounted folder.
 fn config(docs: &[(String, Value)]) -> Config {
     let map = find(docs, "ConfigMap", "meshguard-rate-limit-config");
     let dir = meshguard_testkit::paths::target_dir()
         .join("rls-tests")
-        .join(format!("manifests-{}", std::process::id()));
+        .join(format!(
+            "manifests-{}-{}",
+            std::process::id(),
+            // Tests run in parallel threads of one process: each needs its own folder.
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text) in map["data"].as_mapping().unwrap() {
