@@ -119,6 +119,8 @@ pub mod decision_cache;
 pub mod document;
 pub mod enforcement;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod inventory;
 pub mod matching;
 pub mod policy_set;
