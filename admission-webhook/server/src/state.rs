@@ -22,12 +22,18 @@ pub struct State {
     inventory: RwLock<Arc<Inventory>>,
     ready: AtomicBool,
     pub(crate) limiter: Arc<Semaphore>,
+    /// Reviews being evaluated or waiting for a slot (bounded, so overload is answered at
+    /// once instead of queueing without bound).
+    pub(crate) admitted: Arc<Semaphore>,
 }
 
 impl State {
     /// State with no policies yet (not ready).
     pub fn new(settings: Settings) -> Arc<Self> {
-        let permits = settings.max_concurrent_reviews;
+        let permits = settings.max_concurrent_reviews.min(Semaphore::MAX_PERMITS);
+        let admitted = permits
+            .saturating_add(settings.max_queued_reviews)
+            .min(Semaphore::MAX_PERMITS);
         Arc::new(Self {
             settings,
             metrics: Metrics::default(),
@@ -35,6 +41,7 @@ impl State {
             inventory: RwLock::new(Arc::new(Inventory::new())),
             ready: AtomicBool::new(false),
             limiter: Arc::new(Semaphore::new(permits)),
+            admitted: Arc::new(Semaphore::new(admitted)),
         })
     }
 
