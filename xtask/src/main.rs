@@ -8,6 +8,7 @@
 //! - `bench-webhook`: the admission webhook under load over loopback TLS.
 //! - `bench-engine`: policy-engine reviews/s, tree interpreter against the bytecode VM.
 //! - `bench-host`: per-request cost of each filter in the embedded wasmtime host, compile time.
+//! - `fuzz`: every fuzz target (cargo fuzz, libFuzzer) for a bounded time, with a report.
 //!
 //! `demo`, `bench` and `bench-webhook` need the webhook and the JWT filter's test keys in process;
 //! they live behind the `full` feature, and the default (lean) xtask re-runs itself with it, so
@@ -24,6 +25,7 @@ mod build;
 #[cfg(feature = "full")]
 mod demo;
 mod exports;
+mod fuzz;
 mod process;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +60,9 @@ enum Command {
     BenchEngine(bench_engine::Args),
     /// Per-request cost of each filter in the embedded wasmtime host (release build).
     BenchHost(bench_host::Args),
+    /// Fuzz every target (or the named ones) for a bounded time; report executions, coverage
+    /// and crashes per target.
+    Fuzz(fuzz::Args),
     /// Load the admission webhook over loopback TLS: reviews/s at saturation, p50/p99 at 500/s.
     #[cfg(feature = "full")]
     BenchWebhook(bench_webhook::Args),
@@ -107,6 +112,7 @@ fn main() {
         Command::BenchWebhook(args) => bench_webhook::run_bench(&args),
         Command::BenchEngine(args) => bench_engine::run_bench(&args),
         Command::BenchHost(args) => bench_host::run_bench(&args),
+        Command::Fuzz(args) => fuzz::run_fuzz(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -100,8 +100,13 @@
 //! | VM only: `x := <undefined>` succeeds | VM | the VM's program gets `; x == x` after each local assignment (fails when undefined, as in the interpreter) |
 //! | VM only: no conflict error when definitions of a complete rule disagree | VM | the definitions become one partial set and the rule its only element; more than one element yields a marker violation and the template is decided by the interpreter, which raises OPA's error (see Evaluators below) |
 //!
-//! Not compensated (OPA's expansion also hoists dynamic references inside a negated reference,
-//! `not obj[input.key]`): regorus gives true where OPA is undefined.
+//! Not compensated:
+//! - OPA's expansion also hoists dynamic references inside a negated reference,
+//!   `not obj[input.key]`: regorus gives true where OPA is undefined.
+//! - Arithmetic on a non-number (`[] + 1`, `{1} - []`; found by the differential fuzz target):
+//!   OPA and regorus' VM leave the expression undefined, regorus' interpreter raises an error
+//!   (reported as a violation carrying it). The VM is the default; `tests/divergences.rs` pins
+//!   both behaviours.
 //!
 //! # Evaluators
 //!

@@ -121,8 +121,7 @@ mod tests {
         // The stamp_config fuzz target's crash input, reduced.
         let err = parse_json::<Raw>(br#"{"":{"clock":1}}"#).unwrap_err();
         assert_eq!(err.field, r#""""#, "{err}");
-        let err =
-            parse_json::<Raw>(br#"{"limits":[{"name":"a","requests":1,"":2}]}"#).unwrap_err();
+        let err = parse_json::<Raw>(br#"{"limits":[{"name":"a","requests":1,"":2}]}"#).unwrap_err();
         assert_eq!(err.field, r#"limits[0]."""#, "{err}");
         let err = parse_json::<Raw>(br#"{"limits":[{"name":"a","requests":-1}]}"#).unwrap_err();
         assert_eq!(err.field, "limits[0].requests");

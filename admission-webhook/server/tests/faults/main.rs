@@ -48,8 +48,11 @@ pub fn figure(line: &str) {
 /// A webhook process with its own directory, certificate and settings.
 pub struct Webhook {
     child: Option<Child>,
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Its directory (settings, certificate and key).
     pub dir: PathBuf,
+    /// The CA that signed its certificate.
     pub pki: Arc<Pki>,
     logs: Arc<Mutex<Vec<String>>>,
     exited: Option<ExitStatus>,

@@ -57,7 +57,7 @@ async fn sigterm_answers_what_is_in_flight_refuses_the_rest_and_exits_in_time() 
     let logs = webhook.logs().join("\n");
     assert!(logs.contains("shutting down: listener closed"), "{logs}");
     let exited_after = signalled.elapsed();
-    let mut records = load.await.unwrap();
+    let records = load.await.unwrap();
     let slow = slow.await.unwrap();
     let slow_summary = Summary::of(&slow);
 

@@ -345,11 +345,8 @@ impl Gen<'_> {
     fn negatable(&mut self) -> String {
         match self.pick(3) {
             0 if !self.rules.is_empty() => {
-                let rule = {
-                    let at = self.pick(self.rules.len());
-                    self.rules[at].clone()
-                };
-                rule
+                let at = self.pick(self.rules.len());
+                self.rules[at].clone()
             }
             1 if !self.functions.is_empty() => {
                 let function = {
