@@ -6,6 +6,7 @@
 //! JOSE headers and claims with them, which reaches everything after the signature; `jwt_token`
 //! mutates whole tokens, which reaches the strict parser and every refusal before it.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::mock::MockHost;
@@ -57,13 +58,16 @@ pub fn fixed_keys_config() -> Value {
     })
 }
 
-/// A root configured with [`fixed_keys_config`] on a host at [`NOW`].
+/// A root configured with [`fixed_keys_config`] on a host at [`NOW`]. The configuration's
+/// bytes are made once: the test keys' JWKS (RSA among them) is costly to build per input.
 fn fixed_root() -> (JwtRoot, MockHost) {
+    static CONFIG: OnceLock<String> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| fixed_keys_config().to_string());
     let mut host = MockHost::new()
         .with_now(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW))
         .with_property("plugin_name", b"fuzz");
     let mut root = JwtRoot::default();
-    if let Err(err) = root.configure(&mut host, fixed_keys_config().to_string().as_bytes()) {
+    if let Err(err) = root.configure(&mut host, config.as_bytes()) {
         panic!("the fixed-keys configuration is refused: {err}");
     }
     (root, host)
@@ -120,10 +124,13 @@ pub fn claims(data: &[u8]) {
         ),
         None => (rest, &[][..]),
     };
+    static KEYS: OnceLock<[TestKey; 3]> = OnceLock::new();
+    let [hmac, ec, rsa] =
+        KEYS.get_or_init(|| [TestKey::hmac(), TestKey::ec256_a(), TestKey::rsa_a()]);
     let key = match selector {
-        0..=223 => TestKey::hmac(),
-        224..=247 => TestKey::ec256_a(),
-        _ => TestKey::rsa_a(),
+        0..=223 => hmac,
+        224..=247 => ec,
+        _ => rsa,
     };
     let signed = key.sign_raw(
         &String::from_utf8_lossy(header),
@@ -189,8 +196,13 @@ pub fn jwks_remote(data: &[u8]) {
     let mut host = MockHost::new()
         .with_now(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW))
         .with_property("plugin_name", b"fuzz");
+    static CONFIG: OnceLock<String> = OnceLock::new();
+    // Signed once: RSA signing per input would dominate the target's time.
+    static TOKENS: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| remote_config().to_string());
+    let tokens = TOKENS.get_or_init(|| testing::valid_tokens(NOW));
     let mut root = JwtRoot::default();
-    if let Err(err) = root.configure(&mut host, remote_config().to_string().as_bytes()) {
+    if let Err(err) = root.configure(&mut host, config.as_bytes()) {
         panic!("the remote-JWKS configuration is refused: {err}");
     }
     // The first tick creates the shared fetch state, the second takes the lease and fetches.
@@ -208,7 +220,7 @@ pub fn jwks_remote(data: &[u8]) {
         );
     }
     root.on_tick(&mut host);
-    for (_, token) in testing::valid_tokens(NOW) {
-        let _ = send(&root, &mut host, &token, 0);
+    for (_, token) in tokens {
+        let _ = send(&root, &mut host, token, 0);
     }
 }
