@@ -9,10 +9,13 @@
 //! Each target is the generic driver below over one filter's root type and the configurations
 //! the repository ships ([`crate::seeds::filter_configs`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use meshguard_filter_core::mock::MockHost;
+use meshguard_filter_core::mock::{MockHost, SharedStore};
 use meshguard_filter_core::{
     CallResponse, ConfigError, Decision, HttpFilter, RootFilter, StreamCallbacks,
 };
@@ -127,7 +130,9 @@ pub fn exchanges<R: RootFilter + Default>(configs: &[Vec<u8>], data: &[u8]) {
     let Some(config) = configs.get(scenario.config % configs.len().max(1)) else {
         return;
     };
-    let mut host = MockHost::new().with_property("plugin_name", b"fuzz");
+    let mut host = MockHost::new()
+        .with_property("plugin_name", b"fuzz")
+        .with_shared(Rc::new(RefCell::new(shared_after_configure::<R>(config))));
     let mut root = R::default();
     if let Err(err) = root.configure(&mut host, config) {
         panic!("a shipped configuration is refused: {err}");
@@ -148,6 +153,26 @@ pub fn exchanges<R: RootFilter + Default>(configs: &[Vec<u8>], data: &[u8]) {
         host.logs.get_mut().clear();
     }
     root.on_tick(&mut host);
+}
+
+/// The shared data a first root leaves after configuring with `config`, made once per
+/// configuration: every input's root then finds it in place, as a root does on a worker whose
+/// filter was configured before. Creating it is the costly part of configuring (the rate
+/// limiter's table is thousands of cells) and would otherwise dominate each input.
+fn shared_after_configure<R: RootFilter + Default>(config: &[u8]) -> SharedStore {
+    thread_local! {
+        static STORES: RefCell<HashMap<Vec<u8>, SharedStore>> = RefCell::new(HashMap::new());
+    }
+    STORES.with_borrow_mut(|stores| {
+        stores
+            .entry(config.to_vec())
+            .or_insert_with(|| {
+                let mut host = MockHost::new().with_property("plugin_name", b"fuzz");
+                let _ = R::default().configure(&mut host, config);
+                host.shared.borrow().clone()
+            })
+            .clone()
+    })
 }
 
 fn stream<H: HttpFilter>(
