@@ -235,5 +235,7 @@ pub fn test() -> anyhow::Result<()> {
             .args(["policy"])
             .args(policy))?;
     }
+    // Every fuzz target for a few seconds from its seeds, so a regression in a parser fails CI.
+    crate::fuzz::fuzz(&crate::fuzz::Args::smoke(), true)?;
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! - `bench-engine`: policy-engine reviews/s, tree interpreter against the bytecode VM.
 //! - `bench-host`: per-request cost of each filter in the embedded wasmtime host, compile time.
 //! - `bench-rls`: the global rate-limit service with Redis: decisions/s, p99 at 2,000/s, memory.
+//! - `fuzz`: every fuzz target (cargo fuzz, libFuzzer) for a bounded time, with a report.
 //!
 //! `demo`, `bench` and `bench-webhook` need the webhook and the JWT filter's test keys in process;
 //! they live behind the `full` feature, and the default (lean) xtask re-runs itself with it, so
@@ -29,6 +30,7 @@ mod build;
 #[cfg(feature = "full")]
 mod demo;
 mod exports;
+mod fuzz;
 mod process;
 mod release;
 mod reproducible;
@@ -77,6 +79,9 @@ enum Command {
     BenchHost(bench_host::Args),
     /// The global rate-limit service with Redis: decisions/s, p99 at a fixed rate, key-flood memory.
     BenchRls(bench_rls::Args),
+    /// Fuzz every target (or the named ones) for a bounded time; report executions, coverage
+    /// and crashes per target.
+    Fuzz(fuzz::Args),
     /// Load the admission webhook over loopback TLS: reviews/s at saturation, p50/p99 at 500/s.
     #[cfg(feature = "full")]
     BenchWebhook(bench_webhook::Args),
@@ -130,6 +135,7 @@ fn main() {
         Command::BenchEngine(args) => bench_engine::run_bench(&args),
         Command::BenchHost(args) => bench_host::run_bench(&args),
         Command::BenchRls(args) => bench_rls::run_bench(&args),
+        Command::Fuzz(args) => fuzz::run_fuzz(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

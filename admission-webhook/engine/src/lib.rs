@@ -98,6 +98,11 @@
 //! and compensations, and minimal reproducers for the regorus bugs among them. Rewrites keep
 //! every line where it was and are listed in [`Template::notes`].
 //!
+//! Not compensated: arithmetic on a non-number (`[] + 1`, `{1} - []`; found by the differential
+//! fuzz target): OPA and regorus' VM leave the expression undefined, regorus' interpreter raises
+//! an error (reported as a violation carrying it). The VM is the default; `tests/divergences.rs`
+//! pins both behaviours.
+//!
 //! # Evaluators
 //!
 //! [`EvalMode::Vm`] (the default) runs regorus' bytecode VM; [`EvalMode::Interpreter`] its tree
@@ -115,6 +120,8 @@ pub mod divergences;
 pub mod document;
 pub mod enforcement;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod inventory;
 pub mod matching;
 pub mod parallel;

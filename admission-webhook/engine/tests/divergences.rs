@@ -226,3 +226,25 @@ fn plain_regorus_8_negates_an_undefined_key() {
     let p = plain_rule(module, json!({}), "p").unwrap();
     assert_eq!(p, regorus::Value::Bool(true), "{FIXED}");
 }
+
+/// Found by the differential fuzz target (`rego_differential`): arithmetic on a non-number.
+/// OPA evaluates `+` and `-` as builtins, so with builtin errors off (Gatekeeper's setting) the
+/// expression is undefined and the rule does not hold. regorus' VM agrees; its interpreter
+/// raises an error, which the engine reports as a violation carrying it (as Gatekeeper reports
+/// a template's run-time error). Not compensated: the VM is the default evaluator, and a
+/// rewrite would need an expression parser. This test pins both behaviours, so a regorus
+/// upgrade that fixes the interpreter shows here.
+#[test]
+fn arithmetic_on_a_non_number_is_undefined_in_opa_and_the_vm_only() {
+    let rego = "violation[{\"msg\": \"sum\"}] {\n  x := input.review.object.spec.containers + 1\n  x > 0\n}";
+    assert_eq!(
+        messages(rego, json!({}), pod("a"), EvalMode::Vm),
+        Vec::<String>::new()
+    );
+    let interpreter = messages(rego, json!({}), pod("a"), EvalMode::Interpreter);
+    assert_eq!(interpreter.len(), 1, "{interpreter:?}");
+    assert!(
+        interpreter[0].contains("expects numeric argument"),
+        "{interpreter:?}"
+    );
+}

@@ -10,7 +10,11 @@
 //! evaluationTimeout: 2s                               # shorter than the webhook's timeoutSeconds
 //! decisionCache: true                                 # reuse decisions for repeated objects
 //! maxRequestBytes: 3145728
-//! maxConcurrentReviews: 8
+//! maxConcurrentReviews: 8                            # evaluated at once
+//! maxQueuedReviews: 32                                # waiting for a slot; beyond: overloaded
+//! maxConnections: 1024                                # beyond: wait in the listen backlog
+//! timeouts: {tlsHandshake: 10s, requestHeaders: 30s, requestBody: 10s}
+//! shutdownGracePeriod: 15s                            # open requests finish after SIGTERM
 //! exemptNamespaces: [kube-system, meshguard-system]   # prefix/suffix globs as in Gatekeeper
 //! serviceAccount: system:serviceaccount:meshguard-system:meshguard-admission-webhook
 //! audit: {interval: 60s}                              # 0s disables
@@ -95,6 +99,19 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// Reviews evaluated at once; more wait up to the deadline.
     pub max_concurrent_reviews: usize,
+    /// Reviews waiting for an evaluation slot; a review beyond them is answered at once with
+    /// the failure policy (reason `overloaded`).
+    pub max_queued_reviews: usize,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time allowed for a connection's TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed for a request's headers (also how long a kept-alive connection may idle).
+    pub header_timeout: Duration,
+    /// Time allowed for reading a request's body.
+    pub body_timeout: Duration,
+    /// How long open requests may take to finish after SIGTERM.
+    pub shutdown_grace_period: Duration,
     /// Namespaces whose requests are admitted without evaluation.
     pub exempt_namespaces: Vec<Wildcard>,
     /// The webhook's own service account username (its requests are admitted).
@@ -132,6 +149,12 @@ impl Default for Settings {
             decision_cache: true,
             max_request_bytes: 3 * 1024 * 1024,
             max_concurrent_reviews: 8,
+            max_queued_reviews: 32,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            shutdown_grace_period: Duration::from_secs(15),
             exempt_namespaces: Vec::new(),
             service_account: None,
             audit_interval: Duration::from_secs(60),
@@ -153,6 +176,10 @@ struct RawSettings {
     decision_cache: Option<bool>,
     max_request_bytes: Option<usize>,
     max_concurrent_reviews: Option<usize>,
+    max_queued_reviews: Option<usize>,
+    max_connections: Option<usize>,
+    timeouts: Option<RawTimeouts>,
+    shutdown_grace_period: Option<String>,
     #[serde(default)]
     exempt_namespaces: Vec<String>,
     service_account: Option<String>,
@@ -175,6 +202,14 @@ struct RawPolicies {
     #[serde(default)]
     paths: Vec<PathBuf>,
     reload_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTimeouts {
+    tls_handshake: Option<String>,
+    request_headers: Option<String>,
+    request_body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +341,44 @@ impl Settings {
             }
             settings.max_concurrent_reviews = n;
         }
+        if let Some(n) = raw.max_queued_reviews {
+            settings.max_queued_reviews = n;
+        }
+        if let Some(n) = raw.max_connections {
+            if n == 0 {
+                return Err(err("maxConnections", "must be positive"));
+            }
+            settings.max_connections = n;
+        }
+        if let Some(timeouts) = raw.timeouts {
+            for (field, text, slot) in [
+                (
+                    "timeouts.tlsHandshake",
+                    timeouts.tls_handshake,
+                    &mut settings.handshake_timeout,
+                ),
+                (
+                    "timeouts.requestHeaders",
+                    timeouts.request_headers,
+                    &mut settings.header_timeout,
+                ),
+                (
+                    "timeouts.requestBody",
+                    timeouts.request_body,
+                    &mut settings.body_timeout,
+                ),
+            ] {
+                if let Some(text) = text {
+                    *slot = duration(field, &text)?;
+                    if slot.is_zero() {
+                        return Err(err(field, "must be positive"));
+                    }
+                }
+            }
+        }
+        if let Some(grace) = raw.shutdown_grace_period {
+            settings.shutdown_grace_period = duration("shutdownGracePeriod", &grace)?;
+        }
         settings.exempt_namespaces = raw.exempt_namespaces.into_iter().map(Wildcard).collect();
         settings.service_account = raw.service_account;
         if let Some(audit) = raw.audit {
@@ -321,6 +394,16 @@ impl Settings {
             ));
         }
         Ok(settings)
+    }
+
+    /// The listener's connection limits and timeouts.
+    pub fn connection_limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            header_timeout: self.header_timeout,
+            grace_period: self.shutdown_grace_period,
+        }
     }
 
     /// Whether a namespace is exempt.
@@ -339,9 +422,26 @@ mod tests {
             "listen: 127.0.0.1:9443\ntls: {certFile: a.crt, keyFile: a.key, reloadInterval: 500ms}\n\
              policies: {mode: cluster}\nfailurePolicy: Ignore\nevaluationTimeout: 1.5s\n\
              decisionCache: false\n\
-             exemptNamespaces: [kube-*]\nsync: {syncOnly: [{version: v1, kind: Service}]}\n",
+             exemptNamespaces: [kube-*]\nsync: {syncOnly: [{version: v1, kind: Service}]}\n\
+             maxQueuedReviews: 0\nmaxConnections: 64\nshutdownGracePeriod: 3s\n\
+             timeouts: {tlsHandshake: 2s, requestHeaders: 5s, requestBody: 1s}\n",
         )
         .unwrap();
+        assert_eq!(settings.max_queued_reviews, 0);
+        assert_eq!(settings.max_connections, 64);
+        assert_eq!(settings.shutdown_grace_period, Duration::from_secs(3));
+        assert_eq!(
+            (
+                settings.handshake_timeout,
+                settings.header_timeout,
+                settings.body_timeout
+            ),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+                Duration::from_secs(1)
+            )
+        );
         assert_eq!(settings.listen.port(), 9443);
         assert_eq!(settings.tls_reload_interval, Duration::from_millis(500));
         assert_eq!(settings.policies, PolicySource::Cluster);
@@ -361,6 +461,9 @@ mod tests {
             ("policies: {mode: git}", "policies.mode"),
             ("tls: {certFile: a}", "tls"),
             ("listen: nowhere", "listen"),
+            ("timeouts: {requestBody: 0s}", "timeouts.requestBody"),
+            ("timeouts: {requestHeader: 1s}", "timeouts"),
+            ("maxConnections: 0", "maxConnections"),
             ("exemptNamespace: [a]", "."),
             (
                 "inventory: {paths: [x]}\nsync: {syncOnly: [{version: v1, kind: Service}]}",

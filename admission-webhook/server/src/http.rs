@@ -2,10 +2,14 @@
 //! over the shared state, so tests call it without a socket; TLS and listeners live in
 //! [`crate::serve`].
 //!
-//! `/validate` decodes (400 with the reason when malformed, oversized or not JSON), admits what
-//! [`crate::admission::exemption`] exempts without evaluation, waits for an evaluation slot
-//! (bounded concurrency) no longer than the evaluation deadline, evaluates off the async runtime,
-//! and answers with [`crate::admission`]'s response. Every request is logged as one JSON line
+//! `/validate` reads the body within its timeout (400 with the reason when malformed, oversized
+//! or not JSON; 408 when it does not arrive in time), admits what
+//! [`crate::admission::exemption`] exempts without evaluation, and otherwise takes a place among
+//! the reviews in flight: with every place taken (`maxConcurrentReviews` evaluating plus
+//! `maxQueuedReviews` waiting) it answers at once with the failure policy (`overloaded`), so
+//! overload is answered quickly and never queues without bound. A review with a place waits for
+//! an evaluation slot no longer than the evaluation deadline, is evaluated off the async runtime,
+//! and answered with [`crate::admission`]'s response. Every request is logged as one JSON line
 //! with its uid and counted.
 //!
 //! `/readyz` answers 503 until the policies are loaded, then 200 with what is enforced and what
@@ -92,14 +96,41 @@ async fn validate(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body:
         }
     }
     let limit = state.settings.max_request_bytes;
-    let bytes = match to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
+    let body_timeout = state.settings.body_timeout;
+    let bytes = match tokio::time::timeout(body_timeout, to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(err)) if is_length_limit(&err) => {
             return bad_request(
                 &state,
                 "oversized",
                 format!("the request body is larger than {limit} bytes"),
             );
+        }
+        Ok(Err(err)) => {
+            return bad_request(
+                &state,
+                "body",
+                format!("reading the request body failed: {err}"),
+            );
+        }
+        Err(_) => {
+            state
+                .metrics
+                .rejected
+                .get_or_create(&ReasonLabels {
+                    reason: "body_timeout",
+                })
+                .inc();
+            tracing::warn!(
+                timeout_ms = body_timeout.as_millis() as u64,
+                "request body timed out"
+            );
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                format!("the request body did not arrive within {body_timeout:?}"),
+            )
+                .into_response();
         }
     };
     let decoded = match admission::decode(&bytes) {
@@ -112,6 +143,15 @@ async fn validate(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body:
         return json(&admission::respond_exempt(&decoded));
     }
 
+    // A place among the reviews in flight, or the failure policy at once.
+    let Ok(_in_flight) = state.admitted.clone().try_acquire_owned() else {
+        let settings = &state.settings;
+        let message = format!(
+            "the webhook is overloaded ({} reviews evaluating and {} waiting)",
+            settings.max_concurrent_reviews, settings.max_queued_reviews
+        );
+        return failure(&state, &decoded, started, dry_run, "overloaded", &message);
+    };
     let deadline = state.settings.evaluation_timeout;
     let outcome = match tokio::time::timeout(deadline, state.limiter.clone().acquire_owned()).await
     {
@@ -187,23 +227,45 @@ async fn validate(Extract(state): Extract<Arc<State>>, headers: HeaderMap, body:
             );
             json(&admission::respond(&decoded, &verdict))
         }
-        Err((reason, message)) => {
-            let policy = state.settings.failure_policy;
-            state
-                .metrics
-                .errors
-                .get_or_create(&ErrorLabels {
-                    reason,
-                    failure_policy: policy.as_str(),
-                })
-                .inc();
-            tracing::error!(uid = %decoded.kube.uid, reason, error = %message, failure_policy = policy.as_str(), "review failed");
-            // Gatekeeper counts a review that could not be completed as `error`, whatever the
-            // failure policy then answers.
-            finish(&state, &decoded, started, "error", dry_run, reason, &[]);
-            json(&admission::respond_failure(&decoded, policy, &message))
-        }
+        Err((reason, message)) => failure(&state, &decoded, started, dry_run, reason, &message),
     }
+}
+
+/// The failure policy's answer to a review that could not be completed, counted and logged.
+fn failure(
+    state: &State,
+    decoded: &Decoded,
+    started: Instant,
+    dry_run: bool,
+    reason: &'static str,
+    message: &str,
+) -> Response {
+    let policy = state.settings.failure_policy;
+    state
+        .metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            reason,
+            failure_policy: policy.as_str(),
+        })
+        .inc();
+    tracing::error!(uid = %decoded.kube.uid, reason, error = %message, failure_policy = policy.as_str(), "review failed");
+    // Gatekeeper counts a review that could not be completed as `error`, whatever the failure
+    // policy then answers.
+    finish(state, decoded, started, "error", dry_run, reason, &[]);
+    json(&admission::respond_failure(decoded, policy, message))
+}
+
+/// Whether reading the body failed on the size limit (rather than the connection).
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 fn finish(

@@ -49,6 +49,7 @@ pub async fn run(
         listener,
         certs.server_config()?,
         http::router(state.clone()),
+        state.settings.connection_limits(),
         shutdown,
     )
     .await;

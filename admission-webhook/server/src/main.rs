@@ -79,11 +79,16 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let listener = meshguard_admission_webhook::bind(&settings).await?;
         let addr = listener.local_addr()?;
         tracing::info!(listen = %addr, "meshguard admission webhook serving");
         meshguard_admission_webhook::run(settings, listener, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // The grace period is over (or every request is answered): connections still open and
+    // evaluations past their deadline are abandoned, and the process exits now.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    tracing::info!("meshguard admission webhook stopped");
+    result
 }

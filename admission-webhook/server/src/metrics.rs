@@ -133,7 +133,7 @@ pub struct ErrorLabels {
 /// A review answered with 400.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `content_type`, `oversized` or `malformed`.
+    /// `content_type`, `oversized`, `malformed`, `body` or `body_timeout`.
     pub reason: &'static str,
 }
 

@@ -65,6 +65,9 @@ pub struct State {
     cache_counters: Arc<CacheCounters>,
     ready: AtomicBool,
     pub(crate) limiter: Arc<Semaphore>,
+    /// Reviews being evaluated or waiting for a slot (bounded, so overload is answered at
+    /// once instead of queueing without bound).
+    pub(crate) admitted: Arc<Semaphore>,
 }
 
 fn write<T>(slot: &RwLock<T>, value: T) {
@@ -83,7 +86,10 @@ fn read<T: Clone>(slot: &RwLock<T>) -> T {
 impl State {
     /// State with no policies yet (not ready).
     pub fn new(settings: Settings) -> Arc<Self> {
-        let permits = settings.max_concurrent_reviews;
+        let permits = settings.max_concurrent_reviews.min(Semaphore::MAX_PERMITS);
+        let admitted = permits
+            .saturating_add(settings.max_queued_reviews)
+            .min(Semaphore::MAX_PERMITS);
         let cache_counters = Arc::new(CacheCounters::default());
         Arc::new(Self {
             settings,
@@ -94,6 +100,7 @@ impl State {
             cache_counters,
             ready: AtomicBool::new(false),
             limiter: Arc::new(Semaphore::new(permits)),
+            admitted: Arc::new(Semaphore::new(admitted)),
         })
     }
 

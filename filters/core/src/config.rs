@@ -48,12 +48,35 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
+        let path = field_path(err.path());
         ConfigError::new(path, err.into_inner().to_string())
     })?;
     de.end()
         .map_err(|err| ConfigError::new(".", err.to_string()))?;
     Ok(value)
+}
+
+/// A path as `limits[2].rate`, `.` for the document itself. Unlike the path's own `Display`,
+/// an empty key is written `""`, so a field named `""` still gets a path an operator can read
+/// (found by the `*_config` fuzz targets: `{"": 1}` was refused "at ``").
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        if !out.is_empty() && !matches!(segment, Segment::Seq { .. }) {
+            out.push('.');
+        }
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key.is_empty() => out.push_str(r#""""#),
+            Segment::Map { key } | Segment::Enum { variant: key } => out.push_str(key),
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -91,6 +114,17 @@ mod tests {
             parse_json::<Raw>(br#"{"limits":[{"name":"a","requests":1,"extra":2}]}"#).unwrap_err();
         assert_eq!(err.field, "limits[0].extra");
         assert!(err.message.contains("unknown field `extra`"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_field_name_still_has_a_path() {
+        // The stamp_config fuzz target's crash input, reduced.
+        let err = parse_json::<Raw>(br#"{"":{"clock":1}}"#).unwrap_err();
+        assert_eq!(err.field, r#""""#, "{err}");
+        let err = parse_json::<Raw>(br#"{"limits":[{"name":"a","requests":1,"":2}]}"#).unwrap_err();
+        assert_eq!(err.field, r#"limits[0]."""#, "{err}");
+        let err = parse_json::<Raw>(br#"{"limits":[{"name":"a","requests":-1}]}"#).unwrap_err();
+        assert_eq!(err.field, "limits[0].requests");
     }
 
     #[test]

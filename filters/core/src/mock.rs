@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use crate::{HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError};
 
 /// Shared data as Envoy keeps it: value plus a CAS token that changes on every write.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SharedStore {
     entries: HashMap<String, (Vec<u8>, u32)>,
     next_cas: u32,

@@ -1,0 +1,57 @@
+//! The engine's Rego scanner and rewrites, reachable from outside the crate for the fuzz targets
+//! in `tests/fuzz` (feature `fuzzing`, off in every shipped build).
+//!
+//! Why a feature and not a public module: the rewrites are an implementation detail of
+//! [`crate::Template`] (they compensate regorus divergences and may disappear with them), but they
+//! run on the security team's Rego before regorus sees it, so a panic, a loop or a wrong edit
+//! there matters as much as one in a parser. The fuzz targets drive them directly, far faster
+//! than through a whole template load, and compare their output against unrewritten Rego.
+
+use crate::read_set::ReadSet;
+use crate::template::RegoVersion;
+use crate::{rego_scan, rewrite, vm_rules};
+
+/// What the rewrites made of one module, in the order [`crate::Template`] applies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The module the tree interpreter compiles (divergences 1-4 and `any`/`all` compensated).
+    pub interpreter: String,
+    /// The module the VM compiles, or why the VM refuses the module.
+    pub vm: Result<String, String>,
+    /// One note per compensation of divergences 1-4 (empty: none of those constructs was found).
+    pub notes: Vec<String>,
+    /// `data` roots the module references, with their lines (`None`: a bare `data`).
+    pub data_refs: Vec<(Option<String>, usize)>,
+    /// The static `input` paths the decision cache would key on (`None`: never cached).
+    pub input_paths: Option<Vec<Vec<String>>>,
+}
+
+/// Number of tokens the scanner finds in `src`.
+pub fn token_count(src: &str) -> usize {
+    rego_scan::tokenize(src).len()
+}
+
+/// Runs every scan and rewrite [`crate::Template`] runs on a module's source.
+pub fn rewrite(src: &str, version: RegoVersion, main_module: bool) -> Rewritten {
+    let data_refs = rego_scan::data_refs(src)
+        .into_iter()
+        .map(|data_ref| (data_ref.root, data_ref.line))
+        .collect();
+    let (compensated, mut notes) = rego_scan::compensate(src);
+    let (semantics, opa_notes) = rewrite::opa_semantics(&compensated);
+    notes.extend(opa_notes);
+    let interpreter = rewrite::deprecated_builtins(&semantics);
+    let vm = vm_rules::single_value_rules(&interpreter, version, main_module).map(|(single, _)| {
+        let (tabled, _) = vm_rules::table_functions(&single, version);
+        rewrite::vm_assignment_guards(&tabled)
+    });
+    let reads = ReadSet::of([src]);
+    let input_paths = reads.cacheable().then_some(reads.paths);
+    Rewritten {
+        interpreter,
+        vm,
+        notes,
+        data_refs,
+        input_paths,
+    }
+}

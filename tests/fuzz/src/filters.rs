@@ -1,0 +1,228 @@
+//! Every filter's configuration parser and request path, on the mock host.
+//!
+//! A configuration is written by an operator but reaches the filter as bytes: it must parse to
+//! `Ok` or to a [`ConfigError`] that names a field, never panic (`on_configure` would kill the
+//! VM). A request is written by anyone on the internet: headers (paths, hosts, cookies,
+//! `X-Forwarded-For`, tokens) arrive as [`crate::lines`] scenarios, several exchanges in a row on
+//! one configured root so that state (windows, buckets, caches, pins) carries over.
+//!
+//! Each target is the generic driver below over one filter's root type and the configurations
+//! the repository ships ([`crate::seeds::filter_configs`]).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use meshguard_filter_core::mock::{MockHost, SharedStore};
+use meshguard_filter_core::{
+    CallResponse, ConfigError, Decision, HttpFilter, RootFilter, StreamCallbacks,
+};
+
+use crate::lines::{self, Exchange};
+use crate::seeds;
+
+/// The promise every configuration parser makes.
+///
+/// # Panics
+/// When the parser refused the configuration without naming the field or the problem.
+pub fn check_config<T>(result: Result<T, ConfigError>) {
+    if let Err(err) = result {
+        assert!(
+            !err.field.is_empty(),
+            "a ConfigError without a field: {err}"
+        );
+        assert!(
+            !err.message.is_empty(),
+            "a ConfigError without a message: {err}"
+        );
+    }
+}
+
+/// Target `stamp_config`.
+pub fn stamp_config(data: &[u8]) {
+    check_config(meshguard_stamp::parse_config(data));
+}
+
+/// Target `canary_config`.
+pub fn canary_config(data: &[u8]) {
+    check_config(meshguard_canary::parse_config(data));
+}
+
+/// Target `circuit_breaker_config`.
+pub fn circuit_breaker_config(data: &[u8]) {
+    check_config(meshguard_circuit_breaker::parse_config(data));
+}
+
+/// Target `rate_limit_config`.
+pub fn rate_limit_config(data: &[u8]) {
+    check_config(meshguard_rate_limit::parse_config(data));
+}
+
+/// Target `jwt_auth_config`.
+pub fn jwt_auth_config(data: &[u8]) {
+    check_config(meshguard_jwt_auth::parse_config(data));
+}
+
+/// Target `stamp_request`.
+pub fn stamp_request(data: &[u8]) {
+    static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_stamp::StampRoot>("stamp"));
+    exchanges::<meshguard_stamp::StampRoot>(configs, data);
+}
+
+/// Target `canary_request`.
+pub fn canary_request(data: &[u8]) {
+    static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_canary::CanaryRoot>("canary"));
+    exchanges::<meshguard_canary::CanaryRoot>(configs, data);
+}
+
+/// Target `circuit_breaker_request`.
+pub fn circuit_breaker_request(data: &[u8]) {
+    static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| {
+        accepted::<meshguard_circuit_breaker::CircuitBreakerRoot>("circuit-breaker")
+    });
+    exchanges::<meshguard_circuit_breaker::CircuitBreakerRoot>(configs, data);
+}
+
+/// Target `rate_limit_request`.
+pub fn rate_limit_request(data: &[u8]) {
+    static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let configs =
+        CONFIGS.get_or_init(|| accepted::<meshguard_rate_limit::RateLimitRoot>("rate-limit"));
+    exchanges::<meshguard_rate_limit::RateLimitRoot>(configs, data);
+}
+
+/// Target `jwt_auth_request`.
+pub fn jwt_auth_request(data: &[u8]) {
+    static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_jwt_auth::JwtRoot>("jwt-auth"));
+    exchanges::<meshguard_jwt_auth::JwtRoot>(configs, data);
+}
+
+/// The repository's configurations of a filter ([`seeds::filter_configs`]) that its root
+/// accepts.
+///
+/// # Panics
+/// When the filter accepts none of them (the request target would test nothing).
+pub fn accepted<R: RootFilter + Default>(dir: &str) -> Vec<Vec<u8>> {
+    let configs: Vec<Vec<u8>> = seeds::filter_configs(dir)
+        .into_iter()
+        .filter(|config| R::default().configure(&mut MockHost::new(), config).is_ok())
+        .collect();
+    assert!(!configs.is_empty(), "no configuration of {dir} is accepted");
+    configs
+}
+
+/// Runs a scenario through a freshly configured root of `R`: each exchange is one stream
+/// (request headers, then, unless the filter answered or paused it, the upstream's response
+/// headers, then the log callback); the clock moves as the scenario says and the root ticks
+/// after every move. A dispatched call fails (the host answers `None`), as when the upstream is
+/// down.
+///
+/// # Panics
+/// When a configuration the repository ships is refused, or when the filter panics.
+pub fn exchanges<R: RootFilter + Default>(configs: &[Vec<u8>], data: &[u8]) {
+    let scenario = lines::parse(data);
+    let Some(config) = configs.get(scenario.config % configs.len().max(1)) else {
+        return;
+    };
+    let mut host = MockHost::new()
+        .with_property("plugin_name", b"fuzz")
+        .with_shared(Rc::new(RefCell::new(shared_after_configure::<R>(config))));
+    let mut root = R::default();
+    if let Err(err) = root.configure(&mut host, config) {
+        panic!("a shipped configuration is refused: {err}");
+    }
+    let callbacks = <R::Http as HttpFilter>::CALLBACKS;
+    for (index, exchange) in scenario.exchanges.iter().enumerate() {
+        if exchange.advance_ms > 0 {
+            host.advance(Duration::from_millis(exchange.advance_ms));
+            root.on_tick(&mut host);
+            answer_calls(&mut host, |host, token| {
+                root.on_call_response(host, token, None)
+            });
+        }
+        let context = u32::try_from(index).unwrap_or(0) + 2;
+        stream(&mut root.new_http(context), &mut host, exchange, callbacks);
+        // Keep one input's memory flat: nothing below is read back.
+        host.responses.clear();
+        host.logs.get_mut().clear();
+    }
+    root.on_tick(&mut host);
+}
+
+/// The shared data a first root leaves after configuring with `config`, made once per
+/// configuration: every input's root then finds it in place, as a root does on a worker whose
+/// filter was configured before. Creating it is the costly part of configuring (the rate
+/// limiter's table is thousands of cells) and would otherwise dominate each input.
+fn shared_after_configure<R: RootFilter + Default>(config: &[u8]) -> SharedStore {
+    thread_local! {
+        static STORES: RefCell<HashMap<Vec<u8>, SharedStore>> = RefCell::new(HashMap::new());
+    }
+    STORES.with_borrow_mut(|stores| {
+        stores
+            .entry(config.to_vec())
+            .or_insert_with(|| {
+                let mut host = MockHost::new().with_property("plugin_name", b"fuzz");
+                let _ = R::default().configure(&mut host, config);
+                host.shared.borrow().clone()
+            })
+            .clone()
+    })
+}
+
+fn stream<H: HttpFilter>(
+    http: &mut H,
+    host: &mut MockHost,
+    exchange: &Exchange,
+    callbacks: StreamCallbacks,
+) {
+    host.request_headers = exchange.request.clone();
+    host.response_headers = exchange.response.clone();
+    host.properties.retain(|path, _| path == "plugin_name");
+    for (path, value) in &exchange.properties {
+        host.properties.insert(path.clone(), value.clone());
+    }
+    let mut decision = http.on_request_headers(host, true);
+    if decision == Decision::Pause {
+        let mut resumed = Decision::Pause;
+        answer_calls(host, |host, token| {
+            resumed = http.on_call_response(host, token, None);
+        });
+        decision = resumed;
+    }
+    // A local reply passes through the filter's own response callback, as in Envoy.
+    if let Decision::Respond(reply) = &decision {
+        host.response_headers = vec![(":status".to_string(), reply.status.to_string())];
+        host.response_headers.extend(reply.headers.iter().cloned());
+    }
+    if decision != Decision::Pause && callbacks.response_headers {
+        http.on_response_headers(host, true);
+    }
+    if callbacks.log {
+        http.on_log(host);
+    }
+}
+
+/// Answers (with failure) every call the filter dispatched, in order.
+fn answer_calls(host: &mut MockHost, mut answer: impl FnMut(&mut MockHost, u32)) {
+    let calls: Vec<u32> = host.calls.drain(..).map(|(token, _)| token).collect();
+    for token in calls {
+        answer(host, token);
+    }
+}
+
+/// A call answer built from fuzz bytes: `:status` from the first two bytes, the rest the body.
+pub fn call_response(status: u16, content_type: &str, body: &[u8]) -> CallResponse {
+    CallResponse {
+        headers: vec![
+            (":status".to_string(), status.to_string()),
+            ("content-type".to_string(), content_type.to_string()),
+        ],
+        body: body.to_vec(),
+    }
+}

@@ -1,0 +1,432 @@
+//! `cargo xtask fuzz`: builds the fuzz targets with `cargo fuzz` (libFuzzer) on the workspace's
+//! pinned stable toolchain and runs each for a bounded time, then reports executions, coverage
+//! and crashes per target.
+//!
+//! cargo-fuzz needs a nightly compiler only for its sanitizers (`-Zsanitizer`). With
+//! `--sanitizer none` every flag it passes (`-Cpasses=sancov-module`, the `-Cllvm-args`
+//! coverage options, `--cfg fuzzing`) is stable, so the fuzzers build with the workspace's
+//! 1.95.0. meshguard is safe Rust: what the fuzzers look for (panics, overflows in debug
+//! assertions, hangs, runaway memory, wrong decisions) needs no sanitizer.
+//!
+//! The targets live in `tests/fuzz` (the harness, a workspace crate) and `tests/fuzz/targets`
+//! (one-line libFuzzer binaries, a cargo-fuzz project with its own workspace). Before building,
+//! the workspace's `Cargo.lock` is copied there, so the fuzzers build the same dependency
+//! versions as everything else; before running, the seed corpus is written from the tests' own
+//! inputs (`fuzz-seeds`). Inputs that grow coverage stay in `target/fuzz/corpus/<target>/`
+//! between runs; a crashing input is written to `target/fuzz/artifacts/<target>/` and fails the
+//! command with the line that replays it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use meshguard_testkit::paths::{target_dir, workspace_root};
+
+use crate::process::{cargo, describe, output, run};
+
+/// The cargo-fuzz release installed when missing (into `target/tools/cargo-fuzz`).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Options of `cargo xtask fuzz`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Seconds to fuzz each target.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Targets to run (all when none are named; `cargo xtask fuzz --list` names them).
+    pub targets: Vec<String>,
+    /// Lists the targets and exits.
+    #[arg(long)]
+    pub list: bool,
+    /// Builds with the fast-to-compile `dev` profile of `tests/fuzz/targets` (what CI does)
+    /// instead of an optimised release build (slower to build, several times more exec/s).
+    #[arg(long)]
+    pub dev: bool,
+    /// Targets fuzzed at once (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// libFuzzer's per-input timeout in seconds: a slower input is reported as a hang.
+    #[arg(long, default_value_t = 20)]
+    pub timeout: u64,
+}
+
+impl Args {
+    /// The short run CI does: every target for a few seconds, dev build.
+    pub fn smoke() -> Self {
+        Self {
+            seconds: 3,
+            targets: Vec::new(),
+            list: false,
+            dev: true,
+            jobs: None,
+            timeout: 20,
+        }
+    }
+}
+
+/// What one target's run found.
+#[derive(Debug, Clone, Default)]
+struct Report {
+    target: String,
+    executions: u64,
+    exec_per_sec: u64,
+    edges: u64,
+    features: u64,
+    corpus: u64,
+    peak_rss_mb: u64,
+    seconds: f64,
+    crash: Option<String>,
+}
+
+fn fuzz_dir() -> PathBuf {
+    workspace_root().join("tests").join("fuzz").join("targets")
+}
+
+fn work_dir() -> PathBuf {
+    target_dir().join("fuzz")
+}
+
+/// Every target, from the cargo-fuzz project's binaries.
+fn all_targets() -> anyhow::Result<Vec<String>> {
+    let dir = fuzz_dir().join("fuzz_targets");
+    let mut targets: Vec<String> = fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let stem = path.file_stem()?.to_string_lossy().into_owned();
+            (path.extension()? == "rs").then_some(stem)
+        })
+        .collect();
+    targets.sort();
+    Ok(targets)
+}
+
+/// The cargo-fuzz binary, installed with `cargo install` into `target/tools` when missing.
+fn cargo_fuzz() -> anyhow::Result<PathBuf> {
+    let root = target_dir().join("tools").join("cargo-fuzz");
+    let binary = root.join("bin").join("cargo-fuzz");
+    let installed = binary.is_file()
+        && output(Command::new(&binary).args(["fuzz", "--version"]))
+            .is_ok_and(|version| version.contains(CARGO_FUZZ_VERSION));
+    if !installed {
+        eprintln!(
+            "meshguard: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}",
+            root.display()
+        );
+        run(cargo()
+            .args([
+                "install",
+                "--locked",
+                "--quiet",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--root",
+            ])
+            .arg(&root))?;
+    }
+    Ok(binary)
+}
+
+/// Writes the seed corpus with the `fuzz-seeds` binary: the one `cargo test --workspace` built
+/// when `prebuilt`, else built now.
+fn write_seeds(dir: &Path, targets: &[String], prebuilt: bool) -> anyhow::Result<()> {
+    let _ = fs::remove_dir_all(dir);
+    let binary = target_dir().join("debug").join("fuzz-seeds");
+    if !(prebuilt && binary.is_file()) {
+        run(cargo().args(["build", "-q", "-p", "meshguard-fuzz", "--bin", "fuzz-seeds"]))?;
+    }
+    run(Command::new(&binary).arg(dir).args(targets))
+}
+
+/// `cargo xtask fuzz`.
+pub fn run_fuzz(args: &Args) -> anyhow::Result<()> {
+    fuzz(args, false)
+}
+
+/// Builds and runs the targets; `prebuilt`: the workspace's test build already made the seed
+/// writer (inside `cargo xtask test`).
+pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
+    let known = all_targets()?;
+    if args.list {
+        known.iter().for_each(|target| println!("{target}"));
+        return Ok(());
+    }
+    for target in &args.targets {
+        if !known.contains(target) {
+            bail!("no fuzz target `{target}` (see `cargo xtask fuzz --list`)");
+        }
+    }
+    let targets = if args.targets.is_empty() {
+        known
+    } else {
+        args.targets.clone()
+    };
+    let cargo_fuzz = cargo_fuzz()?;
+    // The fuzzers build the workspace's dependency versions.
+    fs::copy(
+        workspace_root().join("Cargo.lock"),
+        fuzz_dir().join("Cargo.lock"),
+    )
+    .context("copying Cargo.lock into tests/fuzz/targets")?;
+    let work = work_dir();
+    write_seeds(&work.join("seeds"), &targets, prebuilt)?;
+
+    let profile = if args.dev { "debug" } else { "release" };
+    let build_dir = work.join("build");
+    let started = Instant::now();
+    let mut build = Command::new(&cargo_fuzz);
+    build
+        .current_dir(workspace_root())
+        .args([
+            "fuzz",
+            "build",
+            "--sanitizer",
+            "none",
+            "--strip-dead-code",
+            "--fuzz-dir",
+        ])
+        .arg(fuzz_dir())
+        .arg("--target-dir")
+        .arg(&build_dir);
+    if args.dev {
+        build.arg("--dev");
+    }
+    // The workspace's cargo, not whatever `cargo` is first on PATH.
+    if let Ok(cargo) = std::env::var("CARGO")
+        && let Some(bin) = Path::new(&cargo).parent()
+    {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![bin.to_path_buf()];
+        paths.extend(std::env::split_paths(&path));
+        build.env("PATH", std::env::join_paths(paths)?);
+    }
+    run(&mut build)?;
+    eprintln!(
+        "meshguard: fuzz targets built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let binaries = build_dir.join(host_triple()?).join(profile);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let queue = Mutex::new(targets.iter());
+    let reports = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut queue| queue.next().cloned());
+                    let Ok(Some(target)) = next else { break };
+                    let report =
+                        fuzz_one(&binaries, &work, &target, args).unwrap_or_else(|err| Report {
+                            target: target.clone(),
+                            crash: Some(format!("{err:#}")),
+                            ..Report::default()
+                        });
+                    eprintln!("meshguard: {} done", report.target);
+                    if let Ok(mut reports) = reports.lock() {
+                        reports.push(report);
+                    }
+                }
+            });
+        }
+    });
+    let mut reports = reports.into_inner().unwrap_or_default();
+    reports.sort_by(|a, b| a.target.cmp(&b.target));
+    print_table(&reports);
+    write_json(&work.join("report.json"), &reports)?;
+    let crashed: Vec<&Report> = reports.iter().filter(|r| r.crash.is_some()).collect();
+    if !crashed.is_empty() {
+        for report in &crashed {
+            eprintln!(
+                "\n{}: {}",
+                report.target,
+                report.crash.as_deref().unwrap_or("")
+            );
+        }
+        bail!(
+            "{} fuzz target(s) found a crash or hang; replay with \
+             `{}/{profile}/<target> <artifact>`, then add the input to tests/fuzz/regressions/<target>/",
+            crashed.len(),
+            binaries
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn host_triple() -> anyhow::Result<String> {
+    let version = output(
+        Command::new("rustc")
+            .current_dir(workspace_root())
+            .arg("-vV"),
+    )?;
+    version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_string)
+        .context("rustc -vV names no host")
+}
+
+/// Runs one target for `args.seconds` and reads libFuzzer's statistics from its output.
+fn fuzz_one(binaries: &Path, work: &Path, target: &str, args: &Args) -> anyhow::Result<Report> {
+    let corpus = work.join("corpus").join(target);
+    let artifacts = work.join("artifacts").join(target);
+    fs::create_dir_all(&corpus)?;
+    fs::create_dir_all(&artifacts)?;
+    let log_path = work.join("logs").join(format!("{target}.log"));
+    fs::create_dir_all(log_path.parent().unwrap_or(work))?;
+    let log = fs::File::create(&log_path)?;
+    let mut command = Command::new(binaries.join(target));
+    command
+        .arg(&corpus)
+        .arg(work.join("seeds").join(target))
+        .arg(format!("-max_total_time={}", args.seconds))
+        .arg(format!("-timeout={}", args.timeout))
+        .arg("-rss_limit_mb=4096")
+        .arg("-print_final_stats=1")
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .stdout(Stdio::null())
+        .stderr(log);
+    let started = Instant::now();
+    // libFuzzer stops itself at -max_total_time; the watchdog covers a stuck start.
+    let mut child = command.spawn().with_context(|| describe(&command))?;
+    let limit = Duration::from_secs(args.seconds + args.timeout + 120);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = fs::read_to_string(&log_path).unwrap_or_default();
+    let mut report = parse_log(target, &text);
+    report.seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let artifact = text
+            .lines()
+            .find_map(|line| {
+                line.split_once("Test unit written to ")
+                    .map(|(_, path)| path.trim())
+            })
+            .unwrap_or("(no artifact)");
+        let reason = text
+            .lines()
+            .find(|line| line.contains("panicked at") || line.contains("ERROR: libFuzzer"))
+            .unwrap_or("the fuzzer exited with an error")
+            .trim();
+        report.crash = Some(format!(
+            "{reason}\n  input: {artifact}\n  log: {}",
+            log_path.display()
+        ));
+    }
+    Ok(report)
+}
+
+/// libFuzzer's final statistics and its last status line (`#N ... cov: E ft: F corp: C/..`).
+fn parse_log(target: &str, text: &str) -> Report {
+    let stat = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("stat::{name}:")))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let field = |line: &str, name: &str| {
+        line.split_whitespace()
+            .skip_while(|word| *word != name)
+            .nth(1)
+            .and_then(|value| value.split('/').next()?.parse::<u64>().ok())
+    };
+    let status = text
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('#') && line.contains("cov: "));
+    Report {
+        target: target.to_string(),
+        executions: stat("number_of_executed_units"),
+        exec_per_sec: stat("average_exec_per_sec"),
+        peak_rss_mb: stat("peak_rss_mb"),
+        edges: status.and_then(|line| field(line, "cov:")).unwrap_or(0),
+        features: status.and_then(|line| field(line, "ft:")).unwrap_or(0),
+        corpus: status.and_then(|line| field(line, "corp:")).unwrap_or(0),
+        ..Report::default()
+    }
+}
+
+fn print_table(reports: &[Report]) {
+    println!(
+        "\n{:<26} {:>12} {:>9} {:>7} {:>8} {:>7} {:>8}  result",
+        "target", "executions", "exec/s", "edges", "features", "corpus", "rss MB"
+    );
+    for r in reports {
+        println!(
+            "{:<26} {:>12} {:>9} {:>7} {:>8} {:>7} {:>8}  {}",
+            r.target,
+            r.executions,
+            r.exec_per_sec,
+            r.edges,
+            r.features,
+            r.corpus,
+            r.peak_rss_mb,
+            if r.crash.is_some() { "CRASH" } else { "ok" }
+        );
+    }
+    let total: u64 = reports.iter().map(|r| r.executions).sum();
+    println!("{} targets, {total} executions in all", reports.len());
+}
+
+fn write_json(path: &Path, reports: &[Report]) -> anyhow::Result<()> {
+    let rows: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "target": r.target, "executions": r.executions, "exec_per_sec": r.exec_per_sec,
+                "edges": r.edges, "features": r.features, "corpus": r.corpus,
+                "peak_rss_mb": r.peak_rss_mb, "seconds": r.seconds, "crash": r.crash,
+            })
+        })
+        .collect();
+    fs::write(path, serde_json::to_string_pretty(&rows)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_libfuzzers_statistics() {
+        let log = "INFO: Seed: 1\n\
+                   #2\tINITED cov: 120 ft: 130 corp: 5/1024b exec/s: 0 rss: 40Mb\n\
+                   #4096\tpulse  cov: 150 ft: 210 corp: 9/2Kb lim: 4 exec/s: 2048 rss: 41Mb\n\
+                   Done 5000 runs in 3 second(s)\n\
+                   stat::number_of_executed_units: 5000\n\
+                   stat::average_exec_per_sec:     1666\n\
+                   stat::new_units_added:          4\n\
+                   stat::peak_rss_mb:              41\n";
+        let report = parse_log("t", log);
+        assert_eq!(
+            (
+                report.executions,
+                report.exec_per_sec,
+                report.edges,
+                report.features,
+                report.corpus,
+                report.peak_rss_mb
+            ),
+            (5000, 1666, 150, 210, 9, 41)
+        );
+    }
+}
