@@ -22,7 +22,8 @@ pub struct Rewritten {
     pub notes: Vec<String>,
     /// `data` roots the module references, with their lines (`None`: a bare `data`).
     pub data_refs: Vec<(Option<String>, usize)>,
-    /// The static `input` paths the decision cache would key on (`None`: never cached).
+    /// The static `input` paths the decision cache's text scan would key on (`None`: never
+    /// cached).
     pub input_paths: Option<Vec<Vec<String>>>,
 }
 
@@ -45,8 +46,9 @@ pub fn rewrite(src: &str, version: RegoVersion, main_module: bool) -> Rewritten 
         let (tabled, _) = vm_rules::table_functions(&single, version);
         rewrite::vm_assignment_guards(&tabled)
     });
-    let reads = ReadSet::of([src]);
-    let input_paths = reads.cacheable().then_some(reads.paths);
+    // The text scan (what the cache falls back to when the parse-tree analysis cannot be used).
+    let reads = ReadSet::scan([src]);
+    let input_paths = reads.cacheable().then_some(reads.value);
     Rewritten {
         interpreter,
         vm,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use meshguard_filter_core::mock::{MockHost, SharedStore};
 use meshguard_filter_core::{
-    CallResponse, ConfigError, Decision, HttpFilter, RootFilter, StreamCallbacks,
+    CallResponse, ConfigError, Decision, Env, Filter, HttpFilter, Root, Stream, StreamCallbacks,
 };
 
 use crate::lines::{self, Exchange};
@@ -68,39 +68,37 @@ pub fn jwt_auth_config(data: &[u8]) {
 /// Target `stamp_request`.
 pub fn stamp_request(data: &[u8]) {
     static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_stamp::StampRoot>("stamp"));
-    exchanges::<meshguard_stamp::StampRoot>(configs, data);
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_stamp::Stamp>("stamp"));
+    exchanges::<meshguard_stamp::Stamp>(configs, data);
 }
 
 /// Target `canary_request`.
 pub fn canary_request(data: &[u8]) {
     static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_canary::CanaryRoot>("canary"));
-    exchanges::<meshguard_canary::CanaryRoot>(configs, data);
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_canary::Canary>("canary"));
+    exchanges::<meshguard_canary::Canary>(configs, data);
 }
 
 /// Target `circuit_breaker_request`.
 pub fn circuit_breaker_request(data: &[u8]) {
     static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    let configs = CONFIGS.get_or_init(|| {
-        accepted::<meshguard_circuit_breaker::CircuitBreakerRoot>("circuit-breaker")
-    });
-    exchanges::<meshguard_circuit_breaker::CircuitBreakerRoot>(configs, data);
+    let configs = CONFIGS
+        .get_or_init(|| accepted::<meshguard_circuit_breaker::CircuitBreaker>("circuit-breaker"));
+    exchanges::<meshguard_circuit_breaker::CircuitBreaker>(configs, data);
 }
 
 /// Target `rate_limit_request`.
 pub fn rate_limit_request(data: &[u8]) {
     static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    let configs =
-        CONFIGS.get_or_init(|| accepted::<meshguard_rate_limit::RateLimitRoot>("rate-limit"));
-    exchanges::<meshguard_rate_limit::RateLimitRoot>(configs, data);
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_rate_limit::RateLimit>("rate-limit"));
+    exchanges::<meshguard_rate_limit::RateLimit>(configs, data);
 }
 
 /// Target `jwt_auth_request`.
 pub fn jwt_auth_request(data: &[u8]) {
     static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_jwt_auth::JwtRoot>("jwt-auth"));
-    exchanges::<meshguard_jwt_auth::JwtRoot>(configs, data);
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_jwt_auth::JwtAuth>("jwt-auth"));
+    exchanges::<meshguard_jwt_auth::JwtAuth>(configs, data);
 }
 
 /// The repository's configurations of a filter ([`seeds::filter_configs`]) that its root
@@ -108,10 +106,10 @@ pub fn jwt_auth_request(data: &[u8]) {
 ///
 /// # Panics
 /// When the filter accepts none of them (the request target would test nothing).
-pub fn accepted<R: RootFilter + Default>(dir: &str) -> Vec<Vec<u8>> {
+pub fn accepted<F: Filter>(dir: &str) -> Vec<Vec<u8>> {
     let configs: Vec<Vec<u8>> = seeds::filter_configs(dir)
         .into_iter()
-        .filter(|config| R::default().configure(&mut MockHost::new(), config).is_ok())
+        .filter(|config| F::configure(&mut MockHost::new(), &env(), config).is_ok())
         .collect();
     assert!(!configs.is_empty(), "no configuration of {dir} is accepted");
     configs
@@ -125,29 +123,34 @@ pub fn accepted<R: RootFilter + Default>(dir: &str) -> Vec<Vec<u8>> {
 ///
 /// # Panics
 /// When a configuration the repository ships is refused, or when the filter panics.
-pub fn exchanges<R: RootFilter + Default>(configs: &[Vec<u8>], data: &[u8]) {
+pub fn exchanges<F: Filter>(configs: &[Vec<u8>], data: &[u8]) {
     let scenario = lines::parse(data);
     let Some(config) = configs.get(scenario.config % configs.len().max(1)) else {
         return;
     };
     let mut host = MockHost::new()
         .with_property("plugin_name", b"fuzz")
-        .with_shared(Rc::new(RefCell::new(shared_after_configure::<R>(config))));
-    let mut root = R::default();
-    if let Err(err) = root.configure(&mut host, config) {
-        panic!("a shipped configuration is refused: {err}");
-    }
-    let callbacks = <R::Http as HttpFilter>::CALLBACKS;
+        .with_shared(Rc::new(RefCell::new(shared_after_configure::<F>(config))));
+    let mut root = match F::configure(&mut host, &env(), config) {
+        Ok(root) => root,
+        Err(err) => panic!("a shipped configuration is refused: {err}"),
+    };
+    let callbacks = <<F::Root as Root>::Http as HttpFilter>::CALLBACKS;
     for (index, exchange) in scenario.exchanges.iter().enumerate() {
         if exchange.advance_ms > 0 {
             host.advance(Duration::from_millis(exchange.advance_ms));
             root.on_tick(&mut host);
             answer_calls(&mut host, |host, token| {
-                root.on_call_response(host, token, None)
+                root.on_call_response(host, token, None);
             });
         }
         let context = u32::try_from(index).unwrap_or(0) + 2;
-        stream(&mut root.new_http(context), &mut host, exchange, callbacks);
+        stream(
+            &mut Stream::new(root.new_http(context)),
+            &mut host,
+            exchange,
+            callbacks,
+        );
         // Keep one input's memory flat: nothing below is read back.
         host.responses.clear();
         host.logs.get_mut().clear();
@@ -159,7 +162,7 @@ pub fn exchanges<R: RootFilter + Default>(configs: &[Vec<u8>], data: &[u8]) {
 /// configuration: every input's root then finds it in place, as a root does on a worker whose
 /// filter was configured before. Creating it is the costly part of configuring (the rate
 /// limiter's table is thousands of cells) and would otherwise dominate each input.
-fn shared_after_configure<R: RootFilter + Default>(config: &[u8]) -> SharedStore {
+fn shared_after_configure<F: Filter>(config: &[u8]) -> SharedStore {
     thread_local! {
         static STORES: RefCell<HashMap<Vec<u8>, SharedStore>> = RefCell::new(HashMap::new());
     }
@@ -168,7 +171,7 @@ fn shared_after_configure<R: RootFilter + Default>(config: &[u8]) -> SharedStore
             .entry(config.to_vec())
             .or_insert_with(|| {
                 let mut host = MockHost::new().with_property("plugin_name", b"fuzz");
-                let _ = R::default().configure(&mut host, config);
+                let _ = F::configure(&mut host, &env(), config);
                 host.shared.borrow().clone()
             })
             .clone()
@@ -176,7 +179,7 @@ fn shared_after_configure<R: RootFilter + Default>(config: &[u8]) -> SharedStore
 }
 
 fn stream<H: HttpFilter>(
-    http: &mut H,
+    http: &mut Stream<H>,
     host: &mut MockHost,
     exchange: &Exchange,
     callbacks: StreamCallbacks,
@@ -206,6 +209,11 @@ fn stream<H: HttpFilter>(
     if callbacks.log {
         http.on_log(host);
     }
+}
+
+/// What a single-purpose module gives its filter, for the plugin `fuzz`.
+pub fn env() -> Env {
+    Env::single("fuzz")
 }
 
 /// Answers (with failure) every call the filter dispatched, in order.

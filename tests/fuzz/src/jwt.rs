@@ -10,11 +10,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::mock::MockHost;
-use meshguard_filter_core::{Decision, HttpFilter, RootFilter};
-use meshguard_jwt_auth::JwtRoot;
+use meshguard_filter_core::{Decision, Filter, Root, Stream};
 use meshguard_jwt_auth::keys::{Strictness, parse_jwks};
 use meshguard_jwt_auth::testing::{self, CORPUS_AUDIENCE, CORPUS_ISSUER, TestKey};
 use meshguard_jwt_auth::token;
+use meshguard_jwt_auth::{JwtAuth, JwtRoot};
 use serde_json::{Value, json};
 
 use crate::filters::call_response;
@@ -66,11 +66,10 @@ fn fixed_root() -> (JwtRoot, MockHost) {
     let mut host = MockHost::new()
         .with_now(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW))
         .with_property("plugin_name", b"fuzz");
-    let mut root = JwtRoot::default();
-    if let Err(err) = root.configure(&mut host, config.as_bytes()) {
-        panic!("the fixed-keys configuration is refused: {err}");
+    match JwtAuth::configure(&mut host, &crate::filters::env(), config.as_bytes()) {
+        Ok(root) => (root, host),
+        Err(err) => panic!("the fixed-keys configuration is refused: {err}"),
     }
-    (root, host)
 }
 
 /// One request carrying `token` the way `how` selects (header, cookie, query parameter).
@@ -91,7 +90,7 @@ fn send(root: &JwtRoot, host: &mut MockHost, token: &str, how: u8) -> Decision {
     }
     headers.push((":path".into(), path));
     host.request_headers = headers;
-    root.new_http(2).on_request_headers(host, true)
+    Stream::new(root.new_http(2)).on_request_headers(host, true)
 }
 
 /// Target `jwt_token`: the first byte says where the token goes, the rest is the token.
@@ -201,10 +200,10 @@ pub fn jwks_remote(data: &[u8]) {
     static TOKENS: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| remote_config().to_string());
     let tokens = TOKENS.get_or_init(|| testing::valid_tokens(NOW));
-    let mut root = JwtRoot::default();
-    if let Err(err) = root.configure(&mut host, config.as_bytes()) {
-        panic!("the remote-JWKS configuration is refused: {err}");
-    }
+    let mut root = match JwtAuth::configure(&mut host, &crate::filters::env(), config.as_bytes()) {
+        Ok(root) => root,
+        Err(err) => panic!("the remote-JWKS configuration is refused: {err}"),
+    };
     // The first tick creates the shared fetch state, the second takes the lease and fetches.
     for _ in 0..2 {
         root.on_tick(&mut host);
