@@ -74,7 +74,9 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where cargo leaves module `name` as built, with every export the SDK defines.
+/// Where cargo leaves module `name` as built, with every export the SDK defines (the benchmark's
+/// untrimmed floor row; the benchmarks are in the `full` build only).
+#[cfg(feature = "full")]
 pub fn untrimmed_module_path(name: &str) -> PathBuf {
     built_module_path(&target_dir(), name)
 }
