@@ -168,6 +168,7 @@ impl HttpFilter for CanaryHttp {
     const CALLBACKS: StreamCallbacks = StreamCallbacks {
         response_headers: true,
         log: false,
+        request_body: false,
     };
 
     fn on_request_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {

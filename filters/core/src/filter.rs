@@ -47,6 +47,8 @@ pub struct StreamCallbacks {
     pub response_headers: bool,
     /// [`HttpFilter::on_log`] is implemented.
     pub log: bool,
+    /// [`HttpFilter::on_request_body`] is implemented (Envoy calls it for every body chunk).
+    pub request_body: bool,
 }
 
 impl StreamCallbacks {
@@ -54,11 +56,13 @@ impl StreamCallbacks {
     pub const ALL: Self = Self {
         response_headers: true,
         log: true,
+        request_body: true,
     };
     /// Request headers only.
     pub const REQUEST_ONLY: Self = Self {
         response_headers: false,
         log: false,
+        request_body: false,
     };
 }
 
@@ -66,11 +70,24 @@ impl StreamCallbacks {
 pub trait HttpFilter: 'static {
     /// The optional callbacks this filter implements. A callback left out here is never
     /// called in Envoy (its export is removed from the module), so a filter that overrides
-    /// [`HttpFilter::on_response_headers`] or [`HttpFilter::on_log`] must list it.
+    /// [`HttpFilter::on_response_headers`], [`HttpFilter::on_request_body`] or
+    /// [`HttpFilter::on_log`] must list it.
     const CALLBACKS: StreamCallbacks = StreamCallbacks::ALL;
 
     /// Request headers arrived.
     fn on_request_headers(&mut self, _host: &mut dyn Host, _end_of_stream: bool) -> Decision {
+        Decision::Continue
+    }
+
+    /// A chunk of the request body arrived; `body_size` is what Envoy holds buffered so far
+    /// (read it with [`Host::request_body`]). `Pause` buffers (Envoy's
+    /// `StopIterationAndBuffer`), `Continue` lets the request go on with what is buffered.
+    fn on_request_body(
+        &mut self,
+        _host: &mut dyn Host,
+        _body_size: usize,
+        _end_of_stream: bool,
+    ) -> Decision {
         Decision::Continue
     }
 
