@@ -1,0 +1,260 @@
+//! The thin shell of the single-purpose module: the root context (configuration, counters,
+//! their flush) and the per-request filter that hands the request to [`crate::stage`], holds
+//! it for its body when the policy reads the body, and applies the decision.
+//!
+//! The request facts are read from the host on demand ([`HostFacts`]); the verified claims come
+//! from the filter state the JWT filter wrote ([`meshguard_filter_core::claims`]), never from a
+//! header.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use meshguard_filter_core::claims;
+use meshguard_filter_core::{
+    ConfigError, Decision, HeaderMap, Host, HttpFilter, LogLevel, RootFilter, StreamCallbacks,
+};
+
+use crate::body::Body;
+use crate::input::{Claims, RequestFacts, VerifiedClaims};
+use crate::metrics::Metrics;
+use crate::stage::{Action, Authorizer, prepare};
+
+/// How often roots add the batched counts to Envoy's stats.
+pub const METRICS_FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
+/// One worker's state, shared by its root and its streams.
+#[derive(Debug)]
+pub struct Worker {
+    /// The stage.
+    pub authorizer: Authorizer,
+    /// Counters.
+    pub metrics: Metrics,
+    /// The plugin name (for log lines).
+    pub plugin: String,
+}
+
+/// The root context.
+#[derive(Debug, Default)]
+pub struct AuthzRoot {
+    worker: Option<Rc<RefCell<Worker>>>,
+}
+
+impl AuthzRoot {
+    /// The worker state (after a successful `configure`), for tests.
+    pub fn worker(&self) -> Option<Rc<RefCell<Worker>>> {
+        self.worker.clone()
+    }
+
+    /// Adds the batched counts to the host's stats now (ticks do this periodically).
+    pub fn flush_metrics(&self, host: &mut dyn Host) {
+        if let Some(worker) = &self.worker {
+            worker.borrow().metrics.flush(host);
+        }
+    }
+}
+
+impl RootFilter for AuthzRoot {
+    type Http = AuthzHttp;
+
+    fn configure(&mut self, host: &mut dyn Host, config: &[u8]) -> Result<(), ConfigError> {
+        let prepared = prepare(config)?;
+        let plugin = host
+            .property(&["plugin_name"])
+            .and_then(|name| String::from_utf8(name).ok())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "authz".to_string());
+        host.log(
+            LogLevel::Info,
+            &format!("authz `{plugin}`: {}", prepared.summary()),
+        );
+        self.worker = Some(Rc::new(RefCell::new(Worker {
+            authorizer: Authorizer::new(prepared),
+            metrics: Metrics::define(host, &plugin),
+            plugin,
+        })));
+        Ok(())
+    }
+
+    fn tick_period(&self) -> Option<Duration> {
+        Some(METRICS_FLUSH_PERIOD)
+    }
+
+    fn on_tick(&mut self, host: &mut dyn Host) {
+        self.flush_metrics(host);
+    }
+
+    fn new_http(&self, _context_id: u32) -> AuthzHttp {
+        AuthzHttp {
+            worker: self.worker.clone(),
+            waiting_for_body: false,
+            response_headers: Vec::new(),
+        }
+    }
+}
+
+/// The per-request filter.
+#[derive(Debug)]
+pub struct AuthzHttp {
+    worker: Option<Rc<RefCell<Worker>>>,
+    waiting_for_body: bool,
+    response_headers: Vec<(String, String)>,
+}
+
+impl HttpFilter for AuthzHttp {
+    /// Bodies, for policies that read them; response headers, for `response_headers_to_add`.
+    const CALLBACKS: StreamCallbacks = StreamCallbacks {
+        response_headers: true,
+        log: false,
+        request_body: true,
+    };
+
+    fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Decision {
+        let Some(worker) = self.worker.clone() else {
+            return Decision::Continue;
+        };
+        let mut worker = worker.borrow_mut();
+        let prepared = Rc::clone(worker.authorizer.prepared());
+        if prepared.waits_for_body() && !end_of_stream {
+            let max = prepared.config.max_request_bytes.unwrap_or_default();
+            let declared = host
+                .header(HeaderMap::Request, "content-length")
+                .and_then(|length| length.trim().parse::<u64>().ok());
+            if declared.is_some_and(|length| length > max as u64) {
+                worker.metrics.body_too_large();
+                return Decision::Respond(worker.authorizer.body_too_large());
+            }
+            // Held (with Envoy's `allow_on_headers_stop_iteration`) until the body is in.
+            self.waiting_for_body = true;
+            return Decision::Pause;
+        }
+        let body = prepared.waits_for_body().then(Body::default);
+        self.decide(host, &mut worker, body.as_ref())
+    }
+
+    fn on_request_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Decision {
+        if !self.waiting_for_body {
+            return Decision::Continue;
+        }
+        let Some(worker) = self.worker.clone() else {
+            return Decision::Continue;
+        };
+        let mut worker = worker.borrow_mut();
+        let max = worker
+            .authorizer
+            .prepared()
+            .config
+            .max_request_bytes
+            .unwrap_or_default();
+        if body_size > max {
+            self.waiting_for_body = false;
+            worker.metrics.body_too_large();
+            return Decision::Respond(worker.authorizer.body_too_large());
+        }
+        if !end_of_stream {
+            return Decision::Pause;
+        }
+        self.waiting_for_body = false;
+        let body = Body(host.request_body(0, body_size).unwrap_or_default());
+        self.decide(host, &mut worker, Some(&body))
+    }
+
+    fn on_response_headers(&mut self, host: &mut dyn Host, _end_of_stream: bool) -> Decision {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            host.add_header(HeaderMap::Response, &name, &value);
+        }
+        Decision::Continue
+    }
+}
+
+impl AuthzHttp {
+    fn decide(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        body: Option<&Body>,
+    ) -> Decision {
+        let decided = {
+            let mut facts = HostFacts { host: &*host };
+            let mut claims = FilterStateClaims { host: &*host };
+            worker.authorizer.decide(&mut facts, &mut claims, body)
+        };
+        worker.metrics.record(&decided);
+        if let Some((kind, reason)) = &decided.error {
+            host.log(
+                LogLevel::Warn,
+                &format!(
+                    "authz `{}`: {} error, decided by onError: {reason}",
+                    worker.plugin,
+                    kind.name()
+                ),
+            );
+        }
+        if let Some(explained) = &decided.explained {
+            let what = match &decided.action {
+                Action::Allow(_) => "allowed".to_string(),
+                Action::Deny(response) => format!("denied ({})", response.status),
+            };
+            host.log(
+                LogLevel::Info,
+                &format!("authz `{}`: {what} by {explained}", worker.plugin),
+            );
+        }
+        match decided.action {
+            Action::Deny(response) => Decision::Respond(response),
+            Action::Allow(verdict) => {
+                for name in &verdict.request_headers_to_remove {
+                    host.set_header(HeaderMap::Request, name, None);
+                }
+                for (name, value) in &verdict.headers {
+                    host.set_header(HeaderMap::Request, name, Some(value));
+                }
+                self.response_headers
+                    .extend(verdict.response_headers_to_add.iter().cloned());
+                Decision::Continue
+            }
+        }
+    }
+}
+
+/// Request facts read from the host on demand.
+pub struct HostFacts<'a> {
+    /// The host of the current stream.
+    pub host: &'a dyn Host,
+}
+
+impl RequestFacts for HostFacts<'_> {
+    fn header(&mut self, name: &str) -> Option<String> {
+        self.host.header(HeaderMap::Request, name)
+    }
+
+    fn headers(&mut self) -> Vec<(String, String)> {
+        self.host.headers(HeaderMap::Request)
+    }
+
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+        self.host.property(path)
+    }
+}
+
+/// The claims the JWT filter verified for this stream, from its filter state.
+pub struct FilterStateClaims<'a> {
+    /// The host of the current stream.
+    pub host: &'a dyn Host,
+}
+
+impl VerifiedClaims for FilterStateClaims<'_> {
+    fn payloads(&mut self) -> Option<Claims> {
+        self.host
+            .property(&[claims::FILTER_STATE])
+            .map(Claims::Json)
+    }
+}
+
+#[cfg(test)]
+mod tests;
