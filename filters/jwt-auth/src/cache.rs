@@ -21,6 +21,9 @@ pub struct Verified {
     pub times: Times,
     /// Headers to write upstream (claims and payload).
     pub headers: Rc<[(String, String)]>,
+    /// The payload for later filters (`payloadInMetadata`), already encoded as
+    /// `{"<name>": <payload>}` ([`meshguard_filter_core::claims::encode`]).
+    pub metadata: Option<Rc<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -124,6 +127,7 @@ mod tests {
                 ..Times::default()
             },
             headers: Rc::from(vec![("x-sub".to_string(), "alice".to_string())]),
+            metadata: None,
         }
     }
 

@@ -131,6 +131,7 @@ mod tests {
         Outcome::Valid(Verified {
             times: Times::default(),
             headers: Rc::from(Vec::new()),
+            metadata: Option::None,
         })
     }
 

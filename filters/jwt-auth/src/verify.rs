@@ -46,6 +46,12 @@ pub fn verify_token(
         verified: Verified {
             times,
             headers: Rc::from(headers_for(provider, &token.payload, token.payload_b64)),
+            metadata: provider.payload_in_metadata.as_deref().map(|name| {
+                Rc::from(meshguard_filter_core::claims::encode([(
+                    name,
+                    &token.payload,
+                )]))
+            }),
         },
         path,
     })
