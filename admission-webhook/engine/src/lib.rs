@@ -86,8 +86,9 @@
 //!
 //! # Known regorus divergences (REGORUS.md) and how they are handled
 //!
-//! Each has a test stating OPA's result (`tests/divergences.rs`, `src/rewrite/tests.rs`,
-//! `src/rego_scan.rs`); rewrites keep every line where it was and are listed in
+//! Each has a test stating OPA's result (`tests/divergences.rs`, the rewrites in the
+//! `meshguard-rego-compat` crate (shared with the proxy's authz filter) and their tests,
+//! `src/rego_scan.rs` there); rewrites keep every line where it was and are listed in
 //! [`Template::notes`].
 //!
 //! | divergence | evaluator | handling |
@@ -123,9 +124,10 @@ pub mod inventory;
 pub mod matching;
 pub mod policy_set;
 mod read_set;
-mod rego_scan;
+pub mod rego;
+use meshguard_rego_compat::rego_scan;
 pub mod review;
-mod rewrite;
+use meshguard_rego_compat::rewrite;
 pub mod template;
 pub mod vm;
 mod vm_rules;
