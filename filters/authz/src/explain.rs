@@ -75,6 +75,7 @@ impl Explainer {
     /// Finds the decision rule's definitions in `engine`'s modules and compiles the copy.
     pub(crate) fn prepare(
         engine: &mut regorus::Engine,
+        modules: &[(String, String)],
         config: &Config,
         data: &Value,
     ) -> Result<Self, ConfigError> {
@@ -118,8 +119,7 @@ impl Explainer {
                 }
             }
         }
-        let modules: Vec<(String, String)> = config
-            .modules
+        let renamed: Vec<(String, String)> = modules
             .iter()
             .map(|(name, source)| {
                 let mut source = source.clone();
@@ -136,7 +136,7 @@ impl Explainer {
                 (name.clone(), source)
             })
             .collect();
-        let mut copy = policy::engine(&modules)?;
+        let mut copy = policy::engine(&renamed)?;
         let entries: Vec<String> = definitions.iter().map(|(entry, _)| entry.clone()).collect();
         let program = policy::compile_entries(&mut copy, config, &config.rule, &entries)
             .map_err(|err| ConfigError::new("explain", err.to_string()))?;

@@ -8,7 +8,14 @@
 //! tests) is refused at configure time with the compiler's reason and line.
 //!
 //! Rego is read as v1 (OPA 1.x); modules written for v0 need `import rego.v1` or a rewrite.
-//! Builtin errors are undefined, as in OPA (`strict-builtin-errors` off). regorus has no
+//! Builtin errors are undefined, as in OPA (`strict-builtin-errors` off). Before compiling,
+//! each module gets the rewrites the admission engine applies (`meshguard-rego-compat`), so
+//! both decide as OPA does where regorus does not: most importantly `not f(x)` with `x`
+//! undefined is undefined (regorus says true, which could turn a deny into an allow), and a
+//! local `x := <undefined>` fails its body in the VM as in OPA. Rewrites keep every line where
+//! it was, so errors name the author's lines. Not compensated: when the definitions of a
+//! complete rule disagree OPA raises a conflict error and the VM reads the rule as undefined
+//! (for the decision rule both end in `onError`). regorus has no
 //! `io.jwt.*` builtins and the proxy makes no network calls: policies use the verified claims
 //! the JWT stage put in the input (see [`crate::input`]), and `http.send` is refused.
 
@@ -76,7 +83,8 @@ impl Policy {
                 ),
             )
         })?;
-        let mut engine = engine(&config.modules)?;
+        let modules = opa_semantics(&config.modules);
+        let mut engine = engine(&modules)?;
         let data = Value::from(config.data.clone());
         let program = compile(&mut engine, config, &config.rule)?;
         // A fresh VM with the program and data: the same checks every worker's VM will make.
@@ -86,7 +94,7 @@ impl Policy {
         let reads_body = reads.touches(&["attributes", "request", "http", "body"])
             || reads.touches(&["parsed_body"]);
         let explainer = if config.explain {
-            Some(Explainer::prepare(&mut engine, config, &data)?)
+            Some(Explainer::prepare(&mut engine, &modules, config, &data)?)
         } else {
             None
         };
@@ -113,6 +121,19 @@ impl Policy {
     pub fn evaluate(&self, vm: &mut RegoVM, input: Value) -> Result<Value, EvalError> {
         evaluate(vm, input, self.max_instructions, None)
     }
+}
+
+/// The modules with the rewrites that make regorus' VM decide as OPA does.
+fn opa_semantics(modules: &[(String, String)]) -> Vec<(String, String)> {
+    use meshguard_rego_compat::{rego_scan, rewrite};
+    modules
+        .iter()
+        .map(|(name, source)| {
+            let (source, _) = rego_scan::compensate(source);
+            let (source, _) = rewrite::opa_semantics(&source);
+            (name.clone(), rewrite::vm_assignment_guards(&source))
+        })
+        .collect()
 }
 
 /// An engine holding `modules` (Rego v1, builtin errors undefined as in OPA).

@@ -219,3 +219,30 @@ fn runtime_errors_are_errors_not_decisions() {
         "{result:?}"
     );
 }
+
+#[test]
+fn not_of_an_undefined_argument_is_undefined_as_in_opa() {
+    // regorus alone says `not startswith(undefined, "x")` is true, which would allow here.
+    let src = "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if not startswith(input.attributes.request.http.headers[\"x-tier\"], \"free\")";
+    let policy = prepare(json!({"p.rego": src}), json!({})).unwrap();
+    assert_eq!(eval(&policy, json!({})).unwrap(), Value::from(false));
+    let free = json!({"attributes": {"request": {"http": {"headers": {"x-tier": "free"}}}}});
+    assert_eq!(eval(&policy, free).unwrap(), Value::from(false));
+    let gold = json!({"attributes": {"request": {"http": {"headers": {"x-tier": "gold"}}}}});
+    assert_eq!(eval(&policy, gold).unwrap(), Value::from(true));
+}
+
+#[test]
+fn a_local_assignment_of_undefined_fails_its_body_as_in_opa() {
+    let src = "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if {\n  user := input.user\n  user != \"mallory\"\n}";
+    let policy = prepare(json!({"p.rego": src}), json!({})).unwrap();
+    assert_eq!(eval(&policy, json!({})).unwrap(), Value::from(false));
+    assert_eq!(
+        eval(&policy, json!({"user": "alice"})).unwrap(),
+        Value::from(true)
+    );
+    assert_eq!(
+        eval(&policy, json!({"user": "mallory"})).unwrap(),
+        Value::from(false)
+    );
+}
