@@ -88,6 +88,7 @@ impl RootFilter for AuthzRoot {
         AuthzHttp {
             worker: self.worker.clone(),
             waiting_for_body: false,
+            held_headers: None,
             response_headers: Vec::new(),
         }
     }
@@ -98,6 +99,10 @@ impl RootFilter for AuthzRoot {
 pub struct AuthzHttp {
     worker: Option<Rc<RefCell<Worker>>>,
     waiting_for_body: bool,
+    /// The request headers as they were when the filter held them for the body: the policy
+    /// sees them as ext_authz does (a snapshot taken with the headers), and hosts that close
+    /// the header map once the headers phase is over still show them.
+    held_headers: Option<Vec<(String, String)>>,
     response_headers: Vec<(String, String)>,
 }
 
@@ -126,6 +131,7 @@ impl HttpFilter for AuthzHttp {
             }
             // Held (with Envoy's `allow_on_headers_stop_iteration`) until the body is in.
             self.waiting_for_body = true;
+            self.held_headers = Some(host.headers(HeaderMap::Request));
             return Decision::Pause;
         }
         let body = prepared.waits_for_body().then(Body::default);
@@ -180,7 +186,10 @@ impl AuthzHttp {
         body: Option<&Body>,
     ) -> Decision {
         let decided = {
-            let mut facts = HostFacts { host: &*host };
+            let mut facts = HostFacts {
+                host: &*host,
+                held: self.held_headers.take(),
+            };
             let mut claims = FilterStateClaims { host: &*host };
             worker.authorizer.decide(&mut facts, &mut claims, body)
         };
@@ -226,15 +235,26 @@ impl AuthzHttp {
 pub struct HostFacts<'a> {
     /// The host of the current stream.
     pub host: &'a dyn Host,
+    /// The request headers taken when the request was held for its body, if it was.
+    pub held: Option<Vec<(String, String)>>,
 }
 
 impl RequestFacts for HostFacts<'_> {
     fn header(&mut self, name: &str) -> Option<String> {
-        self.host.header(HeaderMap::Request, name)
+        match &self.held {
+            Some(held) => held
+                .iter()
+                .find(|(held, _)| held.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.clone()),
+            None => self.host.header(HeaderMap::Request, name),
+        }
     }
 
     fn headers(&mut self) -> Vec<(String, String)> {
-        self.host.headers(HeaderMap::Request)
+        match &self.held {
+            Some(held) => held.clone(),
+            None => self.host.headers(HeaderMap::Request),
+        }
     }
 
     fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
