@@ -332,6 +332,22 @@ impl Envoy {
         Ok(Duration::from_nanos(total))
     }
 
+    /// Envoy's resident memory (`VmRSS` of `/proc/<pid>/status`), bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        let path = Path::new("/proc")
+            .join(self.child.id().to_string())
+            .join("status");
+        let status =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .with_context(|| format!("no VmRSS in {}", path.display()))
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::build::{WASM_TARGET, build_filters};
 use crate::process::{output, run as run_command};
 
+mod authz;
 mod jwt;
 
 /// Command-line options.
@@ -274,6 +275,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
     ]
     .into_iter()
     .chain(jwt::rows()?)
+    .chain(authz::rows()?)
     .collect())
 }
 
@@ -505,7 +507,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         result.added_vs_floor = result.added_p50_us / floor.0;
         result.added_cpu_vs_floor = result.added_cpu_us / floor.1;
     }
-    let table = render(&results);
+    let mut table = render(&results);
+    if rows.iter().any(|row| row.name.starts_with("authz")) {
+        let _ = writeln!(table, "\n{}", authz::memory()?);
+    }
     println!("\n{table}");
     let dir = target_dir().join("bench");
     fs::write(dir.join("results.md"), &table)?;

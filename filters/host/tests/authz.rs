@@ -10,7 +10,7 @@ use meshguard_authz::prepare;
 use meshguard_policy_engine::rego::evaluate_rule;
 use meshguard_policy_engine::{RegoVersion, regorus};
 use meshguard_testkit::paths::{filter_module, workspace_root};
-use meshguard_wasm_host::{Plugin, PluginOptions, Request, Verdict as Fate, WasmModule};
+use meshguard_wasm_host::{Plugin, PluginOptions, Request, WasmModule};
 use serde_json::{Value, json};
 
 /// Where the JWT filter leaves the verified payloads.
@@ -61,13 +61,16 @@ fn metric(plugin: &Plugin, suffix: &str) -> i64 {
         .sum()
 }
 
-/// The table both the module test and the differential decide.
-fn table() -> Vec<(
+/// Method, path, the caller (sub and roles, or anonymous), the expected status.
+type Row = (
     &'static str,
     &'static str,
     Option<(&'static str, &'static [&'static str])>,
     u16,
-)> {
+);
+
+/// The table both the module test and the differential decide.
+fn table() -> Vec<Row> {
     const CUSTOMER: &[&str] = &["customer"];
     const SUPPORT: &[&str] = &["support"];
     const ADMIN: &[&str] = &["admin"];
