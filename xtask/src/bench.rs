@@ -22,8 +22,8 @@ use serde::Serialize;
 use crate::build::{build_filters, untrimmed_module_path};
 use crate::process::{output, run as run_command};
 
-mod edge;
 mod authz;
+mod edge;
 mod jwt;
 
 /// Command-line options.

@@ -36,7 +36,12 @@ fn root(extra: serde_json::Value) -> (AuthzRoot, MockHost) {
         config[key] = value.clone();
     }
     let mut host = MockHost::new();
-    let root = Authz::configure(&mut host, &Env::single("edge"), config.to_string().as_bytes()).unwrap();
+    let root = Authz::configure(
+        &mut host,
+        &Env::single("edge"),
+        config.to_string().as_bytes(),
+    )
+    .unwrap();
     (root, host)
 }
 
@@ -64,7 +69,12 @@ fn metrics(root: &AuthzRoot, host: &mut MockHost) -> BTreeMap<String, i64> {
     host.metrics
         .iter()
         .filter(|(_, (_, value))| *value != 0)
-        .map(|(name, (_, value))| (name.trim_start_matches("meshguard.authz.edge.").to_string(), *value))
+        .map(|(name, (_, value))| {
+            (
+                name.trim_start_matches("meshguard.authz.edge.").to_string(),
+                *value,
+            )
+        })
         .collect()
 }
 
@@ -182,7 +192,12 @@ fn a_policy_that_does_not_read_the_body_never_waits_for_it() {
     let config = json!({"modules": {"p.rego": "package envoy.authz\nimport rego.v1\nallow if input.attributes.request.http.method == \"POST\""},
                         "withRequestBody": {"maxRequestBytes": 64}});
     let mut host = MockHost::new();
-    let root = Authz::configure(&mut host, &Env::single("edge"), config.to_string().as_bytes()).unwrap();
+    let root = Authz::configure(
+        &mut host,
+        &Env::single("edge"),
+        config.to_string().as_bytes(),
+    )
+    .unwrap();
     let mut http = Stream::new(root.new_http(1));
     let mut request = request("POST", "/api/payments", None);
     assert_eq!(
@@ -198,9 +213,19 @@ fn a_policy_that_does_not_read_the_body_never_waits_for_it() {
 #[test]
 fn invalid_configuration_is_refused_naming_the_field() {
     let mut host = MockHost::new();
-    let err = Authz::configure(&mut host, &Env::single("edge"), br#"{"modules": {"p.rego": "package envoy.authz\nallow if {"}}"#).unwrap_err();
+    let err = Authz::configure(
+        &mut host,
+        &Env::single("edge"),
+        br#"{"modules": {"p.rego": "package envoy.authz\nallow if {"}}"#,
+    )
+    .unwrap_err();
     assert_eq!(err.field, "modules.p.rego");
-    let err = Authz::configure(&mut host, &Env::single("edge"), br#"{"modules": {"p.rego": "package x"}, "onError": "ignore"}"#).unwrap_err();
+    let err = Authz::configure(
+        &mut host,
+        &Env::single("edge"),
+        br#"{"modules": {"p.rego": "package x"}, "onError": "ignore"}"#,
+    )
+    .unwrap_err();
     assert_eq!(err.field, "onError");
 }
 
