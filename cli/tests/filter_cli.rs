@@ -343,7 +343,46 @@ fn example_files_exist_for_every_documented_command() {
         "circuit-breaker.suite.yaml",
         "meshguard.suite.yaml",
         "meshguard.config.json",
+        "authz.request.yaml",
+        "authz.suite.yaml",
     ] {
         assert!(Path::new(&example(name)).is_file(), "{name}");
     }
+}
+
+#[test]
+fn run_shows_which_rule_of_the_rbac_policy_decided() {
+    // The example configuration carries the RBAC policy unchanged.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example("authz.config.json")).unwrap())
+            .unwrap();
+    let rbac =
+        std::fs::read_to_string(workspace_root().join("policies/envoy-authz/rbac.rego")).unwrap();
+    assert_eq!(config["modules"]["rbac.rego"], rbac.as_str());
+
+    let out = meshguard(&[
+        "filter",
+        "run",
+        &module("meshguard_authz"),
+        "--config",
+        &example("authz.config.json"),
+        "--request",
+        &example("authz.request.yaml"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
+    // Allowed by the customers-read-their-orders rule, denied by the default, refunded by the
+    // admin rule: each named by module and line.
+    assert!(stdout.contains("rbac.rego:39"), "{stdout}");
+    assert!(stdout.contains("rbac.rego:20"), "{stdout}");
+    assert!(stdout.contains("rbac.rego:60"), "{stdout}");
+
+    let suite = meshguard(&["filter", "test", &example("authz.suite.yaml")]);
+    let stdout = text(&suite.stdout);
+    assert_eq!(code(&suite), 0, "{stdout}{}", text(&suite.stderr));
+    assert_eq!(
+        stdout.lines().last(),
+        Some("5 passed, 0 failed"),
+        "{stdout}"
+    );
 }

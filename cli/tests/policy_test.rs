@@ -13,10 +13,19 @@ fn repository_policies_all_pass() {
     let (passed, failed, skipped) = counts(run.last_line());
     assert!(passed >= 100, "only {passed} tests ran");
     assert_eq!((failed, skipped), (0, 0));
+    // Every test file of every policy folder ran.
+    let mut files = 0;
     for entry in std::fs::read_dir(support::root().join("policies")).unwrap() {
         let dir = entry.unwrap().file_name().into_string().unwrap();
-        run.stdout_has(&[&format!("policies/{dir}/src_test.rego:")]);
+        for file in std::fs::read_dir(support::root().join("policies").join(&dir)).unwrap() {
+            let file = file.unwrap().file_name().into_string().unwrap();
+            if file.ends_with("_test.rego") {
+                run.stdout_has(&[&format!("policies/{dir}/{file}:")]);
+                files += 1;
+            }
+        }
     }
+    assert!(files >= 18, "only {files} test files found");
 }
 
 /// One folder per class of failure seen running a public v0 library's unit tests with plain

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::build::{build_filters, untrimmed_module_path};
 use crate::process::{output, run as run_command};
 
+mod authz;
 mod edge;
 mod jwt;
 
@@ -317,6 +318,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
     .into_iter()
     .chain(jwt::rows()?)
     .chain(edge::rows()?)
+    .chain(authz::rows()?)
     .collect())
 }
 
@@ -566,6 +568,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             target_dir().join("bench").join("rss.json"),
             serde_json::to_vec_pretty(&rss)?,
         )?;
+    }
+    if results.iter().any(|r| r.name.starts_with("authz")) {
+        let _ = writeln!(table, "\n{}", authz::memory()?);
     }
     println!("\n{table}");
     let dir = target_dir().join("bench");

@@ -95,8 +95,10 @@
 //!
 //! Template Rego, and every module `meshguard policy test` loads ([`rego`]), is rewritten before
 //! regorus compiles it so it decides as OPA does; [`divergences`] has the table of divergences
-//! and compensations, and minimal reproducers for the regorus bugs among them. Rewrites keep
-//! every line where it was and are listed in [`Template::notes`].
+//! and compensations, and minimal reproducers for the regorus bugs among them. The rewrites
+//! live in the `meshguard-rego-compat` crate, shared with the proxy's authz filter (which runs
+//! the same Rego on regorus' VM inside Envoy). Rewrites keep every line where it was and are
+//! listed in [`Template::notes`].
 //!
 //! Not compensated: arithmetic on a non-number (`[] + 1`, `{1} - []`; found by the differential
 //! fuzz target): OPA and regorus' VM leave the expression undefined, regorus' interpreter raises
@@ -128,9 +130,9 @@ pub mod parallel;
 pub mod policy_set;
 pub mod read_set;
 pub mod rego;
-mod rego_scan;
+use meshguard_rego_compat::rego_scan;
 pub mod review;
-mod rewrite;
+use meshguard_rego_compat::rewrite;
 pub mod schema;
 pub mod suite;
 pub mod template;

@@ -188,6 +188,7 @@ impl HttpFilter for CanaryHttp {
     const CALLBACKS: StreamCallbacks = StreamCallbacks {
         response_headers: true,
         log: false,
+        request_body: false,
     };
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {

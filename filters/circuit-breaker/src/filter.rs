@@ -231,7 +231,11 @@ impl CircuitBreakerHttp {
 
 impl HttpFilter for CircuitBreakerHttp {
     /// Outcomes are recorded at response headers, resets and timeouts at stream end.
-    const CALLBACKS: StreamCallbacks = StreamCallbacks::ALL;
+    const CALLBACKS: StreamCallbacks = StreamCallbacks {
+        response_headers: true,
+        log: true,
+        request_body: false,
+    };
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
         let runtime = Rc::clone(&self.runtime);

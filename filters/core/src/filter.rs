@@ -129,6 +129,8 @@ pub struct StreamCallbacks {
     pub response_headers: bool,
     /// [`HttpFilter::on_log`] is implemented.
     pub log: bool,
+    /// [`HttpFilter::on_request_body`] is implemented (Envoy calls it for every body chunk).
+    pub request_body: bool,
 }
 
 impl StreamCallbacks {
@@ -136,11 +138,13 @@ impl StreamCallbacks {
     pub const ALL: Self = Self {
         response_headers: true,
         log: true,
+        request_body: true,
     };
     /// Request headers only.
     pub const REQUEST_ONLY: Self = Self {
         response_headers: false,
         log: false,
+        request_body: false,
     };
 
     /// The callbacks of either.
@@ -148,6 +152,7 @@ impl StreamCallbacks {
         Self {
             response_headers: self.response_headers || other.response_headers,
             log: self.log || other.log,
+            request_body: self.request_body || other.request_body,
         }
     }
 }
@@ -159,7 +164,8 @@ impl StreamCallbacks {
 pub trait HttpFilter: 'static {
     /// The optional callbacks this filter implements. A callback left out here is never
     /// called in Envoy (its export is removed from the module), so a filter that overrides
-    /// [`HttpFilter::on_response_headers`] or [`HttpFilter::on_log`] must list it.
+    /// [`HttpFilter::on_response_headers`], [`HttpFilter::on_request_body`] or
+    /// [`HttpFilter::on_log`] must list it.
     const CALLBACKS: StreamCallbacks = StreamCallbacks::ALL;
 
     /// Request headers arrived.
@@ -174,6 +180,19 @@ pub trait HttpFilter: 'static {
     /// [`HttpFilter::on_request_headers`] (or the call response that resumed the request) in a
     /// single-purpose module.
     fn commit_request(&mut self, _ctx: &mut Ctx<'_>) -> Decision {
+        Decision::Continue
+    }
+
+    /// A chunk of the request body arrived; `body_size` is what Envoy holds buffered so far
+    /// (read it with [`Host::request_body`]). `Pause` buffers (Envoy's
+    /// `StopIterationAndBuffer`), `Continue` lets the request go on with what is buffered (and
+    /// commits it, [`HttpFilter::commit_request`], when the filter held it at its headers).
+    fn on_request_body(
+        &mut self,
+        _ctx: &mut Ctx<'_>,
+        _body_size: usize,
+        _end_of_stream: bool,
+    ) -> Decision {
         Decision::Continue
     }
 

@@ -77,6 +77,15 @@ pub trait Host {
     /// A host property such as `["source", "address"]` or `["cluster_name"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
 
+    /// Sets a property of the current stream. In Envoy a one-segment path `name` becomes the
+    /// filter state `wasm.<name>`, which later filters of the same stream read back with
+    /// [`Host::property`] and no client can set. Returns whether the host stored it.
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool;
+
+    /// Bytes `start..start + max` of the request body buffered so far (in `on_request_body`),
+    /// `None` when the host has none to give.
+    fn request_body(&self, start: usize, max: usize) -> Option<Vec<u8>>;
+
     /// Reads shared data (shared by every VM of one plugin across Envoy workers): the value and
     /// its CAS token, or `None` if the key was never set.
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)>;

@@ -25,6 +25,7 @@
     )
 )]
 
+pub mod claims;
 pub mod config;
 pub mod counters;
 pub mod decision;

@@ -57,8 +57,10 @@ pub struct MockHost {
     pub request_headers: Vec<(String, String)>,
     /// Response headers (ordered).
     pub response_headers: Vec<(String, String)>,
-    /// Properties by dotted path (`source.address`).
+    /// Properties by dotted path (`source.address`); [`Host::set_property`] writes here too.
     pub properties: HashMap<String, Vec<u8>>,
+    /// The request body buffered so far (what [`Host::request_body`] reads).
+    pub request_body: Vec<u8>,
     /// Shared data (possibly shared with other mocks).
     pub shared: SharedHandle,
     /// Local responses sent.
@@ -85,6 +87,7 @@ impl Default for MockHost {
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             properties: HashMap::new(),
+            request_body: Vec::new(),
             shared: SharedHandle::default(),
             responses: Vec::new(),
             calls: Vec::new(),
@@ -122,6 +125,12 @@ impl MockHost {
     /// Sets a property by dotted path.
     pub fn with_property(mut self, path: &str, value: &[u8]) -> Self {
         self.properties.insert(path.to_string(), value.to_vec());
+        self
+    }
+
+    /// Sets the buffered request body.
+    pub fn with_request_body(mut self, body: &[u8]) -> Self {
+        self.request_body = body.to_vec();
         self
     }
 
@@ -231,6 +240,18 @@ impl Host for MockHost {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.tally("property");
         self.properties.get(&path.join(".")).cloned()
+    }
+
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
+        self.tally("set_property");
+        self.properties.insert(path.join("."), value.to_vec());
+        true
+    }
+
+    fn request_body(&self, start: usize, max: usize) -> Option<Vec<u8>> {
+        self.tally("request_body");
+        let end = start.saturating_add(max).min(self.request_body.len());
+        self.request_body.get(start..end).map(<[u8]>::to_vec)
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {

@@ -75,6 +75,14 @@ impl Host for RacingHost {
         self.inner.property(path)
     }
 
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
+        self.inner.set_property(path, value)
+    }
+
+    fn request_body(&self, start: usize, max: usize) -> Option<Vec<u8>> {
+        self.inner.request_body(start, max)
+    }
+
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.gets.set(self.gets.get() + 1);
         self.inner.shared_get(key)

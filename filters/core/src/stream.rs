@@ -10,6 +10,9 @@ use crate::{CallResponse, Ctx, Decision, Exchange, Host, HttpFilter};
 pub struct Stream<H> {
     filter: H,
     exchange: Exchange,
+    /// The filter paused the request at its headers and has not let it go on yet: the
+    /// callback that does (a body chunk) commits it.
+    held: bool,
 }
 
 impl<H: HttpFilter> Stream<H> {
@@ -18,6 +21,7 @@ impl<H: HttpFilter> Stream<H> {
         Self {
             filter,
             exchange: Exchange::new(),
+            held: false,
         }
     }
 
@@ -37,6 +41,35 @@ impl<H: HttpFilter> Stream<H> {
         let mut ctx = Ctx::new(host, &self.exchange);
         match self.filter.on_request_headers(&mut ctx, end_of_stream) {
             Decision::Continue => self.filter.commit_request(&mut ctx),
+            Decision::Pause => {
+                self.held = true;
+                Decision::Pause
+            }
+            other => other,
+        }
+    }
+
+    /// A chunk of the request body arrived (`body_size` buffered so far). A request the filter
+    /// held at its headers is committed when the filter lets it go on.
+    pub fn on_request_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Decision {
+        let mut ctx = Ctx::new(host, &self.exchange);
+        match self
+            .filter
+            .on_request_body(&mut ctx, body_size, end_of_stream)
+        {
+            Decision::Continue if self.held => {
+                self.held = false;
+                self.filter.commit_request(&mut ctx)
+            }
+            Decision::Respond(response) => {
+                self.held = false;
+                Decision::Respond(response)
+            }
             other => other,
         }
     }
@@ -62,7 +95,10 @@ impl<H: HttpFilter> Stream<H> {
     ) -> Decision {
         let mut ctx = Ctx::new(host, &self.exchange);
         match self.filter.on_call_response(&mut ctx, token, response) {
-            Decision::Continue => self.filter.commit_request(&mut ctx),
+            Decision::Continue => {
+                self.held = false;
+                self.filter.commit_request(&mut ctx)
+            }
             other => other,
         }
     }

@@ -32,6 +32,20 @@ const FLOOR: &str = r#"(module
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))"#;
 
+fn rbac() -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(
+        meshguard_testkit::paths::workspace_root().join("policies/envoy-authz/rbac.rego"),
+    )?)
+}
+
+/// A customer reading their own orders, with the payload the JWT filter leaves in filter state.
+fn rbac_request(user: u64) -> Request {
+    let payload = json!({"verified_jwt": {"sub": format!("user-{user}"),
+        "realm_access": {"roles": ["customer"]}}});
+    Request::get(format!("/api/users/user-{user}/orders"))
+        .property("meshguard.jwt_authn", payload.to_string())
+}
+
 fn rows() -> anyhow::Result<Vec<Row>> {
     let issuer = "https://id.shop.example/realms/shop";
     let ec = TestKey::ec256_a();
@@ -88,6 +102,18 @@ fn rows() -> anyhow::Result<Vec<Row>> {
             request: Box::new(|i| {
                 Request::get("/api/products").header("x-user-id", format!("user-{}", i % 1000))
             }),
+        },
+        Row {
+            name: "authz (RBAC policy, cache off)",
+            bytes: module_bytes("meshguard_authz")?,
+            config: json!({"modules": {"rbac.rego": rbac()?}, "cacheSize": 0}).to_string(),
+            request: Box::new(|i| rbac_request(i % 1000)),
+        },
+        Row {
+            name: "authz (RBAC policy, cache on, 1000 users)",
+            bytes: module_bytes("meshguard_authz")?,
+            config: json!({"modules": {"rbac.rego": rbac()?}}).to_string(),
+            request: Box::new(|i| rbac_request(i % 1000)),
         },
         Row {
             name: "circuit-breaker (closed)",

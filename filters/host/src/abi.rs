@@ -40,6 +40,8 @@ impl Status {
 
 /// `proxy_on_request_headers` and friends return 0 (continue) or 1 (stop iteration).
 pub const ACTION_CONTINUE: i32 = 0;
+/// `proxy_action_t::StopIteration` (`Action::Pause` in the Rust SDK).
+pub const ACTION_STOP_ITERATION: i32 = 1;
 
 /// Which header map a hostcall addresses (`MapType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -217,6 +217,11 @@ pub struct PluginOptions {
     /// Whether requests get the headers Envoy's connection manager adds before filters run
     /// (`x-forwarded-proto`, `x-request-id`).
     pub envoy_request_headers: bool,
+    /// Envoy's `allow_on_headers_stop_iteration` (Wasm `PluginConfig`): a `StopIteration` from
+    /// `proxy_on_request_headers` holds the headers while body chunks still reach the filter.
+    /// Off (Envoy's default), it stops everything, body callbacks included, until the filter
+    /// resumes the stream.
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 impl Default for PluginOptions {
@@ -244,6 +249,7 @@ impl Default for PluginOptions {
             foreign_functions: ForeignFunctions::envoy(),
             environment: Vec::new(),
             envoy_request_headers: true,
+            allow_on_headers_stop_iteration: false,
         }
     }
 }
@@ -255,6 +261,12 @@ impl PluginOptions {
             configuration: configuration.into(),
             ..Self::default()
         }
+    }
+
+    /// Sets Envoy's `allow_on_headers_stop_iteration`.
+    pub fn allow_on_headers_stop_iteration(mut self, on: bool) -> Self {
+        self.allow_on_headers_stop_iteration = on;
+        self
     }
 
     /// Sets the plugin name, root id and VM id at once (as the testkit bootstrap does).

@@ -419,3 +419,35 @@ fn no_route_is_a_404_from_the_router() {
     );
     assert_eq!(outcome.response_header("x-probe-on-response"), Some("1"));
 }
+
+/// Stops iteration at request headers, buffers body chunks until the last, then continues.
+fn holds_headers_for_the_body() -> meshguard_wasm_host::WasmModule {
+    let extra = r#"
+  (func (export "proxy_on_request_body") (param $ctx i32) (param $size i32) (param $eos i32)
+    (result i32)
+    (if (result i32) (local.get $eos) (then (i32.const 0)) (else (i32.const 1))))"#;
+    on_request_headers("hold", "", extra, "(i32.const 1)")
+}
+
+#[test]
+fn stop_iteration_at_headers_stalls_the_body_unless_envoy_allows_holding_headers() {
+    let request = || {
+        Request::post("/api/payments", "{\"amount\":")
+            .body_chunks(vec![b"{\"amount\":".to_vec(), b" 10}".to_vec()])
+    };
+    // Envoy's default for ABI 0.2.x: StopIteration becomes StopAllIteration, body included.
+    let mut stalled =
+        Plugin::start(&holds_headers_for_the_body(), PluginOptions::default()).unwrap();
+    let outcome = stalled.send(request()).unwrap();
+    assert_eq!(outcome.verdict, Verdict::Pending);
+    // `allow_on_headers_stop_iteration: true`: the body reaches the filter, which continues.
+    let options = PluginOptions::default().allow_on_headers_stop_iteration(true);
+    let mut held = Plugin::start(&holds_headers_for_the_body(), options).unwrap();
+    let outcome = held.send(request()).unwrap();
+    assert_eq!(outcome.verdict, Verdict::Forwarded);
+    assert!(
+        outcome.body_text().contains("amount"),
+        "{}",
+        outcome.body_text()
+    );
+}

@@ -47,6 +47,10 @@ fn each_module_exports_only_the_callbacks_its_filter_uses() {
             "meshguard",
             &["proxy_on_log", "proxy_on_response_headers"][..],
         ),
+        (
+            "meshguard_authz",
+            &["proxy_on_request_body", "proxy_on_response_headers"][..],
+        ),
     ] {
         let (names, bytes) = proxy_exports(crate_name);
         let mut expected: Vec<&str> = ALWAYS.iter().chain(extra).copied().collect();

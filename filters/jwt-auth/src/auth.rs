@@ -10,7 +10,7 @@
 use std::rc::Rc;
 
 use meshguard_filter_core::request::Identity;
-use meshguard_filter_core::{Ctx, Decision, HeaderMap, Host};
+use meshguard_filter_core::{Ctx, Decision, HeaderMap, Host, claims};
 
 use crate::claims::check_times;
 use crate::config::{Config, KeySource, Requirement};
@@ -85,6 +85,13 @@ pub fn authenticate(ctx: &mut Ctx<'_>, worker: &mut Worker) -> Decision {
         // Replaces every value a client may have sent under the same name.
         host.set_header(HeaderMap::Request, name, Some(value));
     }
+    let metadata: Vec<&[u8]> = valid
+        .iter()
+        .filter_map(|(_, verified)| verified.metadata.as_deref())
+        .collect();
+    if let Some(bytes) = merge_metadata(&metadata) {
+        host.set_property(&[claims::FILTER_STATE], &bytes);
+    }
     let mut new_path: Option<String> = None;
     for (index, _) in &valid {
         if let (Some(provider), Some(Some(found))) =
@@ -102,6 +109,33 @@ pub fn authenticate(ctx: &mut Ctx<'_>, worker: &mut Worker) -> Decision {
     }
     worker.metrics.increment(Counter::Allowed);
     Decision::Continue
+}
+
+/// One object of every valid provider's `{"<payloadInMetadata>": <payload>}` (each already
+/// encoded when its token was verified, so a cached token costs no encoding).
+fn merge_metadata(entries: &[&[u8]]) -> Option<Vec<u8>> {
+    match entries {
+        [] => None,
+        [one] => Some(one.to_vec()),
+        many => {
+            let mut merged = b"{".to_vec();
+            for entry in many {
+                let inner = entry
+                    .strip_prefix(b"{")
+                    .and_then(|rest| rest.strip_suffix(b"}"))
+                    .unwrap_or_default();
+                if inner.is_empty() {
+                    continue;
+                }
+                if merged.len() > 1 {
+                    merged.push(b',');
+                }
+                merged.extend_from_slice(inner);
+            }
+            merged.push(b'}');
+            Some(merged)
+        }
+    }
 }
 
 /// Removes client-sent copies of the headers this filter writes, except those about to be

@@ -26,6 +26,9 @@ pub struct Verified {
     /// The payload, as verified: published to the stages after the JWT stage in the pipeline
     /// (a limit or canary keyed on `claim: sub`, authorization).
     pub claims: Rc<Map<String, Value>>,
+    /// The payload for later filters (`payloadInMetadata`), already encoded as
+    /// `{"<name>": <payload>}` ([`meshguard_filter_core::claims::encode`]).
+    pub metadata: Option<Rc<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -130,6 +133,7 @@ mod tests {
                 ..Times::default()
             },
             headers: Rc::from(vec![("x-sub".to_string(), "alice".to_string())]),
+            metadata: None,
         }
     }
 

@@ -102,6 +102,10 @@ pub struct Provider {
     pub forward: bool,
     /// Header that receives the token's payload segment (base64url) after verification.
     pub forward_payload_header: Option<String>,
+    /// Name under which the verified payload is handed to later filters of the stream, as
+    /// jwt_authn's `payload_in_metadata` names it in dynamic metadata (see
+    /// [`meshguard_filter_core::claims`]: the authorization filter reads it there).
+    pub payload_in_metadata: Option<String>,
     /// Claims copied to request headers after verification.
     pub claim_to_headers: Vec<ClaimToHeader>,
     /// Tolerance for `exp`, `nbf` and `iat`, in seconds.

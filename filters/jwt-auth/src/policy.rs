@@ -132,6 +132,7 @@ mod tests {
             times: Times::default(),
             headers: Rc::from(Vec::new()),
             claims: Rc::default(),
+            metadata: Option::None,
         })
     }
 

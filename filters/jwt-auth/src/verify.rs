@@ -42,11 +42,18 @@ pub fn verify_token(
     check_audience(provider, &token.claims)?;
     let keys = keys.ok_or_else(|| Failure::NoKeys(provider.name.clone()))?;
     let path = verify_signature(&token, keys, crypto)?;
+    let metadata = provider.payload_in_metadata.as_deref().map(|name| {
+        Rc::from(meshguard_filter_core::claims::encode([(
+            name,
+            &token.payload,
+        )]))
+    });
     Ok(Success {
         verified: Verified {
             times,
             headers: Rc::from(headers_for(provider, &token.payload, token.payload_b64)),
             claims: Rc::new(token.payload),
+            metadata,
         },
         path,
     })

@@ -359,3 +359,77 @@ fn a_configured_realm_and_payload_header_round_trip() {
     let payload = h.header("x-jwt-payload").unwrap();
     assert_eq!(payload, b64(claims(ISSUER).to_string().as_bytes()));
 }
+
+/// The payloads later filters read from the stream's filter state, if any.
+fn handed_on(h: &Harness) -> Option<Value> {
+    let bytes = h
+        .host
+        .properties
+        .get(meshguard_filter_core::claims::FILTER_STATE)?;
+    Some(Value::Object(meshguard_filter_core::claims::decode(bytes)?))
+}
+
+#[test]
+fn payload_in_metadata_hands_the_verified_payload_to_later_filters() {
+    let mut cfg = config();
+    cfg["providers"][0]["payloadInMetadata"] = json!("verified_jwt");
+    cfg["providers"][1]["payloadInMetadata"] = json!("partner_jwt");
+    let mut h = Harness::new(&cfg);
+    assert_eq!(
+        h.bearer("/api/orders/17", &shop_token()),
+        Decision::Continue
+    );
+    assert_eq!(handed_on(&h), Some(json!({"verified_jwt": claims(ISSUER)})));
+    // A cached token hands on the same payload.
+    assert_eq!(
+        h.bearer("/api/orders/17", &shop_token()),
+        Decision::Continue
+    );
+    assert_eq!(handed_on(&h), Some(json!({"verified_jwt": claims(ISSUER)})));
+    // Both providers verified: both payloads, each under its own name.
+    let partner = partner_token();
+    let shop = format!("Bearer {}", shop_token());
+    h.send(
+        "GET",
+        "/api/admin",
+        &[("authorization", &shop), ("x-partner-token", &partner)],
+    );
+    assert_eq!(
+        handed_on(&h),
+        Some(json!({"verified_jwt": claims(ISSUER), "partner_jwt": claims(PARTNER)}))
+    );
+}
+
+#[test]
+fn nothing_is_handed_on_without_a_verified_token() {
+    let mut cfg = config();
+    cfg["providers"][0]["payloadInMetadata"] = json!("verified_jwt");
+    let mut h = Harness::new(&cfg);
+    for (path, headers) in [
+        ("/healthz", vec![]),
+        ("/api/catalog", vec![]),
+        (
+            "/api/orders/1",
+            vec![("authorization", "Bearer not.a.token")],
+        ),
+        ("/api/search", vec![("authorization", "Bearer not.a.token")]),
+    ] {
+        h.send("GET", path, &headers);
+        assert_eq!(handed_on(&h), None, "{path}");
+    }
+    // Without payloadInMetadata nothing is written, and no extra host call is made.
+    let mut h = Harness::new(&config());
+    assert_eq!(
+        h.bearer("/api/orders/17", &shop_token()),
+        Decision::Continue
+    );
+    assert_eq!(handed_on(&h), None);
+}
+
+#[test]
+fn payload_in_metadata_is_validated() {
+    let mut cfg = config();
+    cfg["providers"][0]["payloadInMetadata"] = json!("");
+    let err = meshguard_jwt_auth::parse_config(cfg.to_string().as_bytes()).unwrap_err();
+    assert_eq!(err.field, "providers[0].payloadInMetadata");
+}

@@ -242,8 +242,14 @@ impl PipelineHttp {
 
 impl HttpFilter for PipelineHttp {
     /// Every stage's callbacks: response headers (RateLimit headers, the pin cookie, the
-    /// breaker's outcome) and the stream's end (the breaker's resets and timeouts).
-    const CALLBACKS: StreamCallbacks = StreamCallbacks::ALL;
+    /// breaker's outcome) and the stream's end (the breaker's resets and timeouts). No stage
+    /// reads the request body, so its callback stays out of the module (Envoy would otherwise
+    /// call into the VM for every body chunk).
+    const CALLBACKS: StreamCallbacks = StreamCallbacks {
+        response_headers: true,
+        log: true,
+        request_body: false,
+    };
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, end_of_stream: bool) -> Decision {
         self.end_of_stream = end_of_stream;

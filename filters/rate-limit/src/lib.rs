@@ -163,6 +163,7 @@ impl HttpFilter for RateLimitHttp {
     const CALLBACKS: StreamCallbacks = StreamCallbacks {
         response_headers: true,
         log: false,
+        request_body: false,
     };
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {

@@ -21,12 +21,11 @@ pub use meshguard_filter_core::StreamCallbacks;
 pub const SECTION: &str = "meshguard.unused_exports";
 
 /// Exports the shim never routes to a filter, so the SDK's do-nothing defaults answer them:
-/// bodies and trailers (no filter reads them), `on_done` (the SDK's default says done; Envoy
+/// response bodies and trailers (no filter reads them), `on_done` (the SDK's default says done; Envoy
 /// treats a missing export the same), queues and foreign-function callbacks (never
 /// registered), and the network-filter and gRPC-call callbacks (HTTP filters without gRPC
 /// calls).
 const NEVER_ROUTED: &[&str] = &[
-    "proxy_on_request_body",
     "proxy_on_request_trailers",
     "proxy_on_response_body",
     "proxy_on_response_trailers",
@@ -46,6 +45,7 @@ const NEVER_ROUTED: &[&str] = &[
 
 const RESPONSE_HEADERS: &str = "proxy_on_response_headers";
 const LOG: &str = "proxy_on_log";
+const REQUEST_BODY: &str = "proxy_on_request_body";
 
 /// The optional callbacks of filter `F`'s streams.
 pub const fn callbacks_of<F: Filter>() -> StreamCallbacks {
@@ -66,8 +66,14 @@ const fn unused(callbacks: StreamCallbacks, index: usize) -> Option<&'static str
         }
         rest -= 1;
     }
-    if !callbacks.log && rest == 0 {
-        return Some(LOG);
+    if !callbacks.log {
+        if rest == 0 {
+            return Some(LOG);
+        }
+        rest -= 1;
+    }
+    if !callbacks.request_body && rest == 0 {
+        return Some(REQUEST_BODY);
     }
     None
 }
@@ -134,6 +140,12 @@ mod tests {
             StreamCallbacks {
                 response_headers: true,
                 log: false,
+                request_body: false,
+            },
+            StreamCallbacks {
+                response_headers: true,
+                log: false,
+                request_body: true,
             },
         ] {
             let unused = names(callbacks);
@@ -157,6 +169,10 @@ mod tests {
                 !callbacks.response_headers
             );
             assert_eq!(unused.iter().any(|n| n == LOG), !callbacks.log);
+            assert_eq!(
+                unused.iter().any(|n| n == REQUEST_BODY),
+                !callbacks.request_body
+            );
         }
     }
 
@@ -165,6 +181,7 @@ mod tests {
         const CALLBACKS: StreamCallbacks = StreamCallbacks {
             response_headers: false,
             log: true,
+            request_body: true,
         };
         const BYTES: [u8; unused_len(CALLBACKS)] = unused_names(CALLBACKS);
         let text = std::str::from_utf8(&BYTES).unwrap();

@@ -209,6 +209,13 @@ impl<H: HttpFilter> HttpContext for HttpAdapter<H> {
         self.act(decision)
     }
 
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let decision = self
+            .stream
+            .on_request_body(&mut self.host, body_size, end_of_stream);
+        self.act(decision)
+    }
+
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let decision = self
             .stream
@@ -304,6 +311,16 @@ impl Host for ProxyHost {
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
+        hostcalls::set_property(path.to_vec(), Some(value)).is_ok()
+    }
+
+    fn request_body(&self, start: usize, max: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, start, max)
+            .ok()
+            .flatten()
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {

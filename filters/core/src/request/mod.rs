@@ -292,6 +292,22 @@ impl Host for Ctx<'_> {
         value
     }
 
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
+        let stored = self.host.set_property(path, value);
+        if stored {
+            // Later reads in this stream see what was written, as the host would answer.
+            let key = path.join("\0");
+            let mut properties = self.properties.borrow_mut();
+            properties.retain(|(known, _)| *known != key);
+            properties.push((key, Some(value.to_vec())));
+        }
+        stored
+    }
+
+    fn request_body(&self, start: usize, max: usize) -> Option<Vec<u8>> {
+        self.host.request_body(start, max)
+    }
+
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.host.shared_get(key)
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 pub(crate) use router::fail_record;
 use router::{advance_phase, local_reply_headers};
 
-use crate::abi::ACTION_CONTINUE;
+use crate::abi::{ACTION_CONTINUE, ACTION_STOP_ITERATION};
 use crate::callout::CalloutState;
 use crate::error::{HostError, Result};
 use crate::plugin::Plugin;
@@ -294,6 +294,7 @@ impl Plugin {
         let Some(id) = self.by_context.get(&(vm, context)).copied() else {
             return;
         };
+        let hold_headers = self.options.allow_on_headers_stop_iteration;
         let Some(stream) = self.stream_mut(vm, context) else {
             return;
         };
@@ -344,6 +345,16 @@ impl Plugin {
         match returned {
             Some(ACTION_CONTINUE) => advance_phase(stream),
             Some(_) if resumed => advance_phase(stream),
+            // With `allow_on_headers_stop_iteration`, StopIteration holds the headers and the
+            // body still reaches the filter (the upstream sees nothing until it continues).
+            Some(ACTION_STOP_ITERATION)
+                if phase == Phase::RequestHeaders
+                    && hold_headers
+                    && !stream.request.body.is_empty() =>
+            {
+                stream.request_headers_open = false;
+                stream.phase = Phase::RequestBody(0);
+            }
             Some(_) => match phase {
                 // StopIterationAndBuffer on a chunk that is not the last: keep buffering.
                 Phase::RequestBody(index) if index + 1 < stream.request.body.len() => {

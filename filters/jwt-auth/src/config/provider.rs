@@ -34,6 +34,7 @@ pub(crate) struct RawProvider {
     #[serde(default)]
     forward: bool,
     forward_payload_header: Option<String>,
+    payload_in_metadata: Option<String>,
     #[serde(default)]
     claim_to_headers: Vec<RawClaimToHeader>,
     clock_skew_seconds: Option<u64>,
@@ -294,6 +295,14 @@ impl TryFrom<RawProvider> for Provider {
             .as_deref()
             .map(|name| header_name("forwardPayloadHeader", name))
             .transpose()?;
+        if let Some(name) = &raw.payload_in_metadata
+            && (name.is_empty() || name.len() > 128 || name.chars().any(char::is_control))
+        {
+            return Err(ConfigError::new(
+                "payloadInMetadata",
+                "must be 1-128 characters without control characters",
+            ));
+        }
         let mut claim_to_headers = Vec::with_capacity(raw.claim_to_headers.len());
         for (index, mapping) in raw.claim_to_headers.into_iter().enumerate() {
             let field = format!("claimToHeaders[{index}]");
@@ -332,6 +341,7 @@ impl TryFrom<RawProvider> for Provider {
             locations,
             forward: raw.forward,
             forward_payload_header,
+            payload_in_metadata: raw.payload_in_metadata,
             claim_to_headers,
             clock_skew_seconds,
             require_expiration: raw.require_expiration || raw.max_lifetime_seconds.is_some(),

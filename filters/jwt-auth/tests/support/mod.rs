@@ -43,6 +43,10 @@ impl Harness {
                 .push((name.to_string(), value.to_string()));
         }
         self.host.responses.clear();
+        // Filter state belongs to one stream.
+        self.host
+            .properties
+            .remove(meshguard_filter_core::claims::FILTER_STATE);
         Stream::new(self.root.new_http(1)).on_request_headers(&mut self.host, true)
     }
 

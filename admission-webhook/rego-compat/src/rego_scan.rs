@@ -13,19 +13,25 @@
 
 /// A token of Rego source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Token {
+pub struct Token {
+    /// What it is.
     pub kind: TokenKind,
-    /// Byte offsets in the source.
+    /// Byte offset of its first byte in the source.
     pub start: usize,
+    /// Byte offset just past its last byte.
     pub end: usize,
     /// 1-based line.
     pub line: usize,
 }
 
+/// The kinds of [`Token`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenKind {
+pub enum TokenKind {
+    /// A name (keywords included).
     Ident,
+    /// A string or raw string literal, quotes included.
     String,
+    /// A number literal.
     Number,
     /// Any other character (operators are split into single characters).
     Punct(char),
@@ -33,7 +39,7 @@ pub(crate) enum TokenKind {
 
 /// Tokenizes Rego; comments and whitespace are dropped, newlines are not tokens (tokens carry
 /// their line).
-pub(crate) fn tokenize(src: &str) -> Vec<Token> {
+pub fn tokenize(src: &str) -> Vec<Token> {
     let bytes = src.as_bytes();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -132,13 +138,14 @@ pub(crate) fn tokenize(src: &str) -> Vec<Token> {
     tokens
 }
 
-pub(crate) fn text<'a>(src: &'a str, token: &Token) -> &'a str {
+/// The source text of `token`.
+pub fn text<'a>(src: &'a str, token: &Token) -> &'a str {
     src.get(token.start..token.end).unwrap_or("")
 }
 
 /// A reference to `data` found in Rego source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DataRef {
+pub struct DataRef {
     /// 1-based line.
     pub line: usize,
     /// The first path segment after `data` (`lib`, `inventory`), or None for bare `data` or a
@@ -147,7 +154,7 @@ pub(crate) struct DataRef {
 }
 
 /// Every `data` reference in the source (not counting `x.data` field accesses and strings).
-pub(crate) fn data_refs(src: &str) -> Vec<DataRef> {
+pub fn data_refs(src: &str) -> Vec<DataRef> {
     let tokens = tokenize(src);
     let mut refs = Vec::new();
     for (index, token) in tokens.iter().enumerate() {
@@ -180,7 +187,7 @@ pub(crate) fn data_refs(src: &str) -> Vec<DataRef> {
 }
 
 /// Whether a token ends an expression (so a following `(` on a new line starts a new one in OPA).
-pub(crate) fn ends_expression(src: &str, token: &Token) -> bool {
+pub fn ends_expression(src: &str, token: &Token) -> bool {
     match token.kind {
         TokenKind::Ident => !matches!(
             text(src, token),
@@ -203,7 +210,7 @@ pub(crate) fn ends_expression(src: &str, token: &Token) -> bool {
 
 /// Rewrites the two regorus parse divergences described in the module docs; returns the new
 /// source (unchanged when nothing applies) and one note per rewrite (`line N: ...`).
-pub(crate) fn compensate(src: &str) -> (String, Vec<String>) {
+pub fn compensate(src: &str) -> (String, Vec<String>) {
     let tokens = tokenize(src);
     // (byte offset, text to insert), applied back to front.
     let mut inserts: Vec<(usize, String)> = Vec::new();

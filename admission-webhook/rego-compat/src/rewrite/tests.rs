@@ -35,6 +35,20 @@ fn with_modifiers_apply_to_the_bindings_too() {
 }
 
 #[test]
+fn a_rego_v1_one_expression_body_gets_braces_for_its_bindings() {
+    let src = "package t\nimport rego.v1\np if not startswith(input.a, \"x\")\nq := 1\n";
+    let (out, notes) = opa_semantics(src);
+    assert_eq!(
+        out,
+        "package t\nimport rego.v1\np if { __mg_not_1 = input.a; not startswith(__mg_not_1, \"x\") }\nq := 1\n"
+    );
+    assert_eq!(notes.len(), 1);
+    // A `not` that is not a body's start is left alone at the top level.
+    let head = "package t\nimport rego.v1\nnot_a_body := not_f(input.a)\n";
+    assert_eq!(opa_semantics(head).0, head);
+}
+
+#[test]
 fn plain_not_and_references_are_left_alone() {
     let src = "package t\np { not f(x, 1); not input.a; not x == 1 }\n";
     assert_eq!(opa_semantics(src).0, src);

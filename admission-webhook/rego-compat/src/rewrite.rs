@@ -23,13 +23,17 @@
 use crate::rego_scan::{Token, TokenKind, ends_expression, text, tokenize};
 
 /// An edit: replace `start..end` with `text` (an insertion when `start == end`).
-pub(crate) struct Edit {
+pub struct Edit {
+    /// First byte replaced.
     pub start: usize,
+    /// Just past the last byte replaced.
     pub end: usize,
+    /// The replacement.
     pub text: String,
 }
 
-pub(crate) fn apply(src: &str, mut edits: Vec<Edit>) -> String {
+/// Applies edits (non-overlapping) to `src`.
+pub fn apply(src: &str, mut edits: Vec<Edit>) -> String {
     edits.sort_by_key(|edit| std::cmp::Reverse(edit.start));
     let mut out = src.to_string();
     for edit in edits {
@@ -40,12 +44,13 @@ pub(crate) fn apply(src: &str, mut edits: Vec<Edit>) -> String {
     out
 }
 
-pub(crate) fn is_punct(token: Option<&Token>, c: char) -> bool {
+/// Whether `token` is the punctuation `c`.
+pub fn is_punct(token: Option<&Token>, c: char) -> bool {
     token.is_some_and(|t| t.kind == TokenKind::Punct(c))
 }
 
 /// For each token, how many delimiters are open before it.
-pub(crate) fn depths(tokens: &[Token]) -> Vec<usize> {
+pub fn depths(tokens: &[Token]) -> Vec<usize> {
     let mut depth = 0usize;
     tokens
         .iter()
@@ -64,7 +69,7 @@ pub(crate) fn depths(tokens: &[Token]) -> Vec<usize> {
 }
 
 /// The index of the token closing the delimiter opened at `open`.
-pub(crate) fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
+pub fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (index, token) in tokens.iter().enumerate().skip(open) {
         match token.kind {
@@ -110,7 +115,7 @@ fn expression_end(src: &str, tokens: &[Token], from: usize) -> Option<usize> {
 /// ([`crate::rego_scan::compensate`]), divergences 3 and 4, and the deprecated builtins. Template
 /// Rego and plain modules (`meshguard policy test`) both go through here; returns the source and
 /// one note per rewrite (`line N: ...`).
-pub(crate) fn opa_compatible(src: &str) -> (String, Vec<String>) {
+pub fn opa_compatible(src: &str) -> (String, Vec<String>) {
     let (rewritten, mut notes) = crate::rego_scan::compensate(src);
     let (rewritten, opa_notes) = opa_semantics(&rewritten);
     notes.extend(opa_notes);
@@ -118,29 +123,56 @@ pub(crate) fn opa_compatible(src: &str) -> (String, Vec<String>) {
 }
 
 /// Divergences 3 and 4 (applied for both evaluators); returns the source and notes.
-pub(crate) fn opa_semantics(src: &str) -> (String, Vec<String>) {
+pub fn opa_semantics(src: &str) -> (String, Vec<String>) {
     let tokens = tokenize(src);
     let depth = depths(&tokens);
     let mut edits = Vec::new();
     let mut notes = Vec::new();
     let mut fresh = 0usize;
     for (index, token) in tokens.iter().enumerate() {
-        if token.kind != TokenKind::Ident || depth.get(index).copied().unwrap_or(0) == 0 {
+        if token.kind != TokenKind::Ident {
+            continue;
+        }
+        // Rego v1's one-expression body (`p if not f(x)`) sits at depth 0: its bindings need
+        // braces of their own.
+        let top = depth.get(index).copied().unwrap_or(0) == 0;
+        let v1_body = top
+            && index
+                .checked_sub(1)
+                .and_then(|i| tokens.get(i))
+                .is_some_and(|prev| prev.kind == TokenKind::Ident && text(src, prev) == "if");
+        if top && !v1_body {
             continue;
         }
         match text(src, token) {
             "not" => {
+                let end = if v1_body {
+                    match expression_end(src, &tokens, index).and_then(|e| tokens.get(e)) {
+                        Some(last) => Some(last.end),
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
                 if let Some((bindings, replaced)) = not_call(src, &tokens, index, &mut fresh) {
                     notes.push(format!(
                         "line {}: `not` call arguments bound before the negation (as in OPA)",
                         token.line
                     ));
+                    let open = if end.is_some() { "{ " } else { "" };
                     edits.push(Edit {
                         start: token.start,
                         end: token.start,
-                        text: bindings,
+                        text: format!("{open}{bindings}"),
                     });
                     edits.extend(replaced);
+                    if let Some(end) = end {
+                        edits.push(Edit {
+                            start: end,
+                            end,
+                            text: " }".into(),
+                        });
+                    }
                 }
             }
             "sprintf" => {
@@ -279,7 +311,7 @@ fn sprintf_call(src: &str, tokens: &[Token], name: usize) -> Option<Edit> {
 }
 
 /// Rewrites the verbs past the `args`-th into `%%!X(MISSING)`; None when none is missing.
-pub(crate) fn mark_missing(literal: &str, args: usize) -> Option<String> {
+pub fn mark_missing(literal: &str, args: usize) -> Option<String> {
     let chars: Vec<char> = literal.chars().collect();
     let mut out = String::with_capacity(literal.len());
     let mut verbs = 0usize;
@@ -321,7 +353,7 @@ pub(crate) fn mark_missing(literal: &str, args: usize) -> Option<String> {
 }
 
 /// The VM-only guard after each local `x := expr` in a body (see the module docs).
-pub(crate) fn vm_assignment_guards(src: &str) -> String {
+pub fn vm_assignment_guards(src: &str) -> String {
     let tokens = tokenize(src);
     let depth = depths(&tokens);
     let mut edits = Vec::new();
@@ -360,7 +392,7 @@ pub(crate) fn vm_assignment_guards(src: &str) -> String {
 /// OPA's deprecated `any`/`all` builtins (gatekeeper-library's allowed-repos template calls
 /// `any`) are missing from regorus; calls become calls of Rego functions with OPA's definitions,
 /// appended to the module.
-pub(crate) fn deprecated_builtins(src: &str) -> String {
+pub fn deprecated_builtins(src: &str) -> String {
     let tokens = tokenize(src);
     let mut edits = Vec::new();
     let mut used = [false, false];

@@ -1,0 +1,256 @@
+//! The policy, prepared once at configure time: the Rego modules compiled into a regorus VM
+//! program for the decision rule, `data` checked against it, and what the policy reads.
+//!
+//! Evaluation runs on regorus' bytecode VM (`rvm`), the evaluator the admission engine uses by
+//! default, because it is the one with a deterministic bound: an instruction budget
+//! (`maxInstructions`) that a pathological policy or input exhausts in bounded time, with no
+//! clock to read. A policy the VM compiler cannot take (regorus 0.14 refuses `with` outside
+//! tests) is refused at configure time with the compiler's reason and line.
+//!
+//! Rego is read as v1 (OPA 1.x); modules written for v0 need `import rego.v1` or a rewrite.
+//! Builtin errors are undefined, as in OPA (`strict-builtin-errors` off). Before compiling,
+//! each module gets the rewrites the admission engine applies (`meshguard-rego-compat`), so
+//! both decide as OPA does where regorus does not: most importantly `not f(x)` with `x`
+//! undefined is undefined (regorus says true, which could turn a deny into an allow), and a
+//! local `x := <undefined>` fails its body in the VM as in OPA. Rewrites keep every line where
+//! it was, so errors name the author's lines. Not compensated: when the definitions of a
+//! complete rule disagree OPA raises a conflict error and the VM reads the rule as undefined
+//! (for the decision rule both end in `onError`). regorus has no
+//! `io.jwt.*` builtins and the proxy makes no network calls: policies use the verified claims
+//! the JWT stage put in the input (see [`crate::input`]), and `http.send` is refused.
+
+use std::sync::Arc;
+
+use meshguard_filter_core::ConfigError;
+use regorus::Value;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::vm::VmError;
+use regorus::rvm::{Program, RegoVM};
+
+use crate::config::Config;
+use crate::explain::Explainer;
+use crate::input::Need;
+use crate::reads::ReadSet;
+
+/// Why an evaluation produced no decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// The evaluation ran out of its instruction budget.
+    #[error("the evaluation exceeded maxInstructions ({0})")]
+    Limit(usize),
+    /// A run-time error (a conflict, a type error in strict builtins, ...).
+    #[error("evaluation error: {0}")]
+    Runtime(String),
+}
+
+/// A policy ready to evaluate.
+#[derive(Debug)]
+pub struct Policy {
+    program: Arc<Program>,
+    data: Value,
+    /// The decision rule (`data.envoy.authz.allow`).
+    pub rule: String,
+    /// What the policy reads of `input`.
+    pub reads: ReadSet,
+    /// The same, as the tree the input builder walks.
+    pub need: Need,
+    /// Why decisions are never cached, if they are not.
+    pub uncacheable: Option<String>,
+    /// Whether the policy reads the request body.
+    pub reads_body: bool,
+    /// The instruction budget of one evaluation.
+    pub max_instructions: usize,
+    /// Which rule decided, when `explain` is on.
+    pub explainer: Option<Explainer>,
+}
+
+impl Policy {
+    /// Compiles the configured modules for the decision rule. Errors name the module and line
+    /// (syntax, unknown functions, refused builtins) or the field (`data`, `decisionPath`).
+    pub fn prepare(config: &Config) -> Result<Self, ConfigError> {
+        let reads = ReadSet::scan(
+            config
+                .modules
+                .iter()
+                .map(|(name, source)| (name.as_str(), source.as_str())),
+        )
+        .map_err(|refused| {
+            ConfigError::new(
+                format!("modules.{}", refused.module),
+                format!(
+                    "{}:{}: `{}` is not available in the proxy: {}",
+                    refused.module, refused.line, refused.builtin, refused.why
+                ),
+            )
+        })?;
+        let modules = opa_semantics(&config.modules);
+        let mut engine = engine(&modules)?;
+        let data = Value::from(config.data.clone());
+        let program = compile(&mut engine, config, &config.rule)?;
+        // A fresh VM with the program and data: the same checks every worker's VM will make.
+        new_vm(&program, &data).map_err(|err| ConfigError::new("data", err))?;
+        let need = Need::of(&reads);
+        let uncacheable = uncacheable(&reads);
+        let reads_body = reads.touches(&["attributes", "request", "http", "body"])
+            || reads.touches(&["parsed_body"]);
+        let explainer = if config.explain {
+            Some(Explainer::prepare(&mut engine, &modules, config, &data)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            program,
+            data,
+            rule: config.rule.clone(),
+            reads,
+            need,
+            uncacheable,
+            reads_body,
+            max_instructions: config.max_instructions,
+            explainer,
+        })
+    }
+
+    /// A VM for this policy (one per worker; reused for every evaluation).
+    pub fn vm(&self) -> RegoVM {
+        // Checked at configure time with the same program and data.
+        new_vm(&self.program, &self.data).unwrap_or_default()
+    }
+
+    /// Evaluates the decision rule on `input` within the instruction budget.
+    pub fn evaluate(&self, vm: &mut RegoVM, input: Value) -> Result<Value, EvalError> {
+        evaluate(vm, input, self.max_instructions, None)
+    }
+}
+
+/// The modules with the rewrites that make regorus' VM decide as OPA does.
+fn opa_semantics(modules: &[(String, String)]) -> Vec<(String, String)> {
+    use meshguard_rego_compat::{rego_scan, rewrite};
+    modules
+        .iter()
+        .map(|(name, source)| {
+            let (source, _) = rego_scan::compensate(source);
+            let (source, _) = rewrite::opa_semantics(&source);
+            (name.clone(), rewrite::vm_assignment_guards(&source))
+        })
+        .collect()
+}
+
+/// An engine holding `modules` (Rego v1, builtin errors undefined as in OPA).
+pub(crate) fn engine(modules: &[(String, String)]) -> Result<regorus::Engine, ConfigError> {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(false);
+    engine.set_strict_builtin_errors(false);
+    for (name, source) in modules {
+        engine
+            .add_policy(name.clone(), source.clone())
+            .map_err(|err| ConfigError::new(format!("modules.{name}"), format!("{err:#}")))?;
+    }
+    Ok(engine)
+}
+
+/// Compiles `engine`'s modules into a VM program with entry points `rule` (and `more`).
+pub(crate) fn compile_entries(
+    engine: &mut regorus::Engine,
+    config: &Config,
+    rule: &str,
+    more: &[String],
+) -> Result<Arc<Program>, ConfigError> {
+    let located = |err: String| {
+        let field = config
+            .modules
+            .iter()
+            .find(|(name, _)| err.contains(&format!("{name}:")))
+            .map_or_else(
+                || "modules".to_string(),
+                |(name, _)| format!("modules.{name}"),
+            );
+        ConfigError::new(field, err)
+    };
+    let compiled = engine
+        .compile_with_entrypoint(&rule.into())
+        .map_err(|err| format!("{err:#}"))
+        .map_err(|err| {
+            if err.contains("not a valid rule path") || err.contains("not found") {
+                ConfigError::new(
+                    "decisionPath",
+                    format!(
+                        "no rule `{rule}` in the modules (`{}`): {err}",
+                        config.decision_path
+                    ),
+                )
+            } else {
+                located(err)
+            }
+        })?;
+    let entries: Vec<&str> = std::iter::once(rule)
+        .chain(more.iter().map(String::as_str))
+        .collect();
+    Compiler::compile_from_policy(&compiled, &entries).map_err(|err| located(format!("{err:#}")))
+}
+
+fn compile(
+    engine: &mut regorus::Engine,
+    config: &Config,
+    rule: &str,
+) -> Result<Arc<Program>, ConfigError> {
+    compile_entries(engine, config, rule, &[])
+}
+
+/// A VM loaded with `program` and `data`.
+pub(crate) fn new_vm(program: &Arc<Program>, data: &Value) -> Result<RegoVM, String> {
+    let mut vm = RegoVM::new();
+    vm.load_program(program.clone());
+    vm.set_strict_builtin_errors(false);
+    vm.set_data(data.clone())
+        .map_err(|err| format!("`data` conflicts with the policy: {err}"))?;
+    Ok(vm)
+}
+
+/// Runs the main entry point (or `entry`) on `input` within `max_instructions`.
+pub(crate) fn evaluate(
+    vm: &mut RegoVM,
+    input: Value,
+    max_instructions: usize,
+    entry: Option<&str>,
+) -> Result<Value, EvalError> {
+    vm.set_max_instructions(max_instructions);
+    vm.set_input(input);
+    let result = match entry {
+        None => vm.execute(),
+        Some(name) => vm.execute_entry_point_by_name(name),
+    };
+    result.map_err(|err| match err {
+        VmError::InstructionLimitExceeded { .. } => EvalError::Limit(max_instructions),
+        other => EvalError::Runtime(other.to_string()),
+    })
+}
+
+/// Why decisions of a policy with these reads can never be reused, if they cannot.
+fn uncacheable(reads: &ReadSet) -> Option<String> {
+    if let Some(impure) = &reads.impure {
+        return Some(impure.clone());
+    }
+    for (path, why) in [
+        (
+            &["attributes", "request", "time"][..],
+            "it reads input.attributes.request.time",
+        ),
+        (
+            &["attributes", "request", "http", "id"][..],
+            "it reads input.attributes.request.http.id",
+        ),
+        (
+            &["attributes", "request", "http", "headers", "x-request-id"][..],
+            "it reads every request header, x-request-id included (read the headers it needs by name)",
+        ),
+    ] {
+        if reads.covers(path) {
+            return Some(why.to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+use serde_json::json;
+
+use super::*;
+use crate::config::parse_config;
+
+fn prepare(modules: serde_json::Value, extra: serde_json::Value) -> Result<Policy, ConfigError> {
+    let mut config = json!({"modules": modules});
+    for (key, value) in extra.as_object().unwrap() {
+        config[key] = value.clone();
+    }
+    Policy::prepare(&parse_config(config.to_string().as_bytes())?)
+}
+
+fn eval(policy: &Policy, input: serde_json::Value) -> Result<Value, EvalError> {
+    policy.evaluate(&mut policy.vm(), Value::from(input))
+}
+
+const RBAC: &str = r#"package envoy.authz
+import rego.v1
+
+default allow := false
+
+allow if input.attributes.request.http.method == "GET"
+"#;
+
+#[test]
+fn a_policy_compiles_and_decides() {
+    let policy = prepare(json!({"p.rego": RBAC}), json!({})).unwrap();
+    let get = json!({"attributes": {"request": {"http": {"method": "GET"}}}});
+    assert_eq!(eval(&policy, get).unwrap(), Value::from(true));
+    assert_eq!(eval(&policy, json!({})).unwrap(), Value::from(false));
+    assert_eq!(policy.rule, "data.envoy.authz.allow");
+    assert!(policy.uncacheable.is_none());
+    assert!(!policy.reads_body);
+}
+
+#[test]
+fn syntax_errors_name_the_module_and_line() {
+    let err = prepare(
+        json!({"a.rego": RBAC, "b.rego": "package envoy.lib\nimport rego.v1\n\nx if {\n  input.a ==\n}\n"}),
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "modules.b.rego");
+    assert!(err.message.contains("b.rego:"), "{err}");
+}
+
+#[test]
+fn v0_syntax_is_refused_as_opa_1_refuses_it() {
+    let err = prepare(
+        json!({"p.rego": "package envoy.authz\nallow { true }"}),
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "modules.p.rego", "{err}");
+}
+
+#[test]
+fn unknown_functions_are_refused_at_configure_time() {
+    // regorus has no io.jwt.* builtins: policies read the verified claims instead.
+    let err = prepare(
+        json!({"p.rego": "package envoy.authz\nimport rego.v1\n\nallow if {\n  [_, payload, _] := io.jwt.decode(input.token)\n  payload.sub\n}\n"}),
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("p.rego:5"), "{err}");
+}
+
+#[test]
+fn http_send_is_refused_with_its_line() {
+    let err = prepare(
+        json!({"p.rego": "package envoy.authz\nimport rego.v1\n\nallow if {\n  http.send({\"method\": \"GET\", \"url\": \"http://opa\"}).body.allow\n}\n"}),
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "modules.p.rego");
+    assert!(
+        err.message
+            .contains("p.rego:5: `http.send` is not available in the proxy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_decision_rule_names_the_decision_path() {
+    let err = prepare(
+        json!({"p.rego": RBAC}),
+        json!({"decisionPath": "envoy/authz/decision"}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "decisionPath", "{err}");
+}
+
+#[test]
+fn data_is_available_and_conflicts_are_refused() {
+    let policy = prepare(
+        json!({"p.rego": "package envoy.authz\nimport rego.v1\nallow if input.user in data.admins"}),
+        json!({"data": {"admins": ["ops"]}}),
+    )
+    .unwrap();
+    assert_eq!(
+        eval(&policy, json!({"user": "ops"})).unwrap(),
+        Value::from(true)
+    );
+    let err = prepare(
+        json!({"p.rego": RBAC}),
+        json!({"data": {"envoy": {"authz": {"allow": 1}}}}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "data", "{err}");
+}
+
+#[test]
+fn the_instruction_budget_bounds_an_evaluation() {
+    let spin = "package envoy.authz\nimport rego.v1\nallow if count([x | some x in numbers.range(1, 1000000); x % 7 == 0]) > 0";
+    let policy = prepare(json!({"p.rego": spin}), json!({"maxInstructions": 10000})).unwrap();
+    assert_eq!(eval(&policy, json!({})), Err(EvalError::Limit(10000)));
+    // The same VM decides the next request.
+    let mut vm = policy.vm();
+    assert!(policy.evaluate(&mut vm, Value::from(json!({}))).is_err());
+    let small = prepare(json!({"p.rego": RBAC}), json!({"maxInstructions": 10000})).unwrap();
+    let mut vm = small.vm();
+    for _ in 0..3 {
+        assert_eq!(
+            small.evaluate(&mut vm, Value::from(json!({}))).unwrap(),
+            Value::from(false)
+        );
+    }
+}
+
+#[test]
+fn per_request_reads_turn_the_cache_off() {
+    for (src, why) in [
+        ("allow if input.attributes.request.time", "request.time"),
+        (
+            "allow if input.attributes.request.http.id",
+            "request.http.id",
+        ),
+        (
+            "allow if count(input.attributes.request.http.headers) > 1",
+            "every request header",
+        ),
+        ("allow if input.attributes", "request.time"),
+    ] {
+        let policy = prepare(
+            json!({"p.rego": format!("package envoy.authz\nimport rego.v1\n{src}")}),
+            json!({}),
+        )
+        .unwrap();
+        let reason = policy.uncacheable.unwrap_or_default();
+        assert!(reason.contains(why), "{src}: {reason}");
+    }
+    let by_name = prepare(
+        json!({"p.rego": "package envoy.authz\nimport rego.v1\nallow if input.attributes.request.http.headers[\"x-tenant\"] == \"a\""}),
+        json!({}),
+    )
+    .unwrap();
+    assert!(by_name.uncacheable.is_none());
+}
+
+#[test]
+fn the_clock_is_refused_by_the_module_and_never_cached_natively() {
+    // The module is built without regorus' `time` feature (1 MB of time zones), so the proxy
+    // refuses the policy at configure time, naming the line. A native build with the feature
+    // (the workspace tests, where the admission engine enables every builtin) accepts it and
+    // must never cache its decisions.
+    let src = "package envoy.authz\nimport rego.v1\n\nallow if time.now_ns() > 0";
+    match prepare(json!({"p.rego": src}), json!({})) {
+        Err(err) => assert!(
+            err.message.contains("p.rego:4") && err.message.contains("time.now_ns"),
+            "{err}"
+        ),
+        Ok(policy) => assert_eq!(
+            policy.uncacheable.as_deref(),
+            Some("p.rego:4: calls time.now_ns")
+        ),
+    }
+}
+
+#[test]
+fn reading_the_body_is_found() {
+    for (src, reads) in [
+        ("allow if input.parsed_body.amount < 10", true),
+        ("allow if input.attributes.request.http.body", true),
+        ("allow if input.attributes.request.http", true),
+        ("allow if input", true),
+        ("allow if input.attributes.request.http.method", false),
+    ] {
+        let policy = prepare(
+            json!({"p.rego": format!("package envoy.authz\nimport rego.v1\n{src}")}),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(policy.reads_body, reads, "{src}");
+    }
+}
+
+#[test]
+fn conflicting_definitions_are_undefined_not_a_decision() {
+    // OPA raises a conflict error; regorus' VM makes the rule undefined. For the decision rule
+    // both end in `onError` (an undefined decision is an error, as in OPA-Envoy).
+    let conflict =
+        "package envoy.authz\nimport rego.v1\nallow := true if input.a\nallow := false if input.b";
+    let policy = prepare(json!({"p.rego": conflict}), json!({})).unwrap();
+    assert_eq!(eval(&policy, json!({"a": 1})).unwrap(), Value::from(true));
+    assert_eq!(
+        eval(&policy, json!({"a": 1, "b": 1})).unwrap(),
+        Value::Undefined
+    );
+}
+
+#[test]
+fn runtime_errors_are_errors_not_decisions() {
+    let divide = "package envoy.authz\nimport rego.v1\nallow if 1 / input.zero > 0";
+    let policy = prepare(json!({"p.rego": divide}), json!({})).unwrap();
+    let result = eval(&policy, json!({"zero": 0}));
+    assert!(
+        matches!(result, Err(EvalError::Runtime(_)) | Ok(Value::Undefined)),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn not_of_an_undefined_argument_is_undefined_as_in_opa() {
+    // regorus alone says `not startswith(undefined, "x")` is true, which would allow here.
+    let src = "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if not startswith(input.attributes.request.http.headers[\"x-tier\"], \"free\")";
+    let policy = prepare(json!({"p.rego": src}), json!({})).unwrap();
+    assert_eq!(eval(&policy, json!({})).unwrap(), Value::from(false));
+    let free = json!({"attributes": {"request": {"http": {"headers": {"x-tier": "free"}}}}});
+    assert_eq!(eval(&policy, free).unwrap(), Value::from(false));
+    let gold = json!({"attributes": {"request": {"http": {"headers": {"x-tier": "gold"}}}}});
+    assert_eq!(eval(&policy, gold).unwrap(), Value::from(true));
+}
+
+#[test]
+fn a_local_assignment_of_undefined_fails_its_body_as_in_opa() {
+    let src = "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if {\n  user := input.user\n  user != \"mallory\"\n}";
+    let policy = prepare(json!({"p.rego": src}), json!({})).unwrap();
+    assert_eq!(eval(&policy, json!({})).unwrap(), Value::from(false));
+    assert_eq!(
+        eval(&policy, json!({"user": "alice"})).unwrap(),
+        Value::from(true)
+    );
+    assert_eq!(
+        eval(&policy, json!({"user": "mallory"})).unwrap(),
+        Value::from(false)
+    );
+}
