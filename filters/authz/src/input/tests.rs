@@ -102,6 +102,15 @@ fn everything() -> Need {
     need("package x\nallow if input")
 }
 
+/// The input for `facts` with Alice's verified claims, a fresh claims memo and `body`.
+fn build_for_alice(
+    need: &Need,
+    facts: &mut dyn RequestFacts,
+    body: Option<&Body>,
+) -> Result<Value, InputError> {
+    build(need, facts, &mut alice(), &mut ClaimsMemo::default(), body)
+}
+
 fn json(value: &Value) -> Json {
     serde_json::from_str(&value.to_json_str().unwrap()).unwrap()
 }
@@ -111,14 +120,7 @@ fn the_whole_document_has_opa_envoys_shape() {
     let mut facts = Fake::request("GET", "/api/users/alice/orders?limit=10&tag=a&tag=b")
         .header("accept", "application/json")
         .header("accept", "text/html");
-    let input = build(
-        &everything(),
-        &mut facts,
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        None,
-    )
-    .unwrap();
+    let input = build_for_alice(&everything(), &mut facts, None).unwrap();
     assert_eq!(
         json(&input),
         json!({
@@ -210,14 +212,7 @@ fn only_the_claims_read_are_kept() {
         allow if input.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"].verified_jwt.sub == "alice"
         allow if "admin" in input.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"].verified_jwt.realm_access.roles"#,
     );
-    let input = build(
-        &need,
-        &mut Fake::request("GET", "/"),
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        None,
-    )
-    .unwrap();
+    let input = build_for_alice(&need, &mut Fake::request("GET", "/"), None).unwrap();
     assert_eq!(
         json(&input),
         json!({"attributes": {"metadataContext": {"filterMetadata": {"envoy.filters.http.jwt_authn": {
@@ -253,14 +248,7 @@ fn a_header_read_by_name_joins_repeated_values_as_ext_authz_does() {
     let mut facts = Fake::request("GET", "/")
         .header("x-tenant", "a")
         .header("x-tenant", "b");
-    let input = build(
-        &need,
-        &mut facts,
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        None,
-    )
-    .unwrap();
+    let input = build_for_alice(&need, &mut facts, None).unwrap();
     assert_eq!(
         json(&input),
         json!({"attributes": {"request": {"http": {"headers": {"x-tenant": "a,b"}}}}})
@@ -275,14 +263,7 @@ fn a_header_read_by_name_joins_repeated_values_as_ext_authz_does() {
 #[test]
 fn nothing_read_builds_an_empty_document_without_host_calls() {
     let mut facts = Fake::request("GET", "/");
-    let input = build(
-        &need("package x\nallow := true"),
-        &mut facts,
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        None,
-    )
-    .unwrap();
+    let input = build_for_alice(&need("package x\nallow := true"), &mut facts, None).unwrap();
     assert_eq!(json(&input), json!({}));
     assert!(facts.asked.is_empty());
 }
@@ -295,14 +276,7 @@ fn bodies_fill_body_and_parsed_body() {
     let mut facts =
         Fake::request("POST", "/api/payments").header("content-type", "application/json");
     let body = Body(br#"{"amount": 20}"#.to_vec());
-    let input = build(
-        &need,
-        &mut facts,
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        Some(&body),
-    )
-    .unwrap();
+    let input = build_for_alice(&need, &mut facts, Some(&body)).unwrap();
     assert_eq!(
         json(&input),
         json!({
@@ -313,57 +287,27 @@ fn bodies_fill_body_and_parsed_body() {
     // Not buffered: no body, and parsed_body is null as in OPA-Envoy. (The objects around
     // `body` are there, as they are in the whole document.)
     let empty = json!({"attributes": {"request": {"http": {}}}, "parsed_body": null});
-    let input = build(
-        &need,
-        &mut facts,
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        None,
-    )
-    .unwrap();
+    let input = build_for_alice(&need, &mut facts, None).unwrap();
     assert_eq!(json(&input), empty);
     // Buffered but empty: the same.
-    let input = build(
-        &need,
-        &mut facts,
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        Some(&Body::default()),
-    )
-    .unwrap();
+    let input = build_for_alice(&need, &mut facts, Some(&Body::default())).unwrap();
     assert_eq!(json(&input), empty);
 }
 
 #[test]
 fn unreadable_paths_and_bodies_are_input_errors() {
     let path = need("package x\nallow if input.parsed_path");
-    let err = build(
-        &path,
-        &mut Fake::request("GET", "/a/%zz"),
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        None,
-    )
-    .unwrap_err();
+    let err = build_for_alice(&path, &mut Fake::request("GET", "/a/%zz"), None).unwrap_err();
     assert!(matches!(err, InputError::Path(_)), "{err}");
     let body = need("package x\nallow if input.parsed_body");
     let mut facts = Fake::request("POST", "/").header("content-type", "application/json");
-    let err = build(
-        &body,
-        &mut facts,
-        &mut alice(),
-        &mut ClaimsMemo::default(),
-        Some(&Body(b"{".to_vec())),
-    )
-    .unwrap_err();
+    let err = build_for_alice(&body, &mut facts, Some(&Body(b"{".to_vec()))).unwrap_err();
     assert!(matches!(err, InputError::Body(_)), "{err}");
     // A policy that does not read the path is not stopped by it.
     assert!(
-        build(
+        build_for_alice(
             &need("package x\nallow := true"),
             &mut Fake::request("GET", "/%zz"),
-            &mut alice(),
-            &mut ClaimsMemo::default(),
             None
         )
         .is_ok()
