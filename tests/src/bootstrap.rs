@@ -18,6 +18,8 @@ pub struct Bootstrap {
     pub listeners: Vec<Listener>,
     /// Upstream clusters.
     pub clusters: Vec<Cluster>,
+    /// Envoy's `stats_config` (tag extraction), if any.
+    pub stats_config: Option<Value>,
 }
 
 /// One HTTP listener on 127.0.0.1 (port picked by Envoy).
@@ -107,15 +109,25 @@ impl Bootstrap {
         self
     }
 
+    /// Sets Envoy's `stats_config` (such as the tag extraction rules of the monitoring docs).
+    pub fn stats_config(mut self, stats_config: Value) -> Self {
+        self.stats_config = Some(stats_config);
+        self
+    }
+
     /// Renders Envoy's bootstrap JSON. `admin` is the admin socket address (port 0 picks one).
     pub fn render(&self) -> Value {
-        json!({
+        let mut bootstrap = json!({
             "admin": { "address": socket("127.0.0.1", 0) },
             "static_resources": {
                 "listeners": self.listeners.iter().map(Listener::render).collect::<Vec<_>>(),
                 "clusters": self.clusters.iter().map(Cluster::render).collect::<Vec<_>>(),
             },
-        })
+        });
+        if let Some(stats_config) = &self.stats_config {
+            bootstrap["stats_config"] = stats_config.clone();
+        }
+        bootstrap
     }
 }
 
