@@ -339,3 +339,38 @@ impl Drop for Prometheus {
         }
     }
 }
+
+// === meshguard's monitoring files ===
+
+/// `admission-webhook/deploy/monitoring/`: the rules, the dashboard, the Envoy tag rules.
+pub fn monitoring_dir() -> PathBuf {
+    crate::paths::workspace_root().join("admission-webhook/deploy/monitoring")
+}
+
+/// The Envoy bootstrap's `stats_config` of `envoy-stats-tags.yaml` (the tag rules the alerts
+/// and the dashboard rely on).
+pub fn stats_config() -> anyhow::Result<Value> {
+    let path = monitoring_dir().join("envoy-stats-tags.yaml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let tags: Value = serde_yaml::from_str(&text)?;
+    Ok(tags["stats_config"].clone())
+}
+
+/// `rules.yaml` with every `for:` set to `duration`, so that a fault raises its alert within
+/// seconds (the tests and the demo; the unit tests run the real durations).
+pub fn rules_with_for(duration: &str) -> anyhow::Result<String> {
+    let path = monitoring_dir().join("rules.yaml");
+    let rules = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(rules
+        .lines()
+        .map(|line| {
+            let body = line.trim_start();
+            if body.starts_with("for: ") {
+                format!("{}for: {duration}", &line[..line.len() - body.len()])
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}

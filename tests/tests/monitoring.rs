@@ -1,0 +1,805 @@
+//! What an operator monitors, tested like code (`admission-webhook/deploy/monitoring/`):
+//!
+//! - the alert rules pass `promtool check rules` and their unit tests (`promtool test rules`);
+//! - the Prometheus Operator and Grafana manifests wrap the rules, the dashboard and the Envoy
+//!   tag rules unchanged;
+//! - one real Prometheus (Debian's) scrapes one real Envoy running the `meshguard` module and the
+//!   authz module with the documented tag rules, the real webhook (over TLS) and the real
+//!   rate-limit service (with Redis), while a short demo-like scenario with scripted faults runs.
+//!   Then: every family the three expose is in the metrics reference (README.md) with its type,
+//!   and the reference's families are there with their documented labels; every alert expression
+//!   evaluates; the alerts the faults should raise are pending or firing (in a copy of the rules
+//!   whose `for:` is 1 s) and no other alert is; every dashboard query parses and returns data.
+//!
+//! The scrape and evaluation intervals are 1 s and every wait is bounded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meshguard_admission_webhook::client::TlsClient;
+use meshguard_admission_webhook::pki::Pki;
+use meshguard_jwt_auth::testing::{TestKey, jwks};
+use meshguard_testkit::paths::{filter_module, target_dir, workspace_root};
+use meshguard_testkit::prometheus::{monitoring_dir, promtool, rules_with_for, stats_config};
+use meshguard_testkit::rls::{header_action, native_filter, service_binary};
+use meshguard_testkit::{
+    Bootstrap, Cluster, Envoy, FilterSpec, Listener, Prometheus, RateLimitService, Redis, Route,
+    Script, Upstream, http,
+};
+use serde_json::{Value, json};
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(monitoring_dir().join(name)).unwrap()
+}
+
+fn yaml(name: &str) -> Value {
+    serde_yaml::from_str(&read(name)).unwrap()
+}
+
+// === the metrics reference ===
+
+/// Where a family is scraped from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    Envoy,
+    Webhook,
+    Rls,
+}
+
+/// One row of the reference: name (as queried), type, labels.
+#[derive(Debug, Clone)]
+struct Documented {
+    source: Source,
+    kind: String,
+    labels: Vec<String>,
+}
+
+/// The reference tables of README.md: under a `###` heading naming its source ("(Envoy)",
+/// "(webhook)", "(rate-limit service)"), rows `` | `name` | type | `label`, ... | meaning | ``.
+fn reference() -> BTreeMap<String, Documented> {
+    let mut source = None;
+    let mut out = BTreeMap::new();
+    for line in read("README.md").lines() {
+        if let Some(heading) = line.strip_prefix("### ") {
+            source = if heading.contains("(Envoy)") {
+                Some(Source::Envoy)
+            } else if heading.contains("(webhook)") {
+                Some(Source::Webhook)
+            } else if heading.contains("(rate-limit service)") {
+                Some(Source::Rls)
+            } else {
+                None
+            };
+            continue;
+        }
+        let (Some(source), Some(row)) = (source, line.strip_prefix("| `")) else {
+            continue;
+        };
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let name = cells[0].trim_end_matches('`').to_string();
+        if !(name.starts_with("meshguard_") || name.starts_with("gatekeeper_")) {
+            continue;
+        }
+        let labels = cells[2]
+            .split(',')
+            .map(|label| label.trim().trim_matches('`').to_string())
+            .filter(|label| !label.is_empty() && label != "none")
+            .collect();
+        let previous = out.insert(
+            name.clone(),
+            Documented {
+                source,
+                kind: cells[1].to_string(),
+                labels,
+            },
+        );
+        assert!(previous.is_none(), "{name} is documented twice");
+    }
+    assert!(out.len() > 30, "the reference tables were not found: {out:?}");
+    out
+}
+
+/// `# TYPE name kind` lines of an exposition, for meshguard's and Gatekeeper's families.
+fn families(exposition: &str) -> BTreeMap<String, String> {
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("# TYPE ")?.split_whitespace();
+            let name = words.next()?.to_string();
+            let kind = words.next()?.to_string();
+            (name.starts_with("meshguard_") || name.starts_with("gatekeeper_"))
+                .then_some((name, kind))
+        })
+        .collect()
+}
+
+/// Fails for a family the reference does not list (or lists with another type or source).
+fn check_listed(
+    source: Source,
+    exposed: &BTreeMap<String, String>,
+    documented: &BTreeMap<String, Documented>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, kind) in exposed {
+        // The text format names a counter's family with or without `_total`; the reference
+        // uses the sample name PromQL queries.
+        let row = documented
+            .get(name)
+            .or_else(|| documented.get(&format!("{name}_total")));
+        match row {
+            None => problems.push(format!(
+                "{name} ({kind}, from {source:?}) is not in the metrics reference \
+                 (admission-webhook/deploy/monitoring/README.md)"
+            )),
+            Some(row) if row.kind != *kind || row.source != source => problems.push(format!(
+                "{name}: exposed as a {kind} by {source:?}, documented as a {} of {:?}",
+                row.kind, row.source
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+/// Families the scenario does not produce a sample of, and why (a family without a sample is
+/// still checked against the reference through its `# TYPE` line).
+const NOT_EXERCISED: &[(&str, &str)] = &[
+    ("gatekeeper_violations", "audit is off in the test"),
+    ("gatekeeper_audit_duration_seconds", "audit is off in the test"),
+    ("gatekeeper_audit_last_run_time", "audit is off in the test"),
+    ("gatekeeper_sync", "files mode syncs nothing"),
+    (
+        "meshguard_validation_rejected_total",
+        "no malformed review is sent",
+    ),
+    ("meshguard_rls_config_loads_total", "counted on reloads only"),
+];
+
+// === promtool ===
+
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    let dir = monitoring_dir();
+    let checked = promtool(&dir, &["check", "rules", "rules.yaml"]).unwrap();
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    let tested = promtool(&dir, &["test", "rules", "rules.test.yaml"]).unwrap();
+    assert!(tested.contains("SUCCESS"), "{tested}");
+    // Every alert has a unit test that fires it and one that keeps it silent.
+    let tests = read("rules.test.yaml");
+    for alert in alerts() {
+        let name = alert["alert"].as_str().unwrap();
+        let cases = tests.matches(&format!("alertname: {name}\n")).count();
+        assert!(cases >= 2, "{name} has {cases} promtool case(s), wants fire and silent");
+        assert!(
+            alert["annotations"]["summary"].is_string()
+                && alert["annotations"]["runbook_url"].is_string(),
+            "{name} needs a summary and a runbook_url"
+        );
+        let anchor = alert["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .rsplit('#')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(anchor, name.to_lowercase(), "{name}'s runbook anchor");
+        assert!(
+            read("README.md").contains(&format!("#### {name}\n")),
+            "{name} has no runbook section in README.md"
+        );
+    }
+}
+
+fn alerts() -> Vec<Value> {
+    yaml("rules.yaml")["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["rules"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[test]
+fn manifests_wrap_the_rules_dashboard_and_tag_rules_unchanged() {
+    let rule = yaml("prometheusrule.yaml");
+    assert_eq!(rule["kind"], "PrometheusRule");
+    assert_eq!(
+        rule["spec"]["groups"],
+        yaml("rules.yaml")["groups"],
+        "prometheusrule.yaml must carry rules.yaml's groups unchanged"
+    );
+    let config_map = yaml("grafana-dashboard-configmap.yaml");
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        config_map["data"]["meshguard.json"].as_str().unwrap(),
+        read("dashboard.json"),
+        "grafana-dashboard-configmap.yaml must carry dashboard.json unchanged"
+    );
+    let override_map = yaml("istio-bootstrap-override.yaml");
+    let bootstrap: Value =
+        serde_json::from_str(override_map["data"]["custom_bootstrap.json"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        bootstrap,
+        yaml("envoy-stats-tags.yaml"),
+        "istio-bootstrap-override.yaml must carry envoy-stats-tags.yaml unchanged"
+    );
+    // The kustomization applies every manifest of the folder.
+    let kustomization = yaml("kustomization.yaml");
+    let listed: BTreeSet<String> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    for entry in std::fs::read_dir(monitoring_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let plain = [
+            "kustomization.yaml",
+            "rules.yaml",
+            "rules.test.yaml",
+            "envoy-stats-tags.yaml",
+        ];
+        if name.ends_with(".yaml") && !plain.contains(&name.as_str()) {
+            assert!(listed.contains(&name), "kustomization.yaml misses {name}");
+        }
+    }
+    // Grafana 10+: a schema of that era, a Prometheus data-source variable, and every panel
+    // query on it.
+    let dashboard: Value = serde_json::from_str(&read("dashboard.json")).unwrap();
+    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 36);
+    assert!(!dashboard_queries(&dashboard).is_empty());
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] != "row" {
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{panel}");
+        }
+    }
+}
+
+/// Every panel's PromQL, with the panel's title.
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
+    dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| {
+            panel["targets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|target| {
+                    (
+                        panel["title"].as_str().unwrap_or_default().to_string(),
+                        target["expr"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A query as Grafana sends it with every variable on "All".
+fn grafana_substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "30s")
+        .replace("$plugin", ".*")
+        .replace("$webhook", ".*")
+        .replace("$rls", ".*")
+}
+
+// === the scenario ===
+
+const ISSUER: &str = "https://id.shop.example";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(sub: &str, exp: u64) -> String {
+    TestKey::rsa_a().token(&json!({"iss": ISSUER, "sub": sub, "exp": exp}))
+}
+
+/// The edge gateway's policies in one `meshguard` module.
+fn pipeline_config(jwks_cluster: &str) -> String {
+    json!({
+        "jwtAuth": {
+            "providers": [
+                {"name": "shop", "issuer": ISSUER, "jwks": jwks(&[&TestKey::rsa_a()])},
+                // The partner IdP's keys are fetched from a JWKS endpoint that fails.
+                {"name": "partner", "issuer": "https://id.partner.example",
+                 "remoteJwks": {"cluster": jwks_cluster, "uri": "http://jwks/certs",
+                                "timeout": "1s"}}
+            ],
+            "rules": [
+                {"match": {"prefix": "/public"}},
+                {"match": {"prefix": "/partner"}, "requires": {"provider": "partner"}},
+                {"match": {"prefix": "/"}, "requires": {"provider": "shop"}}
+            ]
+        },
+        "rateLimit": {"limits": [
+            {"name": "orders", "match": {"prefix": "/api/orders"}, "key": [{"claim": "sub"}],
+             "rate": {"requests": 5, "per": "minute"}}
+        ]},
+        "canary": {"services": [
+            {"name": "product", "match": {"prefix": "/api/products"},
+             "versions": [{"name": "v1", "weight": 50, "cluster": "product-v1"},
+                          {"name": "v2", "weight": 50, "cluster": "product-v2"}],
+             "stickyKey": [{"claim": "sub"}]}
+        ]},
+        "circuitBreaker": {"breakers": [
+            {"name": "payment", "match": {"prefix": "/api/payments"},
+             "window": {"type": "count", "size": 6}, "minimumCalls": 4,
+             "failureRateThreshold": 50, "openFor": "120s"},
+            {"name": "inventory", "match": {"prefix": "/api/inventory"}}
+        ]}
+    })
+    .to_string()
+}
+
+const AUTHZ_POLICY: &str = "package envoy.authz
+
+import rego.v1
+
+default allow := false
+
+allow if not startswith(input.attributes.request.http.path, \"/api/admin\")
+";
+
+/// The webhook as a process over TLS, on a port it picks.
+struct Webhook {
+    child: Child,
+    addr: SocketAddr,
+    pki: Pki,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Webhook {
+    fn start(dir: &Path, policies: &Path) -> Self {
+        let binary = std::env::var_os("MESHGUARD_WEBHOOK_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("debug/meshguard-admission-webhook"));
+        assert!(
+            binary.is_file(),
+            "{} is missing: build it with `cargo build -p meshguard-admission-webhook` \
+             (`cargo xtask test` builds it)",
+            binary.display()
+        );
+        let pki = Pki::new("monitoring").unwrap();
+        let (cert, key) = pki.server_cert("webhook").unwrap();
+        std::fs::write(dir.join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.join("tls.key"), key).unwrap();
+        let config = format!(
+            "listen: 127.0.0.1:0\n\
+             tls: {{certFile: {dir}/tls.crt, keyFile: {dir}/tls.key}}\n\
+             policies: {{mode: files, paths: [{policies}]}}\n\
+             audit: {{interval: 0s}}\n\
+             failurePolicy: Fail\nevaluationTimeout: 300ms\n",
+            dir = dir.display(),
+            policies = policies.display()
+        );
+        std::fs::write(dir.join("webhook.yaml"), config).unwrap();
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(dir.join("webhook.yaml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (sink, addr_tx) = (logs.clone(), addr_tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(json) = serde_json::from_str::<Value>(&line)
+                        && let Some(addr) = json["listen"].as_str()
+                        && let Ok(addr) = addr.parse::<SocketAddr>()
+                    {
+                        let _ = addr_tx.send(addr);
+                    }
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the webhook did not start: {:?}", logs.lock().unwrap()));
+        Self {
+            child,
+            addr,
+            pki,
+            logs,
+        }
+    }
+
+    fn client(&self) -> TlsClient {
+        TlsClient::new(self.addr, self.pki.ca_pem.as_bytes(), "localhost").unwrap()
+    }
+
+    async fn post(&self, body: &Value) -> Value {
+        let reply = self
+            .client()
+            .post_once("/validate", serde_json::to_vec(body).unwrap())
+            .await
+            .unwrap();
+        reply.json().unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        let mut conn = self.client().connect().await.unwrap();
+        conn.get("/metrics").await.unwrap().text()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- webhook log ---\n{}", self.logs.lock().unwrap().join("\n"));
+        }
+    }
+}
+
+/// The webhook's policies: the test policies of the webhook crate (one of them deliberately
+/// slow, past the deadline) and one template that does not compile.
+fn webhook_policies(dir: &Path) -> PathBuf {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let source = workspace_root().join("admission-webhook/server/tests/testdata/policies");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, policies.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        policies.join("broken.yaml"),
+        "apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8sbroken
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sBroken
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8sbroken
+        violation[{\"msg\": msg}] {
+          msg := 
+        }
+",
+    )
+    .unwrap();
+    policies
+}
+
+fn slow_configmap_review() -> Value {
+    json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "0b5cf3c5-3c55-4a1c-9d2e-5f0a3c0f1e77",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "name": "slow",
+            "namespace": "commerce",
+            "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "slow", "namespace": "commerce",
+                                    "labels": {"meshguard-test": "slow"}},
+                       "data": {}},
+            "dryRun": false
+        }
+    })
+}
+
+fn get(url: &str, headers: &[(&str, &str)]) -> u16 {
+    http::get(url, headers).unwrap().status
+}
+
+#[test]
+fn prometheus_scrapes_the_filters_webhook_and_rate_limit_service() {
+    let documented = reference();
+    let run = target_dir().join("monitoring-runs").join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&run);
+    std::fs::create_dir_all(&run).unwrap();
+
+    // --- the parts -----------------------------------------------------------------------
+    let upstream = Upstream::start("backend").unwrap();
+    upstream.script("/api/payments", Script::status(503));
+    upstream.script("/certs", Script::status(500));
+    let mut redis = Redis::start().unwrap();
+    let rls_config = run.join("ratelimit.yaml");
+    std::fs::write(
+        &rls_config,
+        "domain: edge\ndescriptors:\n  - key: user\n    rate_limit:\n      unit: hour\n      requests_per_unit: 3\n",
+    )
+    .unwrap();
+    let rls = RateLimitService::start(&service_binary().unwrap(), &rls_config, &redis.url(), &[])
+        .unwrap();
+    let bootstrap = Bootstrap::new()
+        .stats_config(stats_config().unwrap())
+        .cluster(Cluster::new("backend", upstream.addr()))
+        .cluster(Cluster::new("product-v1", upstream.addr()))
+        .cluster(Cluster::new("product-v2", upstream.addr()))
+        .cluster(Cluster::new("jwks", upstream.addr()))
+        .cluster(Cluster::grpc("rls", vec![rls.grpc_addr()]))
+        .listener(
+            Listener::new("edge")
+                .filter(FilterSpec::Wasm {
+                    name: "edge".to_string(),
+                    module: filter_module("meshguard").unwrap(),
+                    config: pipeline_config("jwks"),
+                    vm_id: "edge".to_string(),
+                })
+                .filter(FilterSpec::Wasm {
+                    name: "edge-authz".to_string(),
+                    module: filter_module("meshguard_authz").unwrap(),
+                    config: json!({"modules": {"policy.rego": AUTHZ_POLICY},
+                                   "decisionPath": "envoy/authz/allow"})
+                    .to_string(),
+                    vm_id: "edge-authz".to_string(),
+                })
+                .route(Route::prefix("/", "backend")),
+        )
+        .listener(
+            // A plugin whose configuration is refused: it answers 503.
+            Listener::new("broken")
+                .filter(FilterSpec::Wasm {
+                    name: "broken".to_string(),
+                    module: filter_module("meshguard_rate_limit").unwrap(),
+                    config: r#"{"limits": [{"name": "orders"}]}"#.to_string(),
+                    vm_id: "broken".to_string(),
+                })
+                .route(Route::prefix("/", "backend")),
+        )
+        .listener(
+            Listener::new("global")
+                .filter(native_filter("edge", "rls", Duration::from_secs(2), false))
+                .rate_limit(header_action("x-user", "user"))
+                .route(Route::prefix("/", "backend")),
+        );
+    let envoy = Envoy::start(&bootstrap, 2).unwrap();
+    let policies = webhook_policies(&run);
+    let webhook = Webhook::start(&run, &policies);
+    std::fs::write(run.join("webhook-ca.pem"), &webhook.pki.ca_pem).unwrap();
+
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}}
+rule_files: [rules.yaml]
+scrape_configs:
+  - job_name: envoy
+    metrics_path: /stats/prometheus
+    static_configs: [{{targets: ['{envoy}']}}]
+  - job_name: webhook
+    scheme: https
+    tls_config: {{ca_file: '{ca}', server_name: localhost}}
+    static_configs: [{{targets: ['{webhook}']}}]
+  - job_name: rls
+    static_configs: [{{targets: ['{rls}']}}]
+",
+        envoy = envoy.admin_address(),
+        ca = run.join("webhook-ca.pem").display(),
+        webhook = webhook.addr,
+        rls = rls.http_url().trim_start_matches("http://"),
+    );
+    let prometheus =
+        Prometheus::start(&config, &[("rules.yaml", rules_with_for("1s").unwrap())]).unwrap();
+
+    // --- the scenario ----------------------------------------------------------------------
+    let edge = envoy.url("edge");
+    let exp = now() + 600;
+    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    for user in users {
+        let bearer = format!("Bearer {}", token(user, exp));
+        assert_eq!(get(&format!("{edge}/api/products/1"), &[("authorization", &bearer)]), 200);
+        assert_eq!(get(&format!("{edge}/api/inventory/1"), &[("authorization", &bearer)]), 200);
+    }
+    assert_eq!(get(&format!("{edge}/public/catalog"), &[]), 200);
+    // JWT denials: missing and expired tokens, each about a sixth of the traffic.
+    for _ in 0..12 {
+        assert_eq!(get(&format!("{edge}/api/products/1"), &[]), 401);
+        let expired = format!("Bearer {}", token("mallory", now() - 3600));
+        assert_eq!(
+            get(&format!("{edge}/api/products/1"), &[("authorization", &expired)]),
+            401
+        );
+    }
+    // The partner's JWKS endpoint fails: the filter keeps fetching (from its tick, with
+    // backoff) and counts every failure.
+    // One user over the orders limit (5 a minute): 15 of 20 refused.
+    let alice = format!("Bearer {}", token("alice", exp));
+    let limited = (0..20)
+        .filter(|_| get(&format!("{edge}/api/orders"), &[("authorization", &alice)]) == 429)
+        .count();
+    assert_eq!(limited, 15);
+    // The payment upstream fails until the breaker opens.
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| get(&format!("{edge}/api/payments/7"), &[("authorization", &alice)]))
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    // Authorization: the admin API is denied by policy.
+    assert_eq!(get(&format!("{edge}/api/admin/users"), &[("authorization", &alice)]), 403);
+    // The plugin with a refused configuration answers 503.
+    assert_eq!(get(&format!("{}/anything", envoy.url("broken")), &[]), 503);
+    // The global limit: 3 an hour per user.
+    let global = envoy.url("global");
+    let over = (0..5)
+        .filter(|_| get(&format!("{global}/x"), &[("x-user", "alice")]) == 429)
+        .count();
+    assert_eq!(over, 2);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let review: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                workspace_root()
+                    .join("admission-webhook/server/tests/testdata/deployment-review.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for _ in 0..4 {
+            let answer = webhook.post(&review).await;
+            assert!(answer["response"]["allowed"].is_boolean(), "{answer}");
+        }
+        // The slow policy runs past the 300 ms deadline: answered by failurePolicy Fail.
+        for _ in 0..2 {
+            let answer = webhook.post(&slow_configmap_review()).await;
+            assert_eq!(answer["response"]["allowed"], false, "{answer}");
+        }
+    });
+
+    // --- every family exposed is documented --------------------------------------------------
+    let mut problems = Vec::new();
+    let envoy_families = families(&envoy.admin_get("/stats/prometheus").unwrap());
+    problems.extend(check_listed(Source::Envoy, &envoy_families, &documented));
+    let webhook_text = runtime.block_on(webhook.metrics());
+    problems.extend(check_listed(
+        Source::Webhook,
+        &families(&webhook_text),
+        &documented,
+    ));
+    let rls_text = ureq::get(&format!("{}/metrics", rls.http_url()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    problems.extend(check_listed(Source::Rls, &families(&rls_text), &documented));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The Redis fault comes after the scrape of every healthy family.
+    redis.stop();
+    for _ in 0..3 {
+        let _ = get(&format!("{global}/x"), &[("x-user", "bob")]);
+    }
+
+    // --- alerts: the faults raise theirs, and only those ---------------------------------------
+    let expected: Vec<(&str, &[(&str, &str)])> = vec![
+        ("MeshguardCircuitBreakerOpen", &[("meshguard_breaker", "payment")]),
+        (
+            "MeshguardFilterConfigRejected",
+            &[("meshguard_plugin", "broken"), ("meshguard_filter", "rate_limit")],
+        ),
+        ("MeshguardJwksRefreshFailing", &[("meshguard_plugin", "edge")]),
+        ("MeshguardRateLimitRefusing", &[("meshguard_limit", "orders")]),
+        ("MeshguardJwtDenialsSpiking", &[("meshguard_reason", "missing")]),
+        ("MeshguardJwtDenialsSpiking", &[("meshguard_reason", "expired")]),
+        ("MeshguardWebhookFailurePolicyAnswers", &[("reason", "timeout")]),
+        ("MeshguardWebhookErrorRatio", &[("job", "webhook")]),
+        ("MeshguardPolicyNotEnforced", &[("job", "webhook")]),
+        ("MeshguardRateLimitServiceRedisErrors", &[("job", "rls")]),
+    ];
+    let raised = |alerts: &[Value], (name, labels): &(&str, &[(&str, &str)])| {
+        alerts.iter().any(|alert| {
+            alert["labels"]["alertname"] == *name
+                && labels
+                    .iter()
+                    .all(|(label, value)| alert["labels"][*label] == *value)
+                && matches!(alert["state"].as_str(), Some("pending" | "firing"))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let alerts = loop {
+        let alerts = prometheus.alerts().unwrap();
+        if expected.iter().all(|e| raised(&alerts, e)) {
+            break alerts;
+        }
+        // Keep the Redis errors coming while waiting.
+        let _ = get(&format!("{global}/x"), &[("x-user", "bob")]);
+        assert!(
+            Instant::now() < deadline,
+            "alerts not raised within 90 s: {:?}\nactive: {}",
+            expected
+                .iter()
+                .filter(|e| !raised(&alerts, e))
+                .collect::<Vec<_>>(),
+            serde_json::to_string_pretty(&alerts).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for alert in &alerts {
+        let name = alert["labels"]["alertname"].as_str().unwrap_or_default();
+        assert!(
+            expected.iter().any(|(expected, _)| *expected == name),
+            "unexpected alert: {alert}"
+        );
+    }
+    // The healthy breaker stays silent.
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| a["labels"]["meshguard_breaker"] == "inventory"),
+        "{alerts:?}"
+    );
+
+    // --- every rule evaluates without error -------------------------------------------------
+    for rule in prometheus.rules().unwrap() {
+        assert_eq!(rule["health"], "ok", "{rule}");
+    }
+    for alert in self::alerts() {
+        let expr = alert["expr"].as_str().unwrap();
+        prometheus
+            .query(expr)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", alert["alert"]));
+    }
+
+    // --- the reference's families are there with their labels ----------------------------------
+    let mut missing = Vec::new();
+    for (name, row) in &documented {
+        if NOT_EXERCISED.iter().any(|(skip, _)| skip == name) {
+            continue;
+        }
+        let series = if row.kind == "histogram" {
+            format!("{name}_bucket")
+        } else {
+            name.clone()
+        };
+        let samples = prometheus
+            .query(&format!("{{__name__=\"{series}\"}}"))
+            .unwrap();
+        if samples.is_empty() {
+            missing.push(format!("{name}: no sample"));
+            continue;
+        }
+        for label in &row.labels {
+            if !samples.iter().any(|s| !s.label(label).is_empty()) {
+                missing.push(format!("{name}: no series has the label {label}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+
+    // --- every dashboard query parses and returns data ---------------------------------------
+    let dashboard: Value = serde_json::from_str(&read("dashboard.json")).unwrap();
+    let mut empty = Vec::new();
+    for (title, expr) in dashboard_queries(&dashboard) {
+        let query = grafana_substitute(&expr);
+        match prometheus.query(&query) {
+            Ok(samples) if samples.is_empty() => empty.push(format!("{title}: {query}: no data")),
+            Ok(_) => {}
+            Err(err) => empty.push(format!("{title}: {query}: {err:#}")),
+        }
+    }
+    assert!(empty.is_empty(), "{}", empty.join("\n"));
+    let _ = std::fs::remove_dir_all(&run);
+}
