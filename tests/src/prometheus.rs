@@ -120,7 +120,11 @@ pub fn promtool(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         String::from_utf8_lossy(&output.stderr)
     );
     if !output.status.success() {
-        bail!("promtool {} failed ({}):\n{text}", args.join(" "), output.status);
+        bail!(
+            "promtool {} failed ({}):\n{text}",
+            args.join(" "),
+            output.status
+        );
     }
     Ok(text)
 }
@@ -213,7 +217,10 @@ impl Prometheus {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                bail!("prometheus exited during start-up with {status}:\n{}", self.log());
+                bail!(
+                    "prometheus exited during start-up with {status}:\n{}",
+                    self.log()
+                );
             }
             if ureq::get(&format!("{}/-/ready", self.url()))
                 .timeout(Duration::from_secs(2))
@@ -237,8 +244,8 @@ impl Prometheus {
     /// `GET /api/v1/<path>` with `query` parameters; the `data` of a `success` answer, or an
     /// error with Prometheus' `errorType` and `error`.
     pub fn api(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
-        let mut request = ureq::get(&format!("{}/api/v1/{path}", self.url()))
-            .timeout(Duration::from_secs(30));
+        let mut request =
+            ureq::get(&format!("{}/api/v1/{path}", self.url())).timeout(Duration::from_secs(30));
         for (name, value) in query {
             request = request.query(name, value);
         }

@@ -100,7 +100,10 @@ fn reference() -> BTreeMap<String, Documented> {
         );
         assert!(previous.is_none(), "{name} is documented twice");
     }
-    assert!(out.len() > 30, "the reference tables were not found: {out:?}");
+    assert!(
+        out.len() > 30,
+        "the reference tables were not found: {out:?}"
+    );
     out
 }
 
@@ -150,14 +153,16 @@ fn check_listed(
 /// still checked against the reference through its `# TYPE` line).
 const NOT_EXERCISED: &[(&str, &str)] = &[
     ("gatekeeper_violations", "audit is off in the test"),
-    ("gatekeeper_audit_duration_seconds", "audit is off in the test"),
+    (
+        "gatekeeper_audit_duration_seconds",
+        "audit is off in the test",
+    ),
     ("gatekeeper_audit_last_run_time", "audit is off in the test"),
     ("gatekeeper_sync", "files mode syncs nothing"),
     (
-        "meshguard_validation_rejected_total",
-        "no malformed review is sent",
+        "meshguard_rls_config_loads_total",
+        "counted on reloads only",
     ),
-    ("meshguard_rls_config_loads_total", "counted on reloads only"),
 ];
 
 // === promtool ===
@@ -174,7 +179,10 @@ fn alert_rules_pass_their_promtool_unit_tests() {
     for alert in alerts() {
         let name = alert["alert"].as_str().unwrap();
         let cases = tests.matches(&format!("alertname: {name}\n")).count();
-        assert!(cases >= 2, "{name} has {cases} promtool case(s), wants fire and silent");
+        assert!(
+            cases >= 2,
+            "{name} has {cases} promtool case(s), wants fire and silent"
+        );
         assert!(
             alert["annotations"]["summary"].is_string()
                 && alert["annotations"]["runbook_url"].is_string(),
@@ -221,9 +229,12 @@ fn manifests_wrap_the_rules_dashboard_and_tag_rules_unchanged() {
         "grafana-dashboard-configmap.yaml must carry dashboard.json unchanged"
     );
     let override_map = yaml("istio-bootstrap-override.yaml");
-    let bootstrap: Value =
-        serde_json::from_str(override_map["data"]["custom_bootstrap.json"].as_str().unwrap())
-            .unwrap();
+    let bootstrap: Value = serde_json::from_str(
+        override_map["data"]["custom_bootstrap.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         bootstrap,
         yaml("envoy-stats-tags.yaml"),
@@ -344,6 +355,33 @@ fn pipeline_config(jwks_cluster: &str) -> String {
     .to_string()
 }
 
+/// Writes the config discovery file of the `broken` listener (atomically, as Envoy's file
+/// watch wants): the rate-limit module with `config`.
+fn discover(path: &Path, version: &str, config: &str) {
+    let filter = FilterSpec::Wasm {
+        name: "broken".to_string(),
+        module: filter_module("meshguard_rate_limit").unwrap(),
+        config: config.to_string(),
+        vm_id: "broken".to_string(),
+    };
+    let resources = json!({
+        "version_info": version,
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": "broken",
+            "typed_config": filter.typed_config().unwrap(),
+        }]
+    });
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, resources.to_string()).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+const GOOD_LIMITS: &str = r#"{"limits": [{"name": "all", "key": [{"constant": "all"}], "rate": {"requests": 100, "per": "second"}}]}"#;
+
+/// A limit without a key, which the module refuses.
+const BAD_LIMITS: &str = r#"{"limits": [{"name": "orders"}]}"#;
+
 const AUTHZ_POLICY: &str = "package envoy.authz
 
 import rego.v1
@@ -449,7 +487,10 @@ impl Drop for Webhook {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- webhook log ---\n{}", self.logs.lock().unwrap().join("\n"));
+            eprintln!(
+                "--- webhook log ---\n{}",
+                self.logs.lock().unwrap().join("\n")
+            );
         }
     }
 }
@@ -516,7 +557,9 @@ fn get(url: &str, headers: &[(&str, &str)]) -> u16 {
 #[test]
 fn prometheus_scrapes_the_filters_webhook_and_rate_limit_service() {
     let documented = reference();
-    let run = target_dir().join("monitoring-runs").join(std::process::id().to_string());
+    let run = target_dir()
+        .join("monitoring-runs")
+        .join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&run);
     std::fs::create_dir_all(&run).unwrap();
 
@@ -533,8 +576,11 @@ fn prometheus_scrapes_the_filters_webhook_and_rate_limit_service() {
     .unwrap();
     let rls = RateLimitService::start(&service_binary().unwrap(), &rls_config, &redis.url(), &[])
         .unwrap();
+    let ecds = run.join("broken-ecds.json");
+    discover(&ecds, "1", GOOD_LIMITS);
     let bootstrap = Bootstrap::new()
-        .stats_config(stats_config().unwrap())
+        .with("stats_config", stats_config().unwrap())
+        .with("node", json!({"id": "monitoring-test", "cluster": "edge"}))
         .cluster(Cluster::new("backend", upstream.addr()))
         .cluster(Cluster::new("product-v1", upstream.addr()))
         .cluster(Cluster::new("product-v2", upstream.addr()))
@@ -559,13 +605,12 @@ fn prometheus_scrapes_the_filters_webhook_and_rate_limit_service() {
                 .route(Route::prefix("/", "backend")),
         )
         .listener(
-            // A plugin whose configuration is refused: it answers 503.
+            // A plugin delivered by config discovery, as Istio delivers a WasmPlugin; its
+            // configuration is replaced by one meshguard refuses once Prometheus scrapes.
             Listener::new("broken")
-                .filter(FilterSpec::Wasm {
+                .filter(FilterSpec::Discovered {
                     name: "broken".to_string(),
-                    module: filter_module("meshguard_rate_limit").unwrap(),
-                    config: r#"{"limits": [{"name": "orders"}]}"#.to_string(),
-                    vm_id: "broken".to_string(),
+                    path: ecds.clone(),
                 })
                 .route(Route::prefix("/", "backend")),
         )
@@ -602,14 +647,56 @@ scrape_configs:
     let prometheus =
         Prometheus::start(&config, &[("rules.yaml", rules_with_for("1s").unwrap())]).unwrap();
 
+    // Counters only show a rate once Prometheus has a sample from before they move.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = prometheus.query("up == 1").unwrap();
+        if up.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets not up within 60 s: {}",
+            serde_json::to_string_pretty(&prometheus.targets().unwrap()).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // --- the scenario ----------------------------------------------------------------------
+    // A configuration meshguard refuses: Envoy rejects the update and keeps the previous one.
+    discover(&ecds, "2", BAD_LIMITS);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while envoy
+        .stat("extension_config_discovery.http_filter.broken.config_fail")
+        .unwrap()
+        != Some(1)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bad configuration was not rejected"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&format!("{}/anything", envoy.url("broken")), &[]), 200);
     let edge = envoy.url("edge");
     let exp = now() + 600;
     let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
     for user in users {
         let bearer = format!("Bearer {}", token(user, exp));
-        assert_eq!(get(&format!("{edge}/api/products/1"), &[("authorization", &bearer)]), 200);
-        assert_eq!(get(&format!("{edge}/api/inventory/1"), &[("authorization", &bearer)]), 200);
+        assert_eq!(
+            get(
+                &format!("{edge}/api/products/1"),
+                &[("authorization", &bearer)]
+            ),
+            200
+        );
+        assert_eq!(
+            get(
+                &format!("{edge}/api/inventory/1"),
+                &[("authorization", &bearer)]
+            ),
+            200
+        );
     }
     assert_eq!(get(&format!("{edge}/public/catalog"), &[]), 200);
     // JWT denials: missing and expired tokens, each about a sixth of the traffic.
@@ -617,7 +704,10 @@ scrape_configs:
         assert_eq!(get(&format!("{edge}/api/products/1"), &[]), 401);
         let expired = format!("Bearer {}", token("mallory", now() - 3600));
         assert_eq!(
-            get(&format!("{edge}/api/products/1"), &[("authorization", &expired)]),
+            get(
+                &format!("{edge}/api/products/1"),
+                &[("authorization", &expired)]
+            ),
             401
         );
     }
@@ -631,13 +721,22 @@ scrape_configs:
     assert_eq!(limited, 15);
     // The payment upstream fails until the breaker opens.
     let statuses: Vec<u16> = (0..8)
-        .map(|_| get(&format!("{edge}/api/payments/7"), &[("authorization", &alice)]))
+        .map(|_| {
+            get(
+                &format!("{edge}/api/payments/7"),
+                &[("authorization", &alice)],
+            )
+        })
         .collect();
     assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
     // Authorization: the admin API is denied by policy.
-    assert_eq!(get(&format!("{edge}/api/admin/users"), &[("authorization", &alice)]), 403);
-    // The plugin with a refused configuration answers 503.
-    assert_eq!(get(&format!("{}/anything", envoy.url("broken")), &[]), 503);
+    assert_eq!(
+        get(
+            &format!("{edge}/api/admin/users"),
+            &[("authorization", &alice)]
+        ),
+        403
+    );
     // The global limit: 3 an hour per user.
     let global = envoy.url("global");
     let over = (0..5)
@@ -695,16 +794,34 @@ scrape_configs:
 
     // --- alerts: the faults raise theirs, and only those ---------------------------------------
     let expected: Vec<(&str, &[(&str, &str)])> = vec![
-        ("MeshguardCircuitBreakerOpen", &[("meshguard_breaker", "payment")]),
+        (
+            "MeshguardCircuitBreakerOpen",
+            &[("meshguard_breaker", "payment")],
+        ),
         (
             "MeshguardFilterConfigRejected",
-            &[("meshguard_plugin", "broken"), ("meshguard_filter", "rate_limit")],
+            &[("extension_config", "broken")],
         ),
-        ("MeshguardJwksRefreshFailing", &[("meshguard_plugin", "edge")]),
-        ("MeshguardRateLimitRefusing", &[("meshguard_limit", "orders")]),
-        ("MeshguardJwtDenialsSpiking", &[("meshguard_reason", "missing")]),
-        ("MeshguardJwtDenialsSpiking", &[("meshguard_reason", "expired")]),
-        ("MeshguardWebhookFailurePolicyAnswers", &[("reason", "timeout")]),
+        (
+            "MeshguardJwksRefreshFailing",
+            &[("meshguard_plugin", "edge")],
+        ),
+        (
+            "MeshguardRateLimitRefusing",
+            &[("meshguard_limit", "orders")],
+        ),
+        (
+            "MeshguardJwtDenialsSpiking",
+            &[("meshguard_reason", "missing")],
+        ),
+        (
+            "MeshguardJwtDenialsSpiking",
+            &[("meshguard_reason", "expired")],
+        ),
+        (
+            "MeshguardWebhookFailurePolicyAnswers",
+            &[("reason", "timeout")],
+        ),
         ("MeshguardWebhookErrorRatio", &[("job", "webhook")]),
         ("MeshguardPolicyNotEnforced", &[("job", "webhook")]),
         ("MeshguardRateLimitServiceRedisErrors", &[("job", "rls")]),

@@ -275,6 +275,40 @@ impl Metrics {
         }
     }
 
+    /// Creates, at 0, the series every review outcome and failure reason will count in, for
+    /// the webhook's `failure_policy`. A series that appears only at its first increment has no
+    /// earlier sample, so `rate()` and `increase()` miss that increment: the first timeout
+    /// after a restart would never raise `MeshguardWebhookFailurePolicyAnswers`.
+    pub fn initialize(&self, failure_policy: &'static str) {
+        for admission_status in ["allow", "deny", "error"] {
+            for admission_dryrun in ["false", "true"] {
+                drop(self.requests.get_or_create(&RequestLabels {
+                    admission_status,
+                    admission_dryrun,
+                }));
+            }
+            drop(
+                self.request_duration
+                    .get_or_create(&AdmissionStatusLabels { admission_status }),
+            );
+        }
+        for reason in ["timeout", "overloaded", "internal"] {
+            drop(self.errors.get_or_create(&ErrorLabels {
+                reason,
+                failure_policy,
+            }));
+        }
+        for reason in [
+            "content_type",
+            "oversized",
+            "malformed",
+            "body",
+            "body_timeout",
+        ] {
+            drop(self.rejected.get_or_create(&ReasonLabels { reason }));
+        }
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         Exposition::Prometheus.encode(&self.registry)
@@ -384,7 +418,14 @@ mod tests {
                 admission_status: "deny",
             })
             .observe(0.003);
+        metrics.initialize("Fail");
         let text = metrics.render();
+        assert!(
+            text.contains(
+                "meshguard_validation_errors_total{reason=\"timeout\",failure_policy=\"Fail\"} 0"
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             "gatekeeper_validation_request_count_total{admission_status=\"deny\",admission_dryrun=\"false\"} 2"
         ), "{text}");

@@ -120,6 +120,11 @@ impl Metrics {
             "Decisions that failed in Redis, answered with gRPC UNKNOWN",
             redis_errors.clone(),
         );
+        // Every cause at 0 from the start: a series born at its first error has no earlier
+        // sample, and `rate()` (the MeshguardRateLimitServiceRedisErrors alert) would miss it.
+        for kind in ["unavailable", "timeout", "redis", "malformed"] {
+            drop(redis_errors.get_or_create(&KindLabels { kind }));
+        }
         let redis_up = Gauge::default();
         registry.register(
             "meshguard_rls_redis_up",

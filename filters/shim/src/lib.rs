@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use meshguard_filter_core::{
     CallResponse, Decision, Env, Filter, HeaderMap, Host, HttpCall, HttpFilter, LocalResponse,
-    LogLevel, MetricKind, Root, SharedDataError, Stats, Stream,
+    LogLevel, MetricKind, Root, SharedDataError, Stream,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -101,13 +101,8 @@ impl<F: Filter> RootContext for RootAdapter<F> {
             .property(&["plugin_name"])
             .map(|name| String::from_utf8_lossy(&name).into_owned())
             .unwrap_or_default();
-        // `meshguard.<filter>.<plugin>.config_rejected`: 1 while the plugin runs without a
-        // configuration (and answers 503), 0 once one was accepted; what the
-        // `MeshguardFilterConfigRejected` alert watches.
-        let rejected = Stats::new(F::NAME, &plugin).gauge(&mut self.host, "config_rejected");
         match F::configure(&mut self.host, &Env::single(plugin), &config) {
             Ok(root) => {
-                rejected.set(&mut self.host, 0);
                 if let Some(period) = root.tick_period() {
                     let _ = hostcalls::set_tick_period(period);
                 }
@@ -115,7 +110,6 @@ impl<F: Filter> RootContext for RootAdapter<F> {
                 true
             }
             Err(err) => {
-                rejected.set(&mut self.host, 1);
                 self.host.log(
                     LogLevel::Error,
                     &format!("meshguard: rejected configuration: {err}"),

@@ -22,7 +22,11 @@ const ISSUER: &str = "https://id.shop.example/realms/shop";
 
 /// The alerts the scenario should raise: name and the label that says for what.
 const EXPECTED: [(&str, &str, &str); 3] = [
-    ("MeshguardCircuitBreakerOpen", "meshguard_breaker", "payment"),
+    (
+        "MeshguardCircuitBreakerOpen",
+        "meshguard_breaker",
+        "payment",
+    ),
     ("MeshguardRateLimitRefusing", "meshguard_limit", "orders"),
     ("MeshguardJwtDenialsSpiking", "meshguard_reason", "expired"),
 ];
@@ -59,11 +63,15 @@ pub fn run() -> anyhow::Result<Vec<Step>> {
     let backend = Upstream::start("commerce").context("starting the commerce backend")?;
     backend.script("/api/payments", Script::status(503));
     let bootstrap = Bootstrap::new()
-        .stats_config(stats_config()?)
+        .with("stats_config", stats_config()?)
         .cluster(Cluster::new("commerce", backend.addr()))
         .listener(
             Listener::new("edge")
-                .filter(FilterSpec::wasm("edge", filter_module("meshguard")?, config()))
+                .filter(FilterSpec::wasm(
+                    "edge",
+                    filter_module("meshguard")?,
+                    config(),
+                ))
                 .route(Route::prefix("/", "commerce")),
         );
     let envoy = Envoy::start(&bootstrap, 2).context("starting Envoy")?;
@@ -97,11 +105,17 @@ pub fn run() -> anyhow::Result<Vec<Step>> {
     while Instant::now() < deadline {
         // The scenario, a few requests a round: payments fail, alice exceeds her limit,
         // expired tokens keep coming.
-        let _ = http::get(&format!("{edge}/api/payments/7"), &[("authorization", &alice)])?;
+        let _ = http::get(
+            &format!("{edge}/api/payments/7"),
+            &[("authorization", &alice)],
+        )?;
         for _ in 0..3 {
             let _ = http::get(&format!("{edge}/api/orders"), &[("authorization", &alice)])?;
         }
-        let _ = http::get(&format!("{edge}/api/products"), &[("authorization", &expired)])?;
+        let _ = http::get(
+            &format!("{edge}/api/products"),
+            &[("authorization", &expired)],
+        )?;
         let elapsed = started.elapsed();
         for alert in prometheus.alerts()? {
             let name = alert["labels"]["alertname"].as_str().unwrap_or("?");
@@ -164,5 +178,8 @@ pub fn run() -> anyhow::Result<Vec<Step>> {
 }
 
 fn label_of(alert: &Value, label: &str) -> String {
-    alert["labels"][label].as_str().unwrap_or_default().to_string()
+    alert["labels"][label]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
