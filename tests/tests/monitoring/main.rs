@@ -543,6 +543,16 @@ scrape_configs:
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 
+    // The certificate-expiry gauge holds the served certificate's notAfter (rcgen's default
+    // validity runs for centuries).
+    let expiry = prometheus
+        .query("meshguard_webhook_certificate_expiry_timestamp_seconds")
+        .unwrap();
+    assert!(
+        expiry.len() == 1 && expiry[0].value > (now() + 365 * 86_400) as f64,
+        "{expiry:?}"
+    );
+
     // --- every dashboard query parses and returns data ---------------------------------------
     let dashboard: Value = serde_json::from_str(&read("dashboard.json")).unwrap();
     let mut empty = Vec::new();
