@@ -96,6 +96,60 @@ fn alerts() -> Vec<Value> {
         .collect()
 }
 
+/// Every YAML document of a file of the repository.
+fn documents(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(workspace_root().join(path)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .filter(|document: &Value| !document.is_null())
+        .collect()
+}
+
+#[test]
+fn service_monitors_select_the_services_and_ports_they_scrape() {
+    let services: Vec<Value> = [
+        "admission-webhook/deploy/service.yaml",
+        "istio/rate-limit-service/deployment.yaml",
+    ]
+    .iter()
+    .flat_map(|path| documents(path))
+    .filter(|document| document["kind"] == "Service")
+    .collect();
+    let monitors = documents("admission-webhook/deploy/monitoring/servicemonitor-webhook.yaml");
+    assert_eq!(monitors.len(), 2);
+    for monitor in monitors {
+        assert_eq!(monitor["kind"], "ServiceMonitor");
+        let selector = monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap();
+        let namespaces = &monitor["spec"]["namespaceSelector"]["matchNames"];
+        let service = services
+            .iter()
+            .find(|service| {
+                selector
+                    .iter()
+                    .all(|(label, value)| service["metadata"]["labels"][label] == *value)
+                    && namespaces
+                        .as_array()
+                        .unwrap()
+                        .contains(&service["metadata"]["namespace"])
+            })
+            .unwrap_or_else(|| panic!("no Service matches {monitor}"));
+        for endpoint in monitor["spec"]["endpoints"].as_array().unwrap() {
+            assert!(
+                service["spec"]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|port| port["name"] == endpoint["port"]),
+                "{} has no port {}",
+                service["metadata"]["name"],
+                endpoint["port"]
+            );
+        }
+    }
+}
+
 #[test]
 fn manifests_wrap_the_rules_dashboard_and_tag_rules_unchanged() {
     let rule = yaml("prometheusrule.yaml");
