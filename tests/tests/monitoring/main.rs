@@ -9,7 +9,8 @@
 //!   Then: every family the three expose is in the metrics reference (README.md) with its type,
 //!   and the reference's families are there with their documented labels; every alert expression
 //!   evaluates; the alerts the faults should raise are pending or firing (in a copy of the rules
-//!   whose `for:` is 1 s) and no other alert is; every dashboard query parses and returns data.
+//!   whose `for:` is 1 s) and no other alert is; every dashboard query and variable parses and
+//!   returns data.
 //!
 //! The scrape and evaluation intervals are 1 s and every wait is bounded.
 
@@ -618,6 +619,26 @@ scrape_configs:
             Ok(samples) if samples.is_empty() => empty.push(format!("{title}: {query}: no data")),
             Ok(_) => {}
             Err(err) => empty.push(format!("{title}: {query}: {err:#}")),
+        }
+    }
+    // The variables' `label_values(selector, label)` list values too (as Grafana's
+    // /api/v1/series lookup would).
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        let Some(definition) = variable["definition"].as_str() else {
+            continue;
+        };
+        let (selector, label) = definition
+            .strip_prefix("label_values(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|rest| rest.rsplit_once(','))
+            .unwrap_or_else(|| panic!("unexpected variable query {definition}"));
+        let query = format!("group by ({}) ({selector})", label.trim());
+        match prometheus.query(&query) {
+            Ok(samples) if samples.is_empty() => {
+                empty.push(format!("variable {}: {query}: no data", variable["name"]))
+            }
+            Ok(_) => {}
+            Err(err) => empty.push(format!("variable {}: {query}: {err:#}", variable["name"])),
         }
     }
     assert!(empty.is_empty(), "{}", empty.join("\n"));
