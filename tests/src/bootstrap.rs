@@ -18,6 +18,8 @@ pub struct Bootstrap {
     pub listeners: Vec<Listener>,
     /// Upstream clusters.
     pub clusters: Vec<Cluster>,
+    /// Other top-level bootstrap fields (`stats_config`, `node`), rendered as given.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// One HTTP listener on 127.0.0.1 (port picked by Envoy).
@@ -55,6 +57,14 @@ pub enum FilterSpec {
         name: String,
         /// The filter's `typed_config` (with its `@type`).
         typed_config: Value,
+    },
+    /// A filter whose configuration Envoy discovers (ECDS, as Istio delivers WasmPlugins),
+    /// here from a file: `{"version_info", "resources": [TypedExtensionConfig]}`.
+    Discovered {
+        /// The filter's name, which is the discovered resource's name.
+        name: String,
+        /// The file Envoy watches.
+        path: PathBuf,
     },
 }
 
@@ -107,15 +117,26 @@ impl Bootstrap {
         self
     }
 
+    /// Sets a top-level bootstrap field, such as `stats_config` (the tag extraction rules of
+    /// the monitoring docs) or `node` (which config discovery from files needs).
+    pub fn with(mut self, field: &str, value: Value) -> Self {
+        self.extra.insert(field.to_string(), value);
+        self
+    }
+
     /// Renders Envoy's bootstrap JSON. `admin` is the admin socket address (port 0 picks one).
     pub fn render(&self) -> Value {
-        json!({
+        let mut bootstrap = json!({
             "admin": { "address": socket("127.0.0.1", 0) },
             "static_resources": {
                 "listeners": self.listeners.iter().map(Listener::render).collect::<Vec<_>>(),
                 "clusters": self.clusters.iter().map(Cluster::render).collect::<Vec<_>>(),
             },
-        })
+        });
+        for (field, value) in &self.extra {
+            bootstrap[field.as_str()] = value.clone();
+        }
+        bootstrap
     }
 }
 
@@ -231,6 +252,13 @@ impl FilterSpec {
         }
     }
 
+    /// The filter's `typed_config` (none for a discovered filter): what a config discovery
+    /// file or server delivers for it.
+    pub fn typed_config(&self) -> Option<Value> {
+        let rendered = self.render();
+        rendered.get("typed_config").cloned()
+    }
+
     fn render(&self) -> Value {
         match self {
             Self::Wasm {
@@ -246,6 +274,16 @@ impl FilterSpec {
                     config,
                     json!({ "local": { "filename": module.display().to_string() } }),
                 ),
+            }),
+            Self::Discovered { name, path } => json!({
+                "name": name,
+                "config_discovery": {
+                    "config_source": {
+                        "path_config_source": { "path": path.display().to_string() },
+                        "resource_api_version": "V3",
+                    },
+                    "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
+                },
             }),
             Self::Native { name, typed_config } => {
                 json!({ "name": name, "typed_config": typed_config })

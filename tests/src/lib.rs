@@ -6,7 +6,8 @@
 //! and tears it down; [`upstream`] is the HTTP server behind it (echo, scripted failures and
 //! delays, hit counters, fixed documents). [`redis`] runs Debian's `redis-server` (installed with
 //! apt-get when missing) and [`rls`] the global rate-limit service in front of it; [`registry`] is
-//! a real OCI registry (Debian's `docker-registry`) for the images the modules ship as. The
+//! a real OCI registry (Debian's `docker-registry`) for the images the modules ship as;
+//! [`prometheus`] is Debian's Prometheus and `promtool`, for the monitoring tests. The
 //! benchmark and demo commands in `xtask` reuse them all.
 
 pub mod bootstrap;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod istio;
 pub mod modules;
 pub mod paths;
+pub mod prometheus;
 pub mod redis;
 pub mod registry;
 pub mod rls;
@@ -23,6 +25,7 @@ pub mod upstream;
 pub use bootstrap::{Bootstrap, Cluster, FilterSpec, Listener, Route};
 pub use envoy::Envoy;
 pub use modules::{Module, Stage};
+pub use prometheus::Prometheus;
 pub use redis::Redis;
 pub use registry::Registry;
 pub use rls::RateLimitService;

@@ -221,6 +221,9 @@ pub fn test() -> anyhow::Result<()> {
     eprintln!("meshguard: using {}", redis.server.display());
     let registry = meshguard_testkit::registry::registry_binary()?;
     eprintln!("meshguard: using {}", registry.display());
+    // The monitoring tests run promtool and a real Prometheus (Debian's, installed when missing).
+    let prometheus = meshguard_testkit::prometheus::prometheus_binaries()?;
+    eprintln!("meshguard: using {}", prometheus.server.display());
     run(cargo().args(["test", "--workspace"]))?;
     // The repository's own policy set, and its own Istio manifests against it, through the CLI
     // exactly as a developer runs it. The binary is the one `cargo test` just built (`cargo

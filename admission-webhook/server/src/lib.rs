@@ -42,9 +42,18 @@ pub async fn run(
     let (state, tasks) = start(state).await?;
     let certs = tls::CertStore::load(&state.settings.cert_file, &state.settings.key_file)?;
     let mut tasks = tasks;
-    tasks.push(tokio::spawn(
-        certs.clone().watch(state.settings.tls_reload_interval),
-    ));
+    tasks.push(tokio::spawn(certs.clone().watch(
+        state.settings.tls_reload_interval,
+        {
+            let state = state.clone();
+            move |not_after| {
+                state
+                    .metrics
+                    .certificate_expiry
+                    .set(not_after.unwrap_or_default());
+            }
+        },
+    )));
     let result = serve::serve_tls(
         listener,
         certs.server_config()?,

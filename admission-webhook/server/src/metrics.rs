@@ -15,7 +15,9 @@
 //! and meshguard's own counters: `meshguard_validation_violations{constraint_kind,
 //! constraint_name, enforcement_action}` (violations at admission), `meshguard_validation_errors
 //! {reason, failure_policy}` (reviews answered by the failure policy),
-//! `meshguard_validation_rejected{reason}` (malformed or oversized reviews answered with 400) and
+//! `meshguard_validation_rejected{reason}` (malformed or oversized reviews answered with 400),
+//! `meshguard_webhook_certificate_expiry_timestamp_seconds` (the served certificate's
+//! `notAfter`, as cert-manager's `certmanager_certificate_expiration_timestamp_seconds`) and
 //! `meshguard_decision_cache_hits` / `_misses` (constraint decisions answered from the engine's
 //! decision cache, or evaluated).
 //!
@@ -48,9 +50,12 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Webhook latency buckets in seconds (Gatekeeper's webhook buckets extended downwards: reviews
-/// here take around a millisecond).
-const REQUEST_BUCKETS: [f64; 14] = [
+/// here take around a millisecond), up to past the API server's longest `timeoutSeconds` we
+/// ship (5 s): a p99 near the evaluation deadline (2 s), which the
+/// `MeshguardWebhookLatencyNearTimeout` alert watches, must fall inside a finite bucket.
+const REQUEST_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28,
+    2.56, 5.12,
 ];
 
 /// Audit latency buckets in seconds.
@@ -162,6 +167,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// `meshguard_validation_rejected`.
     pub rejected: Family<ReasonLabels, Counter>,
+    /// `meshguard_webhook_certificate_expiry_timestamp_seconds`: the served certificate's
+    /// `notAfter` (0 until a certificate is served).
+    pub certificate_expiry: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -243,6 +251,12 @@ impl Metrics {
             "Malformed or oversized admission reviews answered with 400",
             rejected.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "meshguard_webhook_certificate_expiry_timestamp_seconds",
+            "Unix time at which the served TLS certificate expires (its notAfter)",
+            certificate_expiry.clone(),
+        );
         registry.register_collector(Box::new(CacheCollector(cache)));
         Self {
             registry,
@@ -257,6 +271,41 @@ impl Metrics {
             violations,
             errors,
             rejected,
+            certificate_expiry,
+        }
+    }
+
+    /// Creates, at 0, the series every review outcome and failure reason will count in, for
+    /// the webhook's `failure_policy`. A series that appears only at its first increment has no
+    /// earlier sample, so `rate()` and `increase()` miss that increment: the first timeout
+    /// after a restart would never raise `MeshguardWebhookFailurePolicyAnswers`.
+    pub fn initialize(&self, failure_policy: &'static str) {
+        for admission_status in ["allow", "deny", "error"] {
+            for admission_dryrun in ["false", "true"] {
+                drop(self.requests.get_or_create(&RequestLabels {
+                    admission_status,
+                    admission_dryrun,
+                }));
+            }
+            drop(
+                self.request_duration
+                    .get_or_create(&AdmissionStatusLabels { admission_status }),
+            );
+        }
+        for reason in ["timeout", "overloaded", "internal"] {
+            drop(self.errors.get_or_create(&ErrorLabels {
+                reason,
+                failure_policy,
+            }));
+        }
+        for reason in [
+            "content_type",
+            "oversized",
+            "malformed",
+            "body",
+            "body_timeout",
+        ] {
+            drop(self.rejected.get_or_create(&ReasonLabels { reason }));
         }
     }
 
@@ -369,7 +418,14 @@ mod tests {
                 admission_status: "deny",
             })
             .observe(0.003);
+        metrics.initialize("Fail");
         let text = metrics.render();
+        assert!(
+            text.contains(
+                "meshguard_validation_errors_total{reason=\"timeout\",failure_policy=\"Fail\"} 0"
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             "gatekeeper_validation_request_count_total{admission_status=\"deny\",admission_dryrun=\"false\"} 2"
         ), "{text}");

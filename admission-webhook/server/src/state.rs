@@ -91,9 +91,11 @@ impl State {
             .saturating_add(settings.max_queued_reviews)
             .min(Semaphore::MAX_PERMITS);
         let cache_counters = Arc::new(CacheCounters::default());
+        let metrics = Metrics::new(cache_counters.clone());
+        metrics.initialize(settings.failure_policy.as_str());
         Arc::new(Self {
             settings,
-            metrics: Metrics::new(cache_counters.clone()),
+            metrics,
             policies: RwLock::new(Arc::new(PolicySet::new())),
             not_enforced: RwLock::new(Arc::new(Vec::new())),
             inventory: RwLock::new(Arc::new(Inventory::new())),

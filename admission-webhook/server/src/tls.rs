@@ -36,6 +36,13 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Certifie
     Ok(certified)
 }
 
+/// The `notAfter` (Unix seconds) of the first certificate of a PEM chain: the served leaf.
+pub fn not_after(cert_pem: &[u8]) -> Option<i64> {
+    let leaf = CertificateDer::pem_slice_iter(cert_pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The current certificate, swapped on rotation.
 #[derive(Debug)]
 pub struct CertStore {
@@ -79,15 +86,25 @@ impl CertStore {
         Ok(true)
     }
 
-    /// Checks the files every `interval` until the task is dropped.
-    pub async fn watch(self: Arc<Self>, interval: Duration) {
+    /// When the served certificate expires: its `notAfter` in Unix seconds (`None` if the
+    /// leaf certificate does not parse as X.509, which [`certified_key`] would have refused).
+    pub fn not_after(&self) -> Option<i64> {
+        let current = self.current.read().ok()?;
+        not_after(&current.0)
+    }
+
+    /// Checks the files every `interval` until the task is dropped; `expiry` is told the served
+    /// certificate's `notAfter` at the start and after each reload (the certificate-expiry gauge).
+    pub async fn watch(self: Arc<Self>, interval: Duration, expiry: impl Fn(Option<i64>)) {
+        expiry(self.not_after());
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             match self.reload() {
                 Ok(true) => {
-                    tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded")
+                    tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
+                    expiry(self.not_after());
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -111,5 +128,21 @@ impl CertStore {
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.current.read().ok().map(|current| current.2.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_after_reads_the_leaf_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["webhook".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let pem = params.self_signed(&key).unwrap().pem();
+        // 2031-05-17T00:00:00Z
+        assert_eq!(not_after(pem.as_bytes()), Some(1_936_742_400));
+        assert_eq!(not_after(b"not a certificate"), None);
     }
 }

@@ -120,6 +120,11 @@ impl Metrics {
             "Decisions that failed in Redis, answered with gRPC UNKNOWN",
             redis_errors.clone(),
         );
+        // Every cause at 0 from the start: a series born at its first error has no earlier
+        // sample, and `rate()` (the MeshguardRateLimitServiceRedisErrors alert) would miss it.
+        for kind in ["unavailable", "timeout", "redis", "malformed"] {
+            drop(redis_errors.get_or_create(&KindLabels { kind }));
+        }
         let redis_up = Gauge::default();
         registry.register(
             "meshguard_rls_redis_up",
@@ -256,6 +261,8 @@ mod tests {
             "meshguard_rls_requests_total{domain=\"edge\",code=\"over_limit\"} 1",
             "meshguard_rls_rule_hits_total{domain=\"edge\",rule=\"user\",result=\"over_limit\"} 1",
             "meshguard_rls_redis_errors_total{kind=\"timeout\"} 1",
+            // Every cause exists from the start, so rate() sees its first error.
+            "meshguard_rls_redis_errors_total{kind=\"unavailable\"} 0",
             "meshguard_rls_redis_up 1",
             "meshguard_rls_config_loads_total{result=\"success\"} 1",
             "meshguard_rls_config_domains 2",

@@ -11,6 +11,7 @@ mod circuit_breaker;
 mod edge;
 mod gateway;
 mod jwt_auth;
+mod monitoring;
 mod rate_limit;
 
 use anyhow::ensure;
@@ -49,6 +50,7 @@ const ACTS: &[(&str, Act)] = &[
     ("rate-limit", rate_limit::run),
     ("meshguard edge (one module, every policy)", edge::run),
     ("admission", admission::run),
+    ("monitoring (what the alerts said)", monitoring::run),
 ];
 
 /// Runs every act and prints the summary; fails if any step did not go as expected.
