@@ -64,6 +64,17 @@ fn matches() -> Vec<(Value, Value)> {
             json!({"name": "x-id", "string_match": {"safe_regex": {"regex": "[a-f0-9]{4}"}}}),
             json!({"name": "x-id", "regex": "[a-f0-9]{4}"}),
         ),
+        // RE2 runs in UTF-8 mode: `.` is one character, so `é` (two bytes) is one `.`.
+        header(
+            "/h/utf8",
+            json!({"name": "x-word", "string_match": {"safe_regex": {"regex": "caf."}}}),
+            json!({"name": "x-word", "regex": "caf."}),
+        ),
+        header(
+            "/h/utf8-literal",
+            json!({"name": "x-word", "string_match": {"safe_regex": {"regex": "café|caf\\xC3\\xA9s"}}}),
+            json!({"name": "x-word", "regex": "café|caf\\xC3\\xA9s"}),
+        ),
         header(
             "/h/present",
             json!({"name": "x-flag", "present_match": true}),
@@ -143,6 +154,12 @@ fn requests() -> Vec<Request> {
         with("/h/regex", "x-id", "beefy"),
         with("/h/regex", "x-id", "BEEF"),
         get("/h/regex"),
+        with("/h/utf8", "x-word", "café"),
+        with("/h/utf8", "x-word", "cafe"),
+        with("/h/utf8", "x-word", "cafés"),
+        with("/h/utf8-literal", "x-word", "café"),
+        with("/h/utf8-literal", "x-word", "cafés"),
+        with("/h/utf8-literal", "x-word", "cafe"),
         with("/h/present", "x-flag", "1"),
         with("/h/present", "x-flag", ""),
         get("/h/present"),

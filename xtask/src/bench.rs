@@ -318,6 +318,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
     .into_iter()
     .chain(jwt::rows()?)
     .chain(edge::rows()?)
+    .chain(edge::stage_rows()?)
     .chain(authz::rows()?)
     .collect())
 }
@@ -559,6 +560,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         result.added_cpu_vs_floor = result.added_cpu_us / floor.1;
     }
     let mut table = render(&results);
+    table.push_str(&render_stages(&results));
     let edge = results.iter().any(|r| r.name.starts_with(edge::PREFIX));
     if edge && args.rss_repetitions > 0 {
         drop(envoy);
@@ -649,6 +651,46 @@ fn render_edge(results: &[Result], rss: &[edge::Rss]) -> String {
             out,
             "\npipeline's added RSS / the chain's: {pipeline:+.1} / {chain:+.1} MiB = {:.2}x",
             pipeline / chain
+        );
+    }
+    out
+}
+
+/// The stage rows against the floor and the whole pipeline: each stage's cost over the trivial
+/// filter, their sum, and what the pipeline with all four adds over the floor (the difference is
+/// what running the stages together saves or costs).
+fn render_stages(results: &[Result]) -> String {
+    let stages: Vec<&Result> = results
+        .iter()
+        .filter(|r| r.name.starts_with(edge::STAGE_PREFIX))
+        .collect();
+    let floor = results.iter().find(|r| r.name.contains("floor"));
+    let (Some(floor), false) = (floor, stages.is_empty()) else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "\n| pipeline stage | added p50 over the floor µs | added Envoy CPU over the floor µs/req |\n|---|---:|---:|\n",
+    );
+    let (mut p50, mut cpu) = (0.0, 0.0);
+    for stage in &stages {
+        let (p, c) = (
+            stage.added_p50_us - floor.added_p50_us,
+            stage.added_cpu_us - floor.added_cpu_us,
+        );
+        (p50, cpu) = (p50 + p, cpu + c);
+        let name = stage.name.trim_start_matches(edge::STAGE_PREFIX);
+        let _ = writeln!(out, "| {name} | {p:+.1} | {c:+.1} |");
+    }
+    let _ = writeln!(out, "| sum of the stages | {p50:+.1} | {cpu:+.1} |");
+    if let Some(pipeline) = results
+        .iter()
+        .find(|r| r.name.starts_with(edge::PREFIX) && r.name.contains("pipeline"))
+    {
+        let _ = writeln!(
+            out,
+            "| the pipeline with all four | {:+.1} | {:+.1} |",
+            pipeline.added_p50_us - floor.added_p50_us,
+            pipeline.added_cpu_us - floor.added_cpu_us
         );
     }
     out

@@ -22,6 +22,9 @@ use super::{BREAKER, CANARY, RATE_LIMIT, Row, local_ratelimit};
 /// Row name prefix, for `--only edge`.
 pub(super) const PREFIX: &str = "edge: ";
 
+/// Prefix of the stage rows: the pipeline with one section at a time, where its cost goes.
+pub(super) const STAGE_PREFIX: &str = "edge stage: ";
+
 fn stages() -> anyhow::Result<Vec<(&'static str, &'static str, Value)>> {
     let jwt = super::jwt::ours_config(&jwks(&[&TestKey::rsa_a()]));
     Ok(vec![
@@ -91,6 +94,33 @@ fn headers() -> Vec<(String, String)> {
         ),
         ("x-user-id".to_string(), "user-0042".to_string()),
     ]
+}
+
+/// The pipeline with one of the four sections only (`--only "edge stage"`): what each stage adds
+/// over the floor, and how the stages sum to the whole pipeline ([`super::render_stages`]).
+pub(super) fn stage_rows() -> anyhow::Result<Vec<Row>> {
+    stages()?
+        .into_iter()
+        .map(|(_, section, config)| {
+            let listener = format!("edgestage{}", section.to_lowercase());
+            let module = Listener::new(&listener).filter(FilterSpec::wasm(
+                &listener,
+                filter_module("meshguard")?,
+                serde_json::json!({ section: config }).to_string(),
+            ));
+            Ok(Row {
+                name: format!("{STAGE_PREFIX}pipeline with {section} only"),
+                // Without the canary nothing sets the route header, so the plain route serves.
+                listener: if section == "canary" {
+                    routed(module)
+                } else {
+                    module.route(Route::prefix("/", "backend"))
+                },
+                headers: headers(),
+                path: "/api/products".to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The three edge rows.

@@ -162,6 +162,31 @@ fn envoy_header_matcher_examples() {
 }
 
 #[test]
+fn regexes_match_bytes_as_envoy_does() {
+    let header = |regex: &str, value: &'static str| {
+        let request = Request {
+            headers: vec![("x-h", value)],
+            ..path("/")
+        };
+        let json = serde_json::json!({"headers": [{"name": "x-h", "regex": regex}]});
+        route(&json.to_string()).matches(&request)
+    };
+    // `é` is two bytes: one `.` does not match it, two do (Envoy 1.40, tests/route_match.rs).
+    assert!(header("caf.", "cafe"));
+    assert!(!header("caf.", "café"));
+    assert!(header("caf..", "café"));
+    assert!(!header("caf..", "cafés"));
+    // A literal non-ASCII character matches its bytes; `\x` escapes name bytes.
+    assert!(header("café", "café"));
+    assert!(!header("café", "cafe"));
+    assert!(header(r"caf\xC3\xA9", "café"));
+    assert!(!header(r"caf\xE9", "café"));
+    // Classes stay ASCII: `\w` is no letter outside ASCII.
+    assert!(!header(r"\w+", "café"));
+    assert!(header(r"\w+\W+", "café"));
+}
+
+#[test]
 fn istio_host_forms_with_the_port_stripped() {
     let on = |host: &'static str| Request {
         authority: Some(host),

@@ -107,9 +107,9 @@ fn regex_paths_match_the_whole_path() {
     let Some(PathMatch::Regex(regex)) = &config.limits[0].matcher.path else {
         panic!("regex expected");
     };
-    assert!(regex.is_match(b"/api/flash-sale/42"));
-    assert!(!regex.is_match(b"/api/flash-sale/42/extra"));
-    assert!(!regex.is_match(b"/x/api/flash-sale/42"));
+    assert!(regex.is_match("/api/flash-sale/42"));
+    assert!(!regex.is_match("/api/flash-sale/42/extra"));
+    assert!(!regex.is_match("/x/api/flash-sale/42"));
 }
 
 #[test]
