@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use regorus::Value;
 
 use crate::body::{self, Body};
-use crate::cache::Generations;
+use crate::cache::Clock;
 use crate::reads::ReadSet;
 use crate::url;
 
@@ -76,13 +76,13 @@ impl VerifiedClaims for NoClaims {
 
 /// Parsed claims by their JSON text, per worker: a user's token arrives again and again, and
 /// parsing its payload is most of what building the input costs. Keyed by the whole text
-/// (no collisions); two generations of [`ClaimsMemo::SIZE`] / 2 entries.
+/// (no collisions); at most [`ClaimsMemo::SIZE`] entries, evicted as the decision cache's.
 #[derive(Debug)]
-pub struct ClaimsMemo(Generations<Vec<u8>, Value>);
+pub struct ClaimsMemo(Clock<Value>);
 
 impl Default for ClaimsMemo {
     fn default() -> Self {
-        Self(Generations::new(Self::SIZE))
+        Self(Clock::new(Self::SIZE))
     }
 }
 
@@ -104,7 +104,7 @@ impl ClaimsMemo {
         }
         let value = valid_claims(Value::from_json_str(std::str::from_utf8(&json).ok()?).ok()?)?;
         if json.len() <= Self::MAX_TEXT {
-            self.0.insert(json, value.clone());
+            self.0.insert(&json, value.clone());
         }
         Some(value)
     }
