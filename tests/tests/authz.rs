@@ -1,6 +1,9 @@
-//! End-to-end: the JWT module chained before the authz module in real Envoy 1.40 (V8), deciding
-//! the commerce RBAC policy (`policies/envoy-authz/rbac.rego`) from the verified payload the JWT
-//! filter leaves in filter state (`payloadInMetadata: verified_jwt`).
+//! End-to-end in real Envoy 1.40 (V8): JWT authentication then authorization, deciding the
+//! commerce RBAC policy (`policies/envoy-authz/rbac.rego`) from the verified payload
+//! (`payloadInMetadata: verified_jwt`). Every scenario runs twice ([`scenarios!`]): the JWT
+//! module chained before the authz module (the payload travels through filter state), and the
+//! `meshguard` pipeline with `jwtAuth` and `authz` sections (the `jwtAuth` stage's claims
+//! decide `authz` in the same pass).
 //!
 //! One Envoy with four listeners keeps the test cheap: `edge` (the RBAC policy), `objects` (an
 //! object decision with custom status, headers and body) and `broken` (a policy whose decision
@@ -13,8 +16,9 @@ use std::time::SystemTime;
 use meshguard_jwt_auth::testing::{
     CORPUS_AUDIENCE, CORPUS_ISSUER, TestKey, corpus_jwks, valid_claims,
 };
-use meshguard_testkit::paths::{filter_module, workspace_root};
-use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream, http};
+use meshguard_testkit::modules::{Module, Stage};
+use meshguard_testkit::paths::workspace_root;
+use meshguard_testkit::{Bootstrap, Cluster, Envoy, Listener, Route, Upstream, http, scenarios};
 use serde_json::{Value, json};
 
 fn now() -> u64 {
@@ -40,22 +44,19 @@ fn jwt_config() -> String {
     .to_string()
 }
 
-fn authz(name: &str, modules: Value) -> FilterSpec {
-    FilterSpec::wasm(
-        name,
-        filter_module("meshguard_authz").expect("the authz module is built"),
-        json!({"modules": modules}).to_string(),
-    )
-}
-
-fn listener(name: &str, modules: Value) -> Listener {
-    Listener::new(name)
-        .filter(FilterSpec::wasm(
-            format!("jwt-{name}"),
-            filter_module("meshguard_jwt_auth").expect("the jwt-auth module is built"),
-            jwt_config(),
-        ))
-        .filter(authz(name, modules))
+/// The listener `name`: JWT then authz with `modules`, as two modules or one pipeline (every
+/// filter of the listener is the plugin `name`, so the stats read the same either way).
+fn listener(module: Module, name: &str, modules: Value) -> Listener {
+    let authz = json!({"modules": modules}).to_string();
+    let filters = module
+        .filters_named(
+            name,
+            &[(Stage::JwtAuth, &jwt_config()), (Stage::Authz, &authz)],
+        )
+        .expect("the modules are built");
+    filters
+        .into_iter()
+        .fold(Listener::new(name), Listener::filter)
         .route(Route::prefix("/", "backend"))
 }
 
@@ -137,17 +138,26 @@ fn stat(stats: &BTreeMap<String, i64>, plugin: &str, suffix: &str) -> i64 {
         .sum()
 }
 
-#[test]
-fn jwt_then_authz_decides_per_role_and_path_and_fails_closed() {
+scenarios!(jwt_then_authz_decides_per_role_and_path_and_fails_closed);
+
+fn jwt_then_authz_decides_per_role_and_path_and_fails_closed(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let rbac =
         std::fs::read_to_string(workspace_root().join("policies/envoy-authz/rbac.rego")).unwrap();
     let bootstrap = Bootstrap::new()
         .cluster(Cluster::new("backend", upstream.addr()))
-        .listener(listener("edge", json!({"rbac.rego": rbac})))
-        .listener(listener("objects", json!({"objects.rego": OBJECTS})))
-        .listener(listener("broken", json!({"broken.rego": BROKEN})))
-        .listener(listener("headers", json!({"headers.rego": HEADERS})));
+        .listener(listener(module, "edge", json!({"rbac.rego": rbac})))
+        .listener(listener(
+            module,
+            "objects",
+            json!({"objects.rego": OBJECTS}),
+        ))
+        .listener(listener(module, "broken", json!({"broken.rego": BROKEN})))
+        .listener(listener(
+            module,
+            "headers",
+            json!({"headers.rego": HEADERS}),
+        ));
     let envoy = Envoy::start(&bootstrap, 2).unwrap();
 
     let alice = token("alice", &["customer"]);
@@ -177,7 +187,8 @@ fn jwt_then_authz_decides_per_role_and_path_and_fails_closed() {
     }
 
     // A client cannot claim to be someone: the claim headers and payload header a JWT filter
-    // could write are only headers to authz, and the verified payload is in filter state.
+    // could write are only headers to authz; the verified payload is in filter state (two
+    // modules) or the request model (the pipeline).
     let forged_payload = meshguard_jwt_auth::testing::b64(
         json!({"sub": "bob", "realm_access": {"roles": ["admin", "support"]}})
             .to_string()

@@ -87,8 +87,10 @@ impl Default for ClaimsMemo {
 }
 
 impl ClaimsMemo {
-    /// Distinct payload sets remembered.
-    pub const SIZE: usize = 256;
+    /// Distinct payload sets remembered: as many as the decision cache's default, so a
+    /// working set of users that fits one fits the other (a decision-cache hit still builds
+    /// the input, claims included).
+    pub const SIZE: usize = 1024;
     /// Texts longer than this are parsed every time.
     pub const MAX_TEXT: usize = 8192;
 
