@@ -60,6 +60,33 @@ fn listener(module: Module, name: &str, modules: Value) -> Listener {
         .route(Route::prefix("/", "backend"))
 }
 
+/// The listener `body`: JWT, authz holding requests for their body (at most 1 KiB), then a
+/// rate limit: allowed requests are committed (counted) once their body is in.
+fn body_listener(module: Module) -> Listener {
+    let authz =
+        json!({"modules": {"body.rego": BODY}, "withRequestBody": {"maxRequestBytes": 1024}})
+            .to_string();
+    let limit = json!({"limits": [{"name": "all", "key": [{"constant": "all"}],
+                                   "rate": {"requests": 1000, "per": "minute"}}]})
+    .to_string();
+    let filters = module
+        .filters_named(
+            "body",
+            &[
+                (Stage::JwtAuth, &jwt_config()),
+                (Stage::Authz, &authz),
+                (Stage::RateLimit, &limit),
+            ],
+        )
+        .expect("the modules are built");
+    filters
+        .into_iter()
+        .fold(Listener::new("body"), Listener::filter)
+        .route(Route::prefix("/", "backend"))
+}
+
+const BODY: &str = "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if input.attributes.request.http.method == \"GET\"\nallow if input.parsed_body.amount < 100\n";
+
 const OBJECTS: &str = r#"package envoy.authz
 import rego.v1
 
@@ -157,7 +184,8 @@ fn jwt_then_authz_decides_per_role_and_path_and_fails_closed(module: Module) {
             module,
             "headers",
             json!({"headers.rego": HEADERS}),
-        ));
+        ))
+        .listener(body_listener(module));
     let envoy = Envoy::start(&bootstrap, 2).unwrap();
 
     let alice = token("alice", &["customer"]);
@@ -261,7 +289,43 @@ fn jwt_then_authz_decides_per_role_and_path_and_fails_closed(module: Module) {
     assert_eq!(raw_status(&envoy, "headers", b"\xc3\x28no"), 403);
     assert_eq!(raw_status(&envoy, "headers", b"ok"), 200);
 
+    // Bodies: held until complete, decided on `parsed_body`, then the later stages run and
+    // commit (the limiter counts only the allowed requests, once each).
+    let post = |body: &[u8]| {
+        http::send(
+            "POST",
+            &format!("{}/api/payments", envoy.url("body")),
+            &[("content-type", "application/json")],
+            Some(body),
+        )
+        .unwrap()
+    };
+    let small = post(br#"{"amount": 5, "currency": "EUR"}"#);
+    assert_eq!(small.status, 200, "{}", small.body);
+    assert_eq!(
+        small.json().unwrap()["body"],
+        r#"{"amount": 5, "currency": "EUR"}"#,
+        "the upstream gets the whole body"
+    );
+    assert_eq!(post(br#"{"amount": 500}"#).status, 403);
+    let large = format!(r#"{{"amount": 1, "pad": "{}"}}"#, "x".repeat(2000));
+    assert_eq!(post(large.as_bytes()).status, 413);
+    let get = http::send("GET", &format!("{}/api/x", envoy.url("body")), &[], None).unwrap();
+    assert_eq!(get.status, 200, "{}", get.body);
+
     let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(stat(&stats, "body", "allowed"), 2, "{stats:?}");
+    assert_eq!(stat(&stats, "body", "denied.policy"), 1, "{stats:?}");
+    assert_eq!(
+        stat(&stats, "body", "denied.body_too_large"),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(
+        meshguard_testkit::modules::stat_of(&stats, Stage::RateLimit, "body", "all.allowed"),
+        2,
+        "{stats:?}"
+    );
     assert_eq!(stat(&stats, "edge", "allowed"), 5, "{stats:?}");
     assert_eq!(stat(&stats, "edge", "denied.policy"), 11, "{stats:?}");
     assert_eq!(stat(&stats, "edge", "denied.error"), 0);
@@ -278,7 +342,7 @@ fn jwt_then_authz_decides_per_role_and_path_and_fails_closed(module: Module) {
     );
     assert_eq!(
         upstream.total_hits(),
-        8,
+        10,
         "only allowed requests reach the upstream"
     );
 }

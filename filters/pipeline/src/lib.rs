@@ -1,16 +1,15 @@
 //! The `meshguard` module: every meshguard filter as a stage of one pipeline.
 //!
 //! The commerce edge gateway runs JWT authentication, authorization in Rego, rate limiting,
-//! canary routing and circuit breaking on every request. As four modules that is four V8 VMs per worker (Envoy's memory
-//! grows with each), four stream contexts and four sets of callbacks per request, and the path,
-//! the host and the same headers read four times. As one module it is one VM per worker and
-//! one pass:
+//! canary routing and circuit breaking on every request. As separate modules that is a V8 VM
+//! per module and worker (Envoy's memory grows with each), a stream context and a set of
+//! callbacks per module and request, and the path, the host and the same headers read by each.
+//! As one module it is one VM per worker and one pass:
 //!
 //! - **One pass per request.** The stages ([`stage::STAGES`]) run in a fixed order inside one
-//!   `on_request_headers`: authentication, authorization, rate limiting, canary routing, circuit
-//!   breaking. The
-//!   first stage that answers locally ends the request: a request JWT refused is never counted
-//!   by the limiter or the breaker. Once every stage let the request go on, each commits
+//!   `on_request_headers`: authentication, authorization, rate limiting, canary routing,
+//!   circuit breaking. The first stage that answers locally ends the request: a request JWT
+//!   refused is never counted by the limiter or the breaker. Once every stage let the request go on, each commits
 //!   ([`HttpFilter::commit_request`]): the limiter charges its budget only then, so a request
 //!   an open breaker answers costs no budget.
 //! - **Stages share results without hostcalls.** All stages see the request through one
@@ -26,7 +25,8 @@
 //!   then reach it (Envoy buffers them, bounded by `maxRequestBytes`), and once it decides on
 //!   the whole body the later stages run and every stage commits, in the body's last callback,
 //!   exactly as they would have at the headers. A stage paused for a callout keeps the body
-//!   buffered until its answer. A request that is not held passes its body straight through:
+//!   buffered until its answer, and a body that came in meanwhile is handed to the stage that
+//!   holds for it as soon as that stage runs. A request that is not held passes its body straight through:
 //!   the callback returns at once, with no hostcall (Envoy calls it only for requests that
 //!   have a body).
 //! - **One callback per response phase.** Response headers and the stream's end reach every
@@ -204,6 +204,7 @@ impl Root for PipelineRoot {
             ran: 0,
             paused: None,
             end_of_stream: false,
+            body_seen: None,
         }
     }
 }
@@ -214,9 +215,12 @@ pub struct PipelineHttp {
     reads_bodies: Rc<[bool]>,
     /// How many stages' request phase ran (the response phase reaches only those).
     ran: usize,
-    /// The stage waiting for a callout's answer.
+    /// The stage waiting for a callout's answer or for the body.
     paused: Option<usize>,
     end_of_stream: bool,
+    /// The request body Envoy has buffered so far and whether it is complete, once a chunk
+    /// arrived while the request was held.
+    body_seen: Option<(usize, bool)>,
 }
 
 impl std::fmt::Debug for PipelineHttp {
@@ -235,7 +239,16 @@ impl PipelineHttp {
     fn run_from(&mut self, ctx: &mut Ctx<'_>, start: usize) -> Decision {
         for (index, stage) in self.stages.iter_mut().enumerate().skip(start) {
             self.ran = index + 1;
-            match stage.on_request_headers(ctx, self.end_of_stream) {
+            let mut decision = stage.on_request_headers(ctx, self.end_of_stream);
+            // A stage holding the request for its body gets what Envoy buffered while an
+            // earlier stage waited for a callout (Envoy will not offer those chunks again).
+            if decision == Decision::Pause
+                && self.reads_bodies.get(index).copied().unwrap_or(false)
+                && let Some((size, end_of_stream)) = self.body_seen
+            {
+                decision = stage.on_request_body(ctx, size, end_of_stream);
+            }
+            match decision {
                 Decision::Continue => {}
                 Decision::Pause => {
                     self.paused = Some(index);
@@ -290,6 +303,7 @@ impl HttpFilter for PipelineHttp {
         let Some(index) = self.paused else {
             return Decision::Continue;
         };
+        self.body_seen = Some((body_size, end_of_stream));
         if !self.reads_bodies.get(index).copied().unwrap_or(false) {
             return Decision::Pause;
         }

@@ -303,3 +303,93 @@ fn without_body_buffering_a_body_passes_with_no_hostcall() {
         "not twice"
     );
 }
+
+/// A stage that waits for a callout before letting the request on (as the JWT stage does while
+/// it fetches a remote JWKS); it reads no bodies.
+struct Callout;
+struct CalloutRoot;
+struct CalloutHttp;
+
+impl Filter for Callout {
+    type Root = CalloutRoot;
+    const NAME: &'static str = "callout";
+    fn configure(
+        _: &mut dyn meshguard_filter_core::Host,
+        _: &Env,
+        _: &[u8],
+    ) -> Result<CalloutRoot, meshguard_filter_core::ConfigError> {
+        Ok(CalloutRoot)
+    }
+}
+
+impl Root for CalloutRoot {
+    type Http = CalloutHttp;
+    fn new_http(&self, _: u32) -> CalloutHttp {
+        CalloutHttp
+    }
+}
+
+impl meshguard_filter_core::HttpFilter for CalloutHttp {
+    const CALLBACKS: meshguard_filter_core::StreamCallbacks =
+        meshguard_filter_core::StreamCallbacks::REQUEST_ONLY;
+
+    fn on_request_headers(
+        &mut self,
+        ctx: &mut meshguard_filter_core::Ctx<'_>,
+        _: bool,
+    ) -> Decision {
+        use meshguard_filter_core::Host;
+        ctx.dispatch(&meshguard_filter_core::HttpCall {
+            cluster: "keys".into(),
+            headers: vec![(":path".into(), "/jwks".into())],
+            body: None,
+            timeout: Duration::from_secs(1),
+        });
+        Decision::Pause
+    }
+}
+
+#[test]
+fn a_body_that_came_in_during_an_earlier_stages_callout_reaches_authz() {
+    use crate::stage::StageDef;
+    const STAGES: &[StageDef] = &[
+        StageDef::of::<Callout>("callout"),
+        StageDef::of::<meshguard_authz::AuthzStage>("authz"),
+    ];
+    let config = json!({"callout": {},
+        "authz": {"modules": {"amount.rego": AMOUNT}, "withRequestBody": {"maxRequestBytes": 64}}});
+    for (body, status) in [
+        (&br#"{"amount": 5}"#[..], 200),
+        (br#"{"amount": 500}"#, 403),
+    ] {
+        let mut host = MockHost::new();
+        let root =
+            crate::PipelineRoot::new(&mut host, PLUGIN, STAGES, config.to_string().as_bytes())
+                .unwrap_or_else(|err| panic!("{err}"));
+        host.request_headers = vec![
+            (":method".into(), "POST".into()),
+            (":path".into(), "/api/payments".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        let mut stream = Stream::new(root.new_http(1));
+        assert_eq!(stream.on_request_headers(&mut host, false), Decision::Pause);
+        // The whole body arrives while the callout is out: it stays buffered.
+        host.request_body = body.to_vec();
+        assert_eq!(
+            stream.on_request_body(&mut host, body.len(), true),
+            Decision::Pause
+        );
+        let token = host.calls[0].0;
+        let answer = Some(meshguard_filter_core::CallResponse {
+            headers: vec![(":status".into(), "200".into())],
+            body: Vec::new(),
+        });
+        let decided = stream.on_call_response(&mut host, token, answer);
+        let got = match decided {
+            Decision::Continue => 200,
+            Decision::Respond(LocalResponse { status, .. }) => status,
+            Decision::Pause => panic!("the request would wait for a body already in"),
+        };
+        assert_eq!(got, status, "{}", String::from_utf8_lossy(body));
+    }
+}
