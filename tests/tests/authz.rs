@@ -61,7 +61,9 @@ fn listener(module: Module, name: &str, modules: Value) -> Listener {
 }
 
 /// The listener `body`: JWT, authz holding requests for their body (at most 1 KiB), then a
-/// rate limit: allowed requests are committed (counted) once their body is in.
+/// rate limit: allowed requests are committed (counted) once their body is in. The plugin that
+/// holds (the authz module, or the pipeline) has `allow_on_headers_stop_iteration`, without
+/// which Envoy never offers it the body.
 fn body_listener(module: Module) -> Listener {
     let authz =
         json!({"modules": {"body.rego": BODY}, "withRequestBody": {"maxRequestBytes": 1024}})
@@ -79,8 +81,20 @@ fn body_listener(module: Module) -> Listener {
             ],
         )
         .expect("the modules are built");
+    let holder = match module {
+        Module::Single => 1,
+        Module::Pipeline => 0,
+    };
     filters
         .into_iter()
+        .enumerate()
+        .map(|(index, filter)| {
+            if index == holder {
+                filter.holding_headers()
+            } else {
+                filter
+            }
+        })
         .fold(Listener::new("body"), Listener::filter)
         .route(Route::prefix("/", "backend"))
 }
