@@ -224,6 +224,31 @@ impl FilterSpec {
         }
     }
 
+    /// The same wasm filter with Envoy's `allow_on_headers_stop_iteration: true` (Wasm
+    /// `PluginConfig`): a filter that holds the request headers (`StopIteration`) still gets the
+    /// body's chunks, which a filter deciding on the body needs (authz's `withRequestBody`).
+    /// Envoy's default turns that `StopIteration` into stopping everything, the body callbacks
+    /// included, so such a request would wait until it times out. Other specs are unchanged.
+    pub fn holding_headers(self) -> Self {
+        match self {
+            Self::Wasm {
+                name,
+                module,
+                config,
+                vm_id,
+            } => {
+                let code = json!({ "local": { "filename": module.display().to_string() } });
+                let mut typed_config = wasm_typed_config(&name, &vm_id, &config, code);
+                typed_config["config"]["allow_on_headers_stop_iteration"] = json!(true);
+                Self::Native {
+                    name: "envoy.filters.http.wasm".to_string(),
+                    typed_config,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// A native Envoy filter.
     pub fn native(name: impl Into<String>, typed_config: Value) -> Self {
         Self::Native {

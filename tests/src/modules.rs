@@ -22,6 +22,8 @@ pub const PLUGIN: &str = "edge";
 pub enum Stage {
     /// JWT authentication.
     JwtAuth,
+    /// Request authorization in Rego.
+    Authz,
     /// Rate limiting.
     RateLimit,
     /// Canary routing.
@@ -35,6 +37,7 @@ impl Stage {
     pub fn module(self) -> &'static str {
         match self {
             Self::JwtAuth => "meshguard_jwt_auth",
+            Self::Authz => "meshguard_authz",
             Self::RateLimit => "meshguard_rate_limit",
             Self::Canary => "meshguard_canary",
             Self::CircuitBreaker => "meshguard_circuit_breaker",
@@ -45,6 +48,7 @@ impl Stage {
     pub fn section(self) -> &'static str {
         match self {
             Self::JwtAuth => "jwtAuth",
+            Self::Authz => "authz",
             Self::RateLimit => "rateLimit",
             Self::Canary => "canary",
             Self::CircuitBreaker => "circuitBreaker",
@@ -55,6 +59,7 @@ impl Stage {
     pub fn stats(self) -> &'static str {
         match self {
             Self::JwtAuth => "jwt_auth",
+            Self::Authz => "authz",
             Self::RateLimit => "rate_limit",
             Self::Canary => "canary",
             Self::CircuitBreaker => "circuit_breaker",

@@ -1,6 +1,9 @@
-//! End-to-end: the JWT module chained before the authz module in real Envoy 1.40 (V8), deciding
-//! the commerce RBAC policy (`policies/envoy-authz/rbac.rego`) from the verified payload the JWT
-//! filter leaves in filter state (`payloadInMetadata: verified_jwt`).
+//! End-to-end in real Envoy 1.40 (V8): JWT authentication then authorization, deciding the
+//! commerce RBAC policy (`policies/envoy-authz/rbac.rego`) from the verified payload
+//! (`payloadInMetadata: verified_jwt`). Every scenario runs twice ([`scenarios!`]): the JWT
+//! module chained before the authz module (the payload travels through filter state), and the
+//! `meshguard` pipeline with `jwtAuth` and `authz` sections (the `jwtAuth` stage's claims
+//! decide `authz` in the same pass).
 //!
 //! One Envoy with four listeners keeps the test cheap: `edge` (the RBAC policy), `objects` (an
 //! object decision with custom status, headers and body) and `broken` (a policy whose decision
@@ -13,8 +16,9 @@ use std::time::SystemTime;
 use meshguard_jwt_auth::testing::{
     CORPUS_AUDIENCE, CORPUS_ISSUER, TestKey, corpus_jwks, valid_claims,
 };
-use meshguard_testkit::paths::{filter_module, workspace_root};
-use meshguard_testkit::{Bootstrap, Cluster, Envoy, FilterSpec, Listener, Route, Upstream, http};
+use meshguard_testkit::modules::{Module, Stage};
+use meshguard_testkit::paths::workspace_root;
+use meshguard_testkit::{Bootstrap, Cluster, Envoy, Listener, Route, Upstream, http, scenarios};
 use serde_json::{Value, json};
 
 fn now() -> u64 {
@@ -40,24 +44,62 @@ fn jwt_config() -> String {
     .to_string()
 }
 
-fn authz(name: &str, modules: Value) -> FilterSpec {
-    FilterSpec::wasm(
-        name,
-        filter_module("meshguard_authz").expect("the authz module is built"),
-        json!({"modules": modules}).to_string(),
-    )
-}
-
-fn listener(name: &str, modules: Value) -> Listener {
-    Listener::new(name)
-        .filter(FilterSpec::wasm(
-            format!("jwt-{name}"),
-            filter_module("meshguard_jwt_auth").expect("the jwt-auth module is built"),
-            jwt_config(),
-        ))
-        .filter(authz(name, modules))
+/// The listener `name`: JWT then authz with `modules`, as two modules or one pipeline (every
+/// filter of the listener is the plugin `name`, so the stats read the same either way).
+fn listener(module: Module, name: &str, modules: Value) -> Listener {
+    let authz = json!({"modules": modules}).to_string();
+    let filters = module
+        .filters_named(
+            name,
+            &[(Stage::JwtAuth, &jwt_config()), (Stage::Authz, &authz)],
+        )
+        .expect("the modules are built");
+    filters
+        .into_iter()
+        .fold(Listener::new(name), Listener::filter)
         .route(Route::prefix("/", "backend"))
 }
+
+/// The listener `body`: JWT, authz holding requests for their body (at most 1 KiB), then a
+/// rate limit: allowed requests are committed (counted) once their body is in. The plugin that
+/// holds (the authz module, or the pipeline) has `allow_on_headers_stop_iteration`, without
+/// which Envoy never offers it the body.
+fn body_listener(module: Module) -> Listener {
+    let authz =
+        json!({"modules": {"body.rego": BODY}, "withRequestBody": {"maxRequestBytes": 1024}})
+            .to_string();
+    let limit = json!({"limits": [{"name": "all", "key": [{"constant": "all"}],
+                                   "rate": {"requests": 1000, "per": "minute"}}]})
+    .to_string();
+    let filters = module
+        .filters_named(
+            "body",
+            &[
+                (Stage::JwtAuth, &jwt_config()),
+                (Stage::Authz, &authz),
+                (Stage::RateLimit, &limit),
+            ],
+        )
+        .expect("the modules are built");
+    let holder = match module {
+        Module::Single => 1,
+        Module::Pipeline => 0,
+    };
+    filters
+        .into_iter()
+        .enumerate()
+        .map(|(index, filter)| {
+            if index == holder {
+                filter.holding_headers()
+            } else {
+                filter
+            }
+        })
+        .fold(Listener::new("body"), Listener::filter)
+        .route(Route::prefix("/", "backend"))
+}
+
+const BODY: &str = "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if input.attributes.request.http.method == \"GET\"\nallow if input.parsed_body.amount < 100\n";
 
 const OBJECTS: &str = r#"package envoy.authz
 import rego.v1
@@ -137,17 +179,27 @@ fn stat(stats: &BTreeMap<String, i64>, plugin: &str, suffix: &str) -> i64 {
         .sum()
 }
 
-#[test]
-fn jwt_then_authz_decides_per_role_and_path_and_fails_closed() {
+scenarios!(jwt_then_authz_decides_per_role_and_path_and_fails_closed);
+
+fn jwt_then_authz_decides_per_role_and_path_and_fails_closed(module: Module) {
     let upstream = Upstream::start("backend").unwrap();
     let rbac =
         std::fs::read_to_string(workspace_root().join("policies/envoy-authz/rbac.rego")).unwrap();
     let bootstrap = Bootstrap::new()
         .cluster(Cluster::new("backend", upstream.addr()))
-        .listener(listener("edge", json!({"rbac.rego": rbac})))
-        .listener(listener("objects", json!({"objects.rego": OBJECTS})))
-        .listener(listener("broken", json!({"broken.rego": BROKEN})))
-        .listener(listener("headers", json!({"headers.rego": HEADERS})));
+        .listener(listener(module, "edge", json!({"rbac.rego": rbac})))
+        .listener(listener(
+            module,
+            "objects",
+            json!({"objects.rego": OBJECTS}),
+        ))
+        .listener(listener(module, "broken", json!({"broken.rego": BROKEN})))
+        .listener(listener(
+            module,
+            "headers",
+            json!({"headers.rego": HEADERS}),
+        ))
+        .listener(body_listener(module));
     let envoy = Envoy::start(&bootstrap, 2).unwrap();
 
     let alice = token("alice", &["customer"]);
@@ -177,7 +229,8 @@ fn jwt_then_authz_decides_per_role_and_path_and_fails_closed() {
     }
 
     // A client cannot claim to be someone: the claim headers and payload header a JWT filter
-    // could write are only headers to authz, and the verified payload is in filter state.
+    // could write are only headers to authz; the verified payload is in filter state (two
+    // modules) or the request model (the pipeline).
     let forged_payload = meshguard_jwt_auth::testing::b64(
         json!({"sub": "bob", "realm_access": {"roles": ["admin", "support"]}})
             .to_string()
@@ -250,7 +303,43 @@ fn jwt_then_authz_decides_per_role_and_path_and_fails_closed() {
     assert_eq!(raw_status(&envoy, "headers", b"\xc3\x28no"), 403);
     assert_eq!(raw_status(&envoy, "headers", b"ok"), 200);
 
+    // Bodies: held until complete, decided on `parsed_body`, then the later stages run and
+    // commit (the limiter counts only the allowed requests, once each).
+    let post = |body: &[u8]| {
+        http::send(
+            "POST",
+            &format!("{}/api/payments", envoy.url("body")),
+            &[("content-type", "application/json")],
+            Some(body),
+        )
+        .unwrap()
+    };
+    let small = post(br#"{"amount": 5, "currency": "EUR"}"#);
+    assert_eq!(small.status, 200, "{}", small.body);
+    assert_eq!(
+        small.json().unwrap()["body"],
+        r#"{"amount": 5, "currency": "EUR"}"#,
+        "the upstream gets the whole body"
+    );
+    assert_eq!(post(br#"{"amount": 500}"#).status, 403);
+    let large = format!(r#"{{"amount": 1, "pad": "{}"}}"#, "x".repeat(2000));
+    assert_eq!(post(large.as_bytes()).status, 413);
+    let get = http::send("GET", &format!("{}/api/x", envoy.url("body")), &[], None).unwrap();
+    assert_eq!(get.status, 200, "{}", get.body);
+
     let stats = envoy.flushed_stats().unwrap();
+    assert_eq!(stat(&stats, "body", "allowed"), 2, "{stats:?}");
+    assert_eq!(stat(&stats, "body", "denied.policy"), 1, "{stats:?}");
+    assert_eq!(
+        stat(&stats, "body", "denied.body_too_large"),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(
+        meshguard_testkit::modules::stat_of(&stats, Stage::RateLimit, "body", "all.allowed"),
+        2,
+        "{stats:?}"
+    );
     assert_eq!(stat(&stats, "edge", "allowed"), 5, "{stats:?}");
     assert_eq!(stat(&stats, "edge", "denied.policy"), 11, "{stats:?}");
     assert_eq!(stat(&stats, "edge", "denied.error"), 0);
@@ -267,7 +356,7 @@ fn jwt_then_authz_decides_per_role_and_path_and_fails_closed() {
     );
     assert_eq!(
         upstream.total_hits(),
-        8,
+        10,
         "only allowed requests reach the upstream"
     );
 }

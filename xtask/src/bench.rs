@@ -570,6 +570,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             target_dir().join("bench").join("rss.json"),
             serde_json::to_vec_pretty(&rss)?,
         )?;
+    } else if edge {
+        table.push_str(&render_edge(&results, &[]));
     }
     if results.iter().any(|r| r.name.starts_with("authz")) {
         let _ = writeln!(table, "\n{}", authz::memory()?);
@@ -600,8 +602,26 @@ fn render_edge(results: &[Result], rss: &[edge::Rss]) -> String {
             .find(|r| r.name.starts_with(edge::PREFIX) && r.name.contains(text))
     };
     let mut out = String::new();
+    if let Some(base) = find("authz baseline") {
+        let _ = writeln!(
+            out,
+            "\n| edge: the pipeline's authz stage | added p50 over the pipeline without it (target <= 30 µs, cache off) | added Envoy CPU / request |\n|---|---:|---:|"
+        );
+        for text in ["cache off", "cache on"] {
+            if let Some(row) = find(&format!("authz stage: pipeline + authz RBAC, {text}")) {
+                let _ = writeln!(
+                    out,
+                    "| RBAC, {text} | {:+.1} µs ({:.1} - {:.1} µs p50) | {:+.1} µs |",
+                    row.p50_us - base.p50_us,
+                    row.p50_us,
+                    base.p50_us,
+                    row.added_cpu_us - base.added_cpu_us,
+                );
+            }
+        }
+    }
     if let (Some(chain), Some(pipeline), Some(native)) =
-        (find("chained"), find("pipeline"), find("native"))
+        (find("chained"), find("pipeline, the same"), find("native"))
     {
         let _ = writeln!(
             out,

@@ -16,7 +16,7 @@
 //! }
 //! ```
 //!
-//! Every rejection names the field (`modules.rbac.rego`, `withRequestBody.maxRequestBytes`);
+//! Every rejection names the field (`modules["rbac.rego"]`, `withRequestBody.maxRequestBytes`);
 //! the Rego itself is compiled by [`crate::policy`], whose errors name the module and line.
 
 use std::collections::BTreeMap;
@@ -113,10 +113,7 @@ impl TryFrom<RawConfig> for Config {
                 return Err(ConfigError::new("modules", "a module name is empty"));
             }
             if source.trim().is_empty() {
-                return Err(ConfigError::new(
-                    format!("modules.{name}"),
-                    "the module is empty",
-                ));
+                return Err(ConfigError::new(module_field(name), "the module is empty"));
             }
         }
         let data = match raw.data {
@@ -176,6 +173,15 @@ impl TryFrom<RawConfig> for Config {
             explain: raw.explain,
         })
     }
+}
+
+/// The field path of module `name`: `modules["rbac.rego"]` (a file name has dots, so the
+/// JSON-quoted name in brackets, as a path into the document reads).
+pub fn module_field(name: &str) -> String {
+    format!(
+        "modules[{}]",
+        serde_json::to_string(name).unwrap_or_else(|_| format!("\"{name}\""))
+    )
 }
 
 /// `envoy/authz/allow` -> `data.envoy.authz.allow`.

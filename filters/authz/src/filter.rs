@@ -1,10 +1,16 @@
-//! The thin shell of the single-purpose module: the root context (configuration, counters,
-//! their flush) and the per-request filter that hands the request to [`crate::stage`], holds
-//! it for its body when the policy reads the body, and applies the decision.
+//! The thin shell on the filter API: the root context (configuration, counters, their flush)
+//! and the per-request filter that hands the request to [`crate::stage`], holds it for its
+//! body when the policy reads the body, and applies the decision.
 //!
-//! The request facts are read from the host on demand ([`HostFacts`]); the verified claims come
-//! from the filter state the JWT filter wrote ([`meshguard_filter_core::claims`]), never from a
-//! header.
+//! Two filters share it, differing only in where the verified JWT claims come from:
+//! - [`Authz`], the single-purpose module `meshguard_authz.wasm`: from the filter state the
+//!   JWT module before it in the chain wrote ([`meshguard_filter_core::claims`]);
+//! - [`AuthzStage`], the `authz` stage of the `meshguard` pipeline: from the identities the
+//!   pipeline's `jwtAuth` stage published in the same pass ([`Ctx::identities`]), with no
+//!   hostcall.
+//!
+//! Never from a header. The request facts are read on demand through the request model
+//! ([`HostFacts`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,21 +39,33 @@ impl Filter for Authz {
     const NAME: &'static str = "authz";
 
     fn configure(host: &mut dyn Host, env: &Env, config: &[u8]) -> Result<AuthzRoot, ConfigError> {
-        let prepared = prepare(config)?;
-        let plugin = env.plugin.clone();
-        host.log(
-            LogLevel::Info,
-            &format!("authz `{plugin}`: {}", prepared.summary()),
-        );
-        let metrics = Metrics::define(host, &Stats::new(Self::NAME, &plugin));
-        Ok(AuthzRoot {
-            worker: Rc::new(RefCell::new(Worker {
-                authorizer: Authorizer::new(prepared),
-                metrics,
-                plugin,
-            })),
-        })
+        AuthzRoot::configure(host, env, config, ClaimsFrom::FilterState)
     }
+}
+
+/// The authorization filter as the `meshguard` pipeline's `authz` stage (after `jwtAuth`): the
+/// same configuration, policy, cache and decisions as [`Authz`], with the verified claims taken
+/// from the pipeline's request model instead of Envoy.
+#[derive(Debug)]
+pub struct AuthzStage;
+
+impl Filter for AuthzStage {
+    type Root = AuthzRoot;
+    const NAME: &'static str = "authz";
+
+    fn configure(host: &mut dyn Host, env: &Env, config: &[u8]) -> Result<AuthzRoot, ConfigError> {
+        AuthzRoot::configure(host, env, config, ClaimsFrom::Identities)
+    }
+}
+
+/// Where a stream's verified claims come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimsFrom {
+    /// The filter state `meshguard.jwt_authn` the JWT module before this one wrote.
+    FilterState,
+    /// The identities an earlier stage of the same module published ([`Ctx::identities`]),
+    /// each with its `payloadInMetadata` object.
+    Identities,
 }
 
 /// One worker's state, shared by its root and its streams.
@@ -59,6 +77,8 @@ pub struct Worker {
     pub metrics: Metrics,
     /// The plugin name (for log lines).
     pub plugin: String,
+    /// Where the verified claims come from.
+    pub claims_from: ClaimsFrom,
 }
 
 /// The configured root context.
@@ -68,6 +88,42 @@ pub struct AuthzRoot {
 }
 
 impl AuthzRoot {
+    fn configure(
+        host: &mut dyn Host,
+        env: &Env,
+        config: &[u8],
+        claims_from: ClaimsFrom,
+    ) -> Result<Self, ConfigError> {
+        let prepared = prepare(config)?;
+        if claims_from == ClaimsFrom::Identities
+            && !env.claims
+            && let Some(path) = prepared.policy.reads_claims()
+        {
+            return Err(ConfigError::new(
+                "modules",
+                format!(
+                    "the policy reads the verified JWT payload ({path}), but no `jwtAuth` stage \
+                     runs before `authz` in this module: add a `jwtAuth` section whose providers \
+                     set `payloadInMetadata`"
+                ),
+            ));
+        }
+        let plugin = env.plugin.clone();
+        host.log(
+            LogLevel::Info,
+            &format!("authz `{plugin}`: {}", prepared.summary()),
+        );
+        let metrics = Metrics::define(host, &Stats::new(Authz::NAME, &plugin));
+        Ok(Self {
+            worker: Rc::new(RefCell::new(Worker {
+                authorizer: Authorizer::new(prepared),
+                metrics,
+                plugin,
+                claims_from,
+            })),
+        })
+    }
+
     /// The worker state, for tests.
     pub fn worker(&self) -> Rc<RefCell<Worker>> {
         Rc::clone(&self.worker)
@@ -124,8 +180,8 @@ impl HttpFilter for AuthzHttp {
         let worker = Rc::clone(&self.worker);
         let mut worker = worker.borrow_mut();
         let prepared = Rc::clone(worker.authorizer.prepared());
-        let host: &mut dyn Host = ctx;
         if prepared.waits_for_body() && !end_of_stream {
+            let host: &mut dyn Host = ctx;
             let max = prepared.config.max_request_bytes.unwrap_or_default();
             let declared = host
                 .header(HeaderMap::Request, "content-length")
@@ -140,7 +196,7 @@ impl HttpFilter for AuthzHttp {
             return Decision::Pause;
         }
         let body = prepared.waits_for_body().then(Body::default);
-        self.decide(host, &mut worker, body.as_ref())
+        self.decide(ctx, &mut worker, body.as_ref())
     }
 
     fn on_request_body(
@@ -169,9 +225,8 @@ impl HttpFilter for AuthzHttp {
             return Decision::Pause;
         }
         self.waiting_for_body = false;
-        let host: &mut dyn Host = ctx;
-        let body = Body(host.request_body(0, body_size).unwrap_or_default());
-        self.decide(host, &mut worker, Some(&body))
+        let body = Body(ctx.request_body(0, body_size).unwrap_or_default());
+        self.decide(ctx, &mut worker, Some(&body))
     }
 
     fn on_response_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
@@ -183,20 +238,24 @@ impl HttpFilter for AuthzHttp {
 }
 
 impl AuthzHttp {
-    fn decide(
-        &mut self,
-        host: &mut dyn Host,
-        worker: &mut Worker,
-        body: Option<&Body>,
-    ) -> Decision {
+    fn decide(&mut self, ctx: &mut Ctx<'_>, worker: &mut Worker, body: Option<&Body>) -> Decision {
         let decided = {
             let mut facts = HostFacts {
-                host: &*host,
+                host: &*ctx,
                 held: self.held_headers.take(),
             };
-            let mut claims = FilterStateClaims { host: &*host };
-            worker.authorizer.decide(&mut facts, &mut claims, body)
+            match worker.claims_from {
+                ClaimsFrom::FilterState => {
+                    let mut claims = FilterStateClaims { host: &*ctx };
+                    worker.authorizer.decide(&mut facts, &mut claims, body)
+                }
+                ClaimsFrom::Identities => {
+                    let mut claims = IdentityClaims { ctx: &*ctx };
+                    worker.authorizer.decide(&mut facts, &mut claims, body)
+                }
+            }
         };
+        let host: &mut dyn Host = ctx;
         worker.metrics.record(&decided);
         if let Some((kind, reason)) = &decided.error {
             host.log(
@@ -277,6 +336,43 @@ impl VerifiedClaims for FilterStateClaims<'_> {
         self.host
             .property(&[claims::FILTER_STATE])
             .map(Claims::Json)
+    }
+}
+
+/// The claims the pipeline's JWT stage verified in this pass, from the request model: each
+/// identity's `payloadInMetadata` object, merged as the JWT filter merges them into filter
+/// state, so the policy sees the same document either way.
+pub struct IdentityClaims<'a, 'c> {
+    /// The callback's view of the exchange.
+    pub ctx: &'a Ctx<'c>,
+}
+
+impl VerifiedClaims for IdentityClaims<'_, '_> {
+    fn payloads(&mut self) -> Option<Claims> {
+        let identities = self.ctx.identities();
+        let mut objects = identities
+            .iter()
+            .filter_map(|identity| identity.metadata.as_deref());
+        let first = objects.next()?;
+        let Some(second) = objects.next() else {
+            return Some(Claims::Json(first.to_vec()));
+        };
+        let mut merged = b"{".to_vec();
+        for object in [first, second].into_iter().chain(objects) {
+            let inner = object
+                .strip_prefix(b"{")
+                .and_then(|rest| rest.strip_suffix(b"}"))
+                .unwrap_or_default();
+            if inner.is_empty() {
+                continue;
+            }
+            if merged.len() > 1 {
+                merged.push(b',');
+            }
+            merged.extend_from_slice(inner);
+        }
+        merged.push(b'}');
+        Some(Claims::Json(merged))
     }
 }
 

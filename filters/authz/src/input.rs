@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use regorus::Value;
 
 use crate::body::{self, Body};
-use crate::cache::Generations;
+use crate::cache::Clock;
 use crate::reads::ReadSet;
 use crate::url;
 
@@ -76,19 +76,21 @@ impl VerifiedClaims for NoClaims {
 
 /// Parsed claims by their JSON text, per worker: a user's token arrives again and again, and
 /// parsing its payload is most of what building the input costs. Keyed by the whole text
-/// (no collisions); two generations of [`ClaimsMemo::SIZE`] / 2 entries.
+/// (no collisions); at most [`ClaimsMemo::SIZE`] entries, evicted as the decision cache's.
 #[derive(Debug)]
-pub struct ClaimsMemo(Generations<Vec<u8>, Value>);
+pub struct ClaimsMemo(Clock<Value>);
 
 impl Default for ClaimsMemo {
     fn default() -> Self {
-        Self(Generations::new(Self::SIZE))
+        Self(Clock::new(Self::SIZE))
     }
 }
 
 impl ClaimsMemo {
-    /// Distinct payload sets remembered.
-    pub const SIZE: usize = 256;
+    /// Distinct payload sets remembered: as many as the decision cache's default, so a
+    /// working set of users that fits one fits the other (a decision-cache hit still builds
+    /// the input, claims included).
+    pub const SIZE: usize = 1024;
     /// Texts longer than this are parsed every time.
     pub const MAX_TEXT: usize = 8192;
 
@@ -104,7 +106,7 @@ impl ClaimsMemo {
         }
         let value = valid_claims(Value::from_json_str(std::str::from_utf8(&json).ok()?).ok()?)?;
         if json.len() <= Self::MAX_TEXT {
-            self.0.insert(json, value.clone());
+            self.0.insert(&json, value.clone());
         }
         Some(value)
     }

@@ -8,8 +8,9 @@
 //! by reason ([`metrics`]). Decisions are cached per worker, keyed by the input the policy
 //! reads ([`cache`]); every evaluation runs within an instruction budget, and an error (the
 //! budget exceeded included) is decided by `onError` ([`config`]). The verified JWT payload
-//! comes from the JWT filter's filter state (`meshguard_filter_core::claims`), never from a
-//! header a client could send.
+//! comes from the JWT filter's filter state (`meshguard_filter_core::claims`) in the
+//! single-purpose module, and from the identities the `jwtAuth` stage published in the
+//! `meshguard` pipeline ([`AuthzStage`]); never from a header a client could send.
 //!
 //! The stage itself is a library with a clean entry ([`stage`]): configuration in, a prepared
 //! policy out; request facts and verified claims in, a decision out. [`filter`] is the thin
@@ -39,5 +40,5 @@ pub mod stage;
 pub mod url;
 
 pub use config::{Config, OnError, parse_config};
-pub use filter::{Authz, AuthzHttp, AuthzRoot};
+pub use filter::{Authz, AuthzHttp, AuthzRoot, AuthzStage, ClaimsFrom};
 pub use stage::{Action, Authorizer, Decided, ErrorKind, Prepared, prepare, prepare_config};

@@ -27,7 +27,7 @@ use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::vm::VmError;
 use regorus::rvm::{Program, RegoVM};
 
-use crate::config::Config;
+use crate::config::{Config, module_field};
 use crate::explain::Explainer;
 use crate::input::Need;
 use crate::reads::ReadSet;
@@ -76,7 +76,7 @@ impl Policy {
         )
         .map_err(|refused| {
             ConfigError::new(
-                format!("modules.{}", refused.module),
+                module_field(&refused.module),
                 format!(
                     "{}:{}: `{}` is not available in the proxy: {}",
                     refused.module, refused.line, refused.builtin, refused.why
@@ -109,6 +109,21 @@ impl Policy {
             max_instructions: config.max_instructions,
             explainer,
         })
+    }
+
+    /// The first place the policy names the verified JWT payload
+    /// (`input.attributes.metadataContext...`), if it does. A policy that only reads the input
+    /// whole (to hand it to a function) is not counted: it may not need the claims.
+    pub fn reads_claims(&self) -> Option<String> {
+        self.reads
+            .paths
+            .iter()
+            .find(|path| {
+                path.len() >= 2
+                    && path.first().is_some_and(|s| s == "attributes")
+                    && path.get(1).is_some_and(|s| s == "metadataContext")
+            })
+            .map(|path| format!("input.{}", path.join(".")))
     }
 
     /// A VM for this policy (one per worker; reused for every evaluation).
@@ -144,7 +159,7 @@ pub(crate) fn engine(modules: &[(String, String)]) -> Result<regorus::Engine, Co
     for (name, source) in modules {
         engine
             .add_policy(name.clone(), source.clone())
-            .map_err(|err| ConfigError::new(format!("modules.{name}"), format!("{err:#}")))?;
+            .map_err(|err| ConfigError::new(module_field(name), format!("{err:#}")))?;
     }
     Ok(engine)
 }
@@ -161,10 +176,7 @@ pub(crate) fn compile_entries(
             .modules
             .iter()
             .find(|(name, _)| err.contains(&format!("{name}:")))
-            .map_or_else(
-                || "modules".to_string(),
-                |(name, _)| format!("modules.{name}"),
-            );
+            .map_or_else(|| "modules".to_string(), |(name, _)| module_field(name));
         ConfigError::new(field, err)
     };
     let compiled = engine

@@ -196,8 +196,9 @@ impl Authorizer {
             Ok(input) => input,
             Err(err) => return self.on_error(ErrorKind::Input, input_reason(&err)),
         };
-        let cache_hit = self.cache.enabled().then_some(false);
-        if let Some(verdict) = self.cache.get(&input) {
+        let key = self.cache.key(&input);
+        let cache_hit = key.as_ref().map(|_| false);
+        if let Some(verdict) = key.as_deref().and_then(|key| self.cache.get(key)) {
             return Decided {
                 action: action(verdict),
                 error: None,
@@ -229,7 +230,9 @@ impl Authorizer {
             }
         };
         let explained = explain(policy, &input);
-        self.cache.insert(input, Rc::clone(&verdict));
+        if let Some(key) = &key {
+            self.cache.insert(key, Rc::clone(&verdict));
+        }
         Decided {
             action: action(verdict),
             error: None,

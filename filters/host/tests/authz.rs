@@ -170,6 +170,61 @@ fn the_rbac_policy_decides_per_role_and_path() {
     assert_eq!(metric(&plugin, "meshguard.authz.authz.denied.policy"), 9);
 }
 
+/// The `meshguard` module with `jwtAuth` and `authz` sections: the JWT stage verifies a real
+/// token and its claims decide the same table in the same pass (no filter state read).
+#[test]
+fn the_pipeline_decides_on_the_jwt_stages_claims() {
+    use meshguard_jwt_auth::testing::{TestKey, jwks};
+    let config = json!({
+        "jwtAuth": {
+            "providers": [{"name": "shop", "issuer": "https://id.shop.example",
+                           "jwks": jwks(&[&TestKey::rsa_a()]), "payloadInMetadata": "verified_jwt"}],
+            "rules": [{"match": {"prefix": "/"},
+                       "requires": {"anyOf": [{"provider": "shop"}, {"allowMissing": true}]}}]
+        },
+        "authz": {"modules": rbac_modules()}
+    });
+    let module =
+        WasmModule::from_file(filter_module("meshguard").expect("the pipeline is built")).unwrap();
+    let options = PluginOptions {
+        configuration: config.to_string().into_bytes(),
+        ..PluginOptions::default().workers(2)
+    };
+    let mut plugin =
+        Plugin::start(&module, options.named("edge")).unwrap_or_else(|err| panic!("{err}"));
+    let now = plugin
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (method, path, user, status) in table() {
+        let mut request = Request::new(method, path);
+        if let Some((sub, roles)) = user {
+            let token = TestKey::rsa_a().token(&json!({
+                "iss": "https://id.shop.example", "sub": sub, "iat": now - 10, "exp": now + 600,
+                "realm_access": {"roles": roles}}));
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        // Filter state as a JWT module earlier in the chain would leave it: not a claim here.
+        let request = request.property(CLAIMS, payload("ada", &["admin", "support"]));
+        let outcome = plugin.send(request).unwrap();
+        assert_eq!(
+            outcome.status(),
+            Some(status),
+            "{method} {path} as {user:?}"
+        );
+        assert_eq!(outcome.forwarded(), status == 200, "{method} {path}");
+    }
+    assert!(
+        plugin.vm_failures().is_empty(),
+        "{:?}",
+        plugin.vm_failures()
+    );
+    plugin.advance(std::time::Duration::from_secs(2)).unwrap();
+    assert_eq!(metric(&plugin, "meshguard.authz.edge.allowed"), 6);
+    assert_eq!(metric(&plugin, "meshguard.authz.edge.denied.policy"), 9);
+}
+
 #[test]
 fn a_client_sent_claim_header_is_not_a_claim() {
     let mut plugin = rbac(PluginOptions::default());

@@ -42,10 +42,15 @@ fn each_module_exports_only_the_callbacks_its_filter_uses() {
             "meshguard_circuit_breaker",
             &["proxy_on_log", "proxy_on_response_headers"][..],
         ),
-        // The pipeline: one response-headers and one log callback for every stage.
+        // The pipeline: one body, one response-headers and one log callback for every stage
+        // (the body's for authz's `withRequestBody`; requests without a body never call it).
         (
             "meshguard",
-            &["proxy_on_log", "proxy_on_response_headers"][..],
+            &[
+                "proxy_on_log",
+                "proxy_on_request_body",
+                "proxy_on_response_headers",
+            ][..],
         ),
         (
             "meshguard_authz",

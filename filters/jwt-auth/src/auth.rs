@@ -76,6 +76,7 @@ pub fn authenticate(ctx: &mut Ctx<'_>, worker: &mut Worker) -> Decision {
             ctx.set_identity(Identity {
                 provider: Rc::from(provider.name.as_str()),
                 claims: Rc::clone(&verified.claims),
+                metadata: verified.metadata.clone(),
             });
         }
     }

@@ -4,6 +4,7 @@
 //! ```json
 //! {
 //!   "jwtAuth":        { "providers": [...], "rules": [...] },
+//!   "authz":          { "modules": { "rbac.rego": "package envoy.authz ..." } },
 //!   "rateLimit":      { "limits": [{ "name": "per-user", "key": [{ "claim": "sub" }], ... }] },
 //!   "canary":         { "services": [...] },
 //!   "circuitBreaker": { "breakers": [...] }
@@ -12,8 +13,8 @@
 //!
 //! At least one section must be present, and every key must name a stage. Sections are
 //! configured in stage order, each told what the stages before it provide ([`Env`]): a
-//! `claim` key needs a `jwtAuth` section, a breaker matched on `cluster` behind a canary needs
-//! every canary version to name its cluster. Errors name the path from the document's top,
+//! `claim` key, and an `authz` policy reading the verified payload, need a `jwtAuth` section; a
+//! breaker matched on `cluster` behind a canary needs every canary version to name its cluster. Errors name the path from the document's top,
 //! `rateLimit.limits[0].rate.requests`.
 
 use std::time::Duration;

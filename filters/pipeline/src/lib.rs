@@ -1,15 +1,15 @@
 //! The `meshguard` module: every meshguard filter as a stage of one pipeline.
 //!
-//! The commerce edge gateway runs JWT authentication, rate limiting, canary routing and circuit
-//! breaking on every request. As four modules that is four V8 VMs per worker (Envoy's memory
-//! grows with each), four stream contexts and four sets of callbacks per request, and the path,
-//! the host and the same headers read four times. As one module it is one VM per worker and
-//! one pass:
+//! The commerce edge gateway runs JWT authentication, authorization in Rego, rate limiting,
+//! canary routing and circuit breaking on every request. As separate modules that is a V8 VM
+//! per module and worker (Envoy's memory grows with each), a stream context and a set of
+//! callbacks per module and request, and the path, the host and the same headers read by each.
+//! As one module it is one VM per worker and one pass:
 //!
 //! - **One pass per request.** The stages ([`stage::STAGES`]) run in a fixed order inside one
-//!   `on_request_headers`: authentication, rate limiting, canary routing, circuit breaking. The
-//!   first stage that answers locally ends the request: a request JWT refused is never counted
-//!   by the limiter or the breaker. Once every stage let the request go on, each commits
+//!   `on_request_headers`: authentication, authorization, rate limiting, canary routing,
+//!   circuit breaking. The first stage that answers locally ends the request: a request JWT
+//!   refused is never counted by the limiter or the breaker. Once every stage let the request go on, each commits
 //!   ([`HttpFilter::commit_request`]): the limiter charges its budget only then, so a request
 //!   an open breaker answers costs no budget.
 //! - **Stages share results without hostcalls.** All stages see the request through one
@@ -20,6 +20,15 @@
 //!   router runs).
 //! - **A stage may pause.** A stage that returns [`Decision::Pause`] (it made a callout) gets
 //!   the callout's answer; when it continues, the pipeline resumes at the next stage.
+//! - **A stage may hold the request for its body.** The `authz` stage with
+//!   `withRequestBody` pauses at the headers of a request that has a body; the body's chunks
+//!   then reach it (Envoy buffers them, bounded by `maxRequestBytes`), and once it decides on
+//!   the whole body the later stages run and every stage commits, in the body's last callback,
+//!   exactly as they would have at the headers. A stage paused for a callout keeps the body
+//!   buffered until its answer, and a body that came in meanwhile is handed to the stage that
+//!   holds for it as soon as that stage runs. A request that is not held passes its body straight through:
+//!   the callback returns at once, with no hostcall (Envoy calls it only for requests that
+//!   have a body).
 //! - **One callback per response phase.** Response headers and the stream's end reach every
 //!   stage that ran, in reverse order (as Envoy runs a filter chain's encoders), in one call
 //!   each.
@@ -41,6 +50,7 @@
 pub mod config;
 pub mod stage;
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use meshguard_filter_core::{
@@ -78,6 +88,8 @@ struct RootStage {
 pub struct PipelineRoot {
     stages: Vec<RootStage>,
     period: Option<Duration>,
+    /// Per stage: whether it reads request bodies (only those get body chunks).
+    reads_bodies: Rc<[bool]>,
 }
 
 impl std::fmt::Debug for PipelineRoot {
@@ -99,7 +111,12 @@ impl PipelineRoot {
     ) -> Result<Self, ConfigError> {
         let configured = config::configure(host, plugin, stages, config)?;
         let period = configured.iter().filter_map(|stage| stage.period).min();
+        let reads_bodies = configured
+            .iter()
+            .map(|stage| stage.root.callbacks().request_body)
+            .collect();
         Ok(Self {
+            reads_bodies,
             stages: configured
                 .into_iter()
                 .map(|configured| RootStage {
@@ -183,9 +200,11 @@ impl Root for PipelineRoot {
                 .iter()
                 .map(|stage| stage.configured.root.new_http(context_id))
                 .collect(),
+            reads_bodies: Rc::clone(&self.reads_bodies),
             ran: 0,
             paused: None,
             end_of_stream: false,
+            body_seen: None,
         }
     }
 }
@@ -193,11 +212,15 @@ impl Root for PipelineRoot {
 /// One request through the pipeline.
 pub struct PipelineHttp {
     stages: Vec<Box<dyn StageHttp>>,
+    reads_bodies: Rc<[bool]>,
     /// How many stages' request phase ran (the response phase reaches only those).
     ran: usize,
-    /// The stage waiting for a callout's answer.
+    /// The stage waiting for a callout's answer or for the body.
     paused: Option<usize>,
     end_of_stream: bool,
+    /// The request body Envoy has buffered so far and whether it is complete, once a chunk
+    /// arrived while the request was held.
+    body_seen: Option<(usize, bool)>,
 }
 
 impl std::fmt::Debug for PipelineHttp {
@@ -216,7 +239,16 @@ impl PipelineHttp {
     fn run_from(&mut self, ctx: &mut Ctx<'_>, start: usize) -> Decision {
         for (index, stage) in self.stages.iter_mut().enumerate().skip(start) {
             self.ran = index + 1;
-            match stage.on_request_headers(ctx, self.end_of_stream) {
+            let mut decision = stage.on_request_headers(ctx, self.end_of_stream);
+            // A stage holding the request for its body gets what Envoy buffered while an
+            // earlier stage waited for a callout (Envoy will not offer those chunks again).
+            if decision == Decision::Pause
+                && self.reads_bodies.get(index).copied().unwrap_or(false)
+                && let Some((size, end_of_stream)) = self.body_seen
+            {
+                decision = stage.on_request_body(ctx, size, end_of_stream);
+            }
+            match decision {
                 Decision::Continue => {}
                 Decision::Pause => {
                     self.paused = Some(index);
@@ -241,14 +273,13 @@ impl PipelineHttp {
 }
 
 impl HttpFilter for PipelineHttp {
-    /// Every stage's callbacks: response headers (RateLimit headers, the pin cookie, the
-    /// breaker's outcome) and the stream's end (the breaker's resets and timeouts). No stage
-    /// reads the request body, so its callback stays out of the module (Envoy would otherwise
-    /// call into the VM for every body chunk).
+    /// Every stage's callbacks: the request body (the `authz` stage's `withRequestBody`),
+    /// response headers (RateLimit headers, the pin cookie, the breaker's outcome, authz's
+    /// `response_headers_to_add`) and the stream's end (the breaker's resets and timeouts).
     const CALLBACKS: StreamCallbacks = StreamCallbacks {
         response_headers: true,
         log: true,
-        request_body: false,
+        request_body: true,
     };
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, end_of_stream: bool) -> Decision {
@@ -258,6 +289,38 @@ impl HttpFilter for PipelineHttp {
 
     fn commit_request(&mut self, ctx: &mut Ctx<'_>) -> Decision {
         self.commit(ctx)
+    }
+
+    /// A body chunk. Not held: it passes (no hostcall). Held by a stage that reads bodies: that
+    /// stage decides, and once it lets the request go on the later stages run (the stream then
+    /// commits every stage). Held for a callout: the chunk stays buffered until the answer.
+    fn on_request_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Decision {
+        let Some(index) = self.paused else {
+            return Decision::Continue;
+        };
+        self.body_seen = Some((body_size, end_of_stream));
+        if !self.reads_bodies.get(index).copied().unwrap_or(false) {
+            return Decision::Pause;
+        }
+        let Some(stage) = self.stages.get_mut(index) else {
+            return Decision::Continue;
+        };
+        match stage.on_request_body(ctx, body_size, end_of_stream) {
+            Decision::Continue => {
+                self.paused = None;
+                self.run_from(ctx, index + 1)
+            }
+            Decision::Pause => Decision::Pause,
+            answer @ Decision::Respond(_) => {
+                self.paused = None;
+                answer
+            }
+        }
     }
 
     fn on_response_headers(&mut self, ctx: &mut Ctx<'_>, end_of_stream: bool) -> Decision {

@@ -2,12 +2,13 @@
 //!
 //! **Adding a stage** is one line in [`STAGES`] (a filter crate implementing
 //! [`meshguard_filter_core::Filter`], and its configuration section's name), in the place its
-//! stage runs: an `authz` stage goes after `jwtAuth`, so it sees the verified claims. Its
+//! stage runs: the `authz` stage goes after `jwtAuth`, so it sees the verified claims. Its
 //! configuration section, its `Env` (claims, route knowledge), its ticks, its callouts' answers
 //! and its place in every request and response callback follow from the entry.
 
 use std::time::Duration;
 
+use meshguard_authz::AuthzStage;
 use meshguard_canary::Canary;
 use meshguard_circuit_breaker::CircuitBreaker;
 use meshguard_filter_core::{
@@ -61,10 +62,13 @@ fn configure<F: Filter>(
 }
 
 /// Every stage, in the order they run on a request: authentication first, so no later stage
-/// counts a request it refuses and every later stage can key on verified claims; the circuit
-/// breaker last, closest to the upstream, judging the cluster the request really goes to.
+/// counts a request it refuses and every later stage can key on verified claims; then
+/// authorization on those claims, before anything is counted or routed (a request the policy
+/// denies costs no rate-limit budget); the circuit breaker last, closest to the upstream,
+/// judging the cluster the request really goes to.
 pub const STAGES: &[StageDef] = &[
     StageDef::of::<JwtAuth>("jwtAuth"),
+    StageDef::of::<AuthzStage>("authz"),
     StageDef::of::<RateLimit>("rateLimit"),
     StageDef::of::<Canary>("canary"),
     StageDef::of::<CircuitBreaker>("circuitBreaker"),
@@ -128,6 +132,13 @@ pub trait StageHttp {
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, end_of_stream: bool) -> Decision;
     /// See [`HttpFilter::commit_request`].
     fn commit_request(&mut self, ctx: &mut Ctx<'_>) -> Decision;
+    /// See [`HttpFilter::on_request_body`].
+    fn on_request_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Decision;
     /// See [`HttpFilter::on_response_headers`].
     fn on_response_headers(&mut self, ctx: &mut Ctx<'_>, end_of_stream: bool) -> Decision;
     /// See [`HttpFilter::on_log`].
@@ -148,6 +159,15 @@ impl<H: HttpFilter> StageHttp for H {
 
     fn commit_request(&mut self, ctx: &mut Ctx<'_>) -> Decision {
         HttpFilter::commit_request(self, ctx)
+    }
+
+    fn on_request_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Decision {
+        HttpFilter::on_request_body(self, ctx, body_size, end_of_stream)
     }
 
     fn on_response_headers(&mut self, ctx: &mut Ctx<'_>, end_of_stream: bool) -> Decision {

@@ -1,7 +1,8 @@
 //! The manifests in `istio/meshguard/` must carry a configuration the `meshguard` module
 //! accepts, and say what the issue asks of the edge plugin: every stage, authentication
-//! first and failing closed, limits and canary keyed on the verified claim, and a breaker that
-//! judges the clusters the canary stage declares.
+//! first and failing closed, authorization with the policy files of `policies/envoy-authz/`
+//! unchanged, limits and canary keyed on the verified claim, and a breaker that judges the
+//! clusters the canary stage declares.
 
 use meshguard_filter_core::mock::MockHost;
 use meshguard_filter_core::{Env, Filter};
@@ -31,8 +32,22 @@ fn the_edge_plugin_runs_every_stage_and_fails_closed() {
         .unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(
             root.stage_names(),
-            ["jwtAuth", "rateLimit", "canary", "circuitBreaker"],
+            ["jwtAuth", "authz", "rateLimit", "canary", "circuitBreaker"],
             "{name}"
+        );
+        let policies = meshguard_testkit::paths::workspace_root().join("policies/envoy-authz");
+        for file in ["edge.rego", "rbac.rego"] {
+            let expected = std::fs::read_to_string(policies.join(file)).unwrap();
+            assert_eq!(
+                spec["pluginConfig"]["authz"]["modules"][file].as_str(),
+                Some(expected.as_str()),
+                "{name}: authz carries policies/envoy-authz/{file} unchanged"
+            );
+        }
+        assert_eq!(
+            spec["pluginConfig"]["jwtAuth"]["providers"][0]["payloadInMetadata"].as_str(),
+            Some("verified_jwt"),
+            "{name}: the payload the policy reads"
         );
         let text = serde_json::to_string(&spec["pluginConfig"]).unwrap();
         assert!(

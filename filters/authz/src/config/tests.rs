@@ -58,7 +58,7 @@ fn errors_name_the_field() {
     for (config, field) in [
         (json!({}), "."),
         (json!({"modules": {}}), "modules"),
-        (json!({"modules": {"p.rego": "  "}}), "modules.p.rego"),
+        (json!({"modules": {"p.rego": "  "}}), r#"modules["p.rego"]"#),
         (json!({"modules": {"p.rego": MODULE}, "data": [1]}), "data"),
         (
             json!({"modules": {"p.rego": MODULE}, "decisionPath": "allow"}),

@@ -219,7 +219,7 @@ fn invalid_configuration_is_refused_naming_the_field() {
         br#"{"modules": {"p.rego": "package envoy.authz\nallow if {"}}"#,
     )
     .unwrap_err();
-    assert_eq!(err.field, "modules.p.rego");
+    assert_eq!(err.field, r#"modules["p.rego"]"#);
     let err = Authz::configure(
         &mut host,
         &Env::single("edge"),

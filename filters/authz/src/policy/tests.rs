@@ -41,7 +41,7 @@ fn syntax_errors_name_the_module_and_line() {
         json!({}),
     )
     .unwrap_err();
-    assert_eq!(err.field, "modules.b.rego");
+    assert_eq!(err.field, r#"modules["b.rego"]"#);
     assert!(err.message.contains("b.rego:"), "{err}");
 }
 
@@ -52,7 +52,7 @@ fn v0_syntax_is_refused_as_opa_1_refuses_it() {
         json!({}),
     )
     .unwrap_err();
-    assert_eq!(err.field, "modules.p.rego", "{err}");
+    assert_eq!(err.field, r#"modules["p.rego"]"#, "{err}");
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn http_send_is_refused_with_its_line() {
         json!({}),
     )
     .unwrap_err();
-    assert_eq!(err.field, "modules.p.rego");
+    assert_eq!(err.field, r#"modules["p.rego"]"#);
     assert!(
         err.message
             .contains("p.rego:5: `http.send` is not available in the proxy"),

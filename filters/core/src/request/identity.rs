@@ -39,6 +39,11 @@ pub struct Identity {
     pub provider: Rc<str>,
     /// The token's payload, as verified.
     pub claims: Rc<Map<String, Value>>,
+    /// The payload as OPA-Envoy policies find it, when the provider names a
+    /// `payloadInMetadata`: `{"<name>": <payload>}` as JSON ([`crate::claims::encode`]),
+    /// encoded once per verified token (a cached token costs nothing). The pipeline's authz
+    /// stage reads it here instead of from filter state.
+    pub metadata: Option<Rc<[u8]>>,
 }
 
 impl Identity {
@@ -95,6 +100,7 @@ mod tests {
         Identity {
             provider: Rc::from("shop"),
             claims: Rc::new(claims.as_object().cloned().unwrap_or_default()),
+            metadata: None,
         }
     }
 

@@ -177,6 +177,7 @@ fn claims_come_only_from_published_identities() {
     let identity = |provider: &str, claims: serde_json::Value| Identity {
         provider: Rc::from(provider),
         claims: Rc::new(claims.as_object().cloned().unwrap()),
+        metadata: None,
     };
     ctx.set_identity(identity("a", json!({"iss": "a"})));
     ctx.set_identity(identity("b", json!({"sub": "alice"})));

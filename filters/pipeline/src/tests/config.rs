@@ -51,8 +51,8 @@ fn at_least_one_known_section() {
     assert!(err.message.contains("at least one stage"), "{err}");
     let err = Pipeline::configure(&mut MockHost::new(), &Env::single(PLUGIN), b"").unwrap_err();
     assert_eq!(err.field, ".");
-    let err = error(&json!({"rateLimit": limit(), "authz": {}}));
-    assert_eq!(err.field, "authz");
+    let err = error(&json!({"rateLimit": limit(), "waf": {}}));
+    assert_eq!(err.field, "waf");
     assert!(err.message.contains("`jwtAuth`"), "{err}");
     let err = error(&json!({"rateLimit": [1]}));
     assert_eq!(err.field, "rateLimit");

@@ -45,6 +45,7 @@ fn key_on(limit: &Limit, host: &mut MockHost, claims: Option<serde_json::Value>)
         ctx.set_identity(Identity {
             provider: Rc::from("shop"),
             claims: Rc::new(claims.as_object().cloned().unwrap()),
+            metadata: None,
         });
     }
     key(limit, &ctx)
