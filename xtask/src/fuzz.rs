@@ -30,6 +30,13 @@ use crate::process::{cargo, describe, output, run};
 /// The cargo-fuzz release installed when missing (into `target/tools/cargo-fuzz`).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
+/// The longest input libFuzzer makes (`-max_len`): Envoy's default request-header limit (60 KiB,
+/// `max_request_headers_kb`) rounded up, far above any template, review or module the targets
+/// read. Without it libFuzzer takes the largest seed's length, and the 1 MiB tokens among the
+/// JWT seeds (which check the refusal by size; `cargo test` still replays them whole) let
+/// mutations grow to a megabyte, each input as slow as its length. Longer seeds are truncated.
+const MAX_LEN: usize = 64 * 1024;
+
 /// Options of `cargo xtask fuzz`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -293,6 +300,7 @@ fn fuzz_one(binaries: &Path, work: &Path, target: &str, args: &Args) -> anyhow::
         .arg(format!("-max_total_time={}", args.seconds))
         .arg(format!("-timeout={}", args.timeout))
         .arg("-rss_limit_mb=4096")
+        .arg(format!("-max_len={MAX_LEN}"))
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .stdout(Stdio::null())
