@@ -30,6 +30,13 @@ use crate::process::{cargo, describe, output, run};
 /// The cargo-fuzz release installed when missing (into `target/tools/cargo-fuzz`).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
+/// The longest input libFuzzer makes (`-max_len`): Envoy's default request-header limit (60 KiB,
+/// `max_request_headers_kb`) rounded up, far above any template, review or module the targets
+/// read. Without it libFuzzer takes the largest seed's length, and the 1 MiB tokens among the
+/// JWT seeds (which check the refusal by size; `cargo test` still replays them whole) let
+/// mutations grow to a megabyte, each input as slow as its length. Longer seeds are truncated.
+const MAX_LEN: usize = 64 * 1024;
+
 /// Options of `cargo xtask fuzz`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -293,6 +300,7 @@ fn fuzz_one(binaries: &Path, work: &Path, target: &str, args: &Args) -> anyhow::
         .arg(format!("-max_total_time={}", args.seconds))
         .arg(format!("-timeout={}", args.timeout))
         .arg("-rss_limit_mb=4096")
+        .arg(format!("-max_len={MAX_LEN}"))
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .stdout(Stdio::null())
@@ -365,14 +373,30 @@ fn parse_log(target: &str, text: &str) -> Report {
     }
 }
 
+/// The executions a campaign aims at per target (issue 20: ten million, no open crash).
+const CAMPAIGN_EXECUTIONS: f64 = 10_000_000.0;
+
+/// Hours one core needs for [`CAMPAIGN_EXECUTIONS`] at `exec_per_sec`.
+fn campaign_hours(exec_per_sec: u64) -> Option<f64> {
+    (exec_per_sec > 0).then(|| CAMPAIGN_EXECUTIONS / exec_per_sec as f64 / 3600.0)
+}
+
 fn print_table(reports: &[Report]) {
     println!(
-        "\n{:<26} {:>12} {:>9} {:>7} {:>8} {:>7} {:>8}  result",
-        "target", "executions", "exec/s", "edges", "features", "corpus", "rss MB"
+        "\n{:<26} {:>12} {:>9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>7}  result",
+        "target",
+        "executions",
+        "exec/s",
+        "edges",
+        "features",
+        "corpus",
+        "rss MB",
+        "crashes",
+        "10M h"
     );
     for r in reports {
         println!(
-            "{:<26} {:>12} {:>9} {:>7} {:>8} {:>7} {:>8}  {}",
+            "{:<26} {:>12} {:>9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>7}  {}",
             r.target,
             r.executions,
             r.exec_per_sec,
@@ -380,11 +404,17 @@ fn print_table(reports: &[Report]) {
             r.features,
             r.corpus,
             r.peak_rss_mb,
+            u8::from(r.crash.is_some()),
+            campaign_hours(r.exec_per_sec).map_or("-".to_string(), |h| format!("{h:.1}")),
             if r.crash.is_some() { "CRASH" } else { "ok" }
         );
     }
     let total: u64 = reports.iter().map(|r| r.executions).sum();
-    println!("{} targets, {total} executions in all", reports.len());
+    println!(
+        "{} targets, {total} executions in all (libFuzzer stops at a target's first crash; \
+         `10M h`: hours one core needs for 10 million executions at this rate)",
+        reports.len()
+    );
 }
 
 fn write_json(path: &Path, reports: &[Report]) -> anyhow::Result<()> {
@@ -417,6 +447,8 @@ mod tests {
                    stat::new_units_added:          4\n\
                    stat::peak_rss_mb:              41\n";
         let report = parse_log("t", log);
+        assert_eq!(campaign_hours(1666).map(|h| h.round()), Some(2.0));
+        assert_eq!(campaign_hours(0), None);
         assert_eq!(
             (
                 report.executions,

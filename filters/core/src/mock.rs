@@ -20,6 +20,16 @@ use crate::{HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, Shar
 pub struct SharedStore {
     entries: HashMap<String, (Vec<u8>, u32)>,
     next_cas: u32,
+    /// What [`SharedStore::rollback`] restores, when a checkpoint is set.
+    journal: Option<Journal>,
+}
+
+/// The state at a checkpoint: the CAS counter, and the earlier value (or absence) of every key
+/// written since. Rolling back costs what was written, not what is stored.
+#[derive(Debug, Default, Clone)]
+struct Journal {
+    next_cas: u32,
+    prior: HashMap<String, Option<(Vec<u8>, u32)>>,
 }
 
 impl SharedStore {
@@ -39,6 +49,46 @@ impl SharedStore {
             .iter()
             .map(|(key, (value, _))| key.len() + value.len())
             .sum()
+    }
+
+    /// Remembers the store as it is now, so that [`SharedStore::rollback`] can restore it
+    /// (fuzz targets reuse one large store across inputs instead of cloning it per input).
+    pub fn checkpoint(&mut self) {
+        self.journal = Some(Journal {
+            next_cas: self.next_cas,
+            prior: HashMap::new(),
+        });
+    }
+
+    /// Restores the store, CAS tokens included, to the last [`SharedStore::checkpoint`] (which
+    /// stays set); without one, does nothing.
+    pub fn rollback(&mut self) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        for (key, prior) in journal.prior.drain() {
+            match prior {
+                Some(entry) => self.entries.insert(key, entry),
+                None => self.entries.remove(&key),
+            };
+        }
+        self.next_cas = journal.next_cas;
+    }
+
+    /// Stores `value` under `key` with a fresh CAS token and returns the token.
+    fn write(&mut self, key: &str, value: &[u8]) -> u32 {
+        if let Some(journal) = self.journal.as_mut()
+            && !journal.prior.contains_key(key)
+        {
+            journal
+                .prior
+                .insert(key.to_string(), self.entries.get(key).cloned());
+        }
+        self.next_cas = self.next_cas.wrapping_add(1).max(1);
+        let token = self.next_cas;
+        self.entries
+            .insert(key.to_string(), (value.to_vec(), token));
+        token
     }
 }
 
@@ -274,11 +324,7 @@ impl Host for MockHost {
                 return Err(SharedDataError::CasMismatch);
             }
         }
-        store.next_cas = store.next_cas.wrapping_add(1).max(1);
-        let token = store.next_cas;
-        store
-            .entries
-            .insert(key.to_string(), (value.to_vec(), token));
+        store.write(key, value);
         Ok(())
     }
 
@@ -362,6 +408,27 @@ mod tests {
             Err(SharedDataError::CasMismatch)
         );
         assert_eq!(a.shared_get("k").unwrap().0, b"2");
+    }
+
+    #[test]
+    fn rollback_restores_values_tokens_and_absence() {
+        let shared = SharedHandle::default();
+        let mut host = MockHost::new().with_shared(shared.clone());
+        host.shared_set("kept", b"1", None).unwrap();
+        let before = host.shared_get("kept").unwrap();
+        shared.borrow_mut().checkpoint();
+        for _ in 0..2 {
+            host.shared_set("kept", b"2", None).unwrap();
+            host.shared_set("added", b"3", None).unwrap();
+            shared.borrow_mut().rollback();
+            assert_eq!(host.shared_get("kept"), Some(before.clone()));
+            assert_eq!(host.shared_get("added"), None);
+            assert_eq!(shared.borrow().len(), 1);
+            // The next write gets the token it would have got at the checkpoint.
+            host.shared_set("probe", b"", None).unwrap();
+            assert_eq!(host.shared_get("probe").unwrap().1, before.1 + 1);
+            shared.borrow_mut().rollback();
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use meshguard_filter_core::mock::{MockHost, SharedStore};
+use meshguard_filter_core::mock::{MockHost, SharedHandle};
 use meshguard_filter_core::{
     CallResponse, ConfigError, Decision, Env, Filter, HttpFilter, Root, Stream, StreamCallbacks,
 };
@@ -130,7 +130,7 @@ pub fn exchanges<F: Filter>(configs: &[Vec<u8>], data: &[u8]) {
     };
     let mut host = MockHost::new()
         .with_property("plugin_name", b"fuzz")
-        .with_shared(Rc::new(RefCell::new(shared_after_configure::<F>(config))));
+        .with_shared(shared_after_configure::<F>(config));
     let mut root = match F::configure(&mut host, &env(), config) {
         Ok(root) => root,
         Err(err) => panic!("a shipped configuration is refused: {err}"),
@@ -159,22 +159,23 @@ pub fn exchanges<F: Filter>(configs: &[Vec<u8>], data: &[u8]) {
 }
 
 /// The shared data a first root leaves after configuring with `config`, made once per
-/// configuration: every input's root then finds it in place, as a root does on a worker whose
-/// filter was configured before. Creating it is the costly part of configuring (the rate
-/// limiter's table is thousands of cells) and would otherwise dominate each input.
-fn shared_after_configure<F: Filter>(config: &[u8]) -> SharedStore {
+/// configuration and rolled back to that state before every input: each input's root finds it
+/// in place, as a root does on a worker whose filter was configured before. Creating it is the
+/// costly part of configuring (the rate limiter's table is tens of thousands of cells), and so
+/// is copying it; a rollback costs only what the previous input wrote.
+fn shared_after_configure<F: Filter>(config: &[u8]) -> SharedHandle {
     thread_local! {
-        static STORES: RefCell<HashMap<Vec<u8>, SharedStore>> = RefCell::new(HashMap::new());
+        static STORES: RefCell<HashMap<Vec<u8>, SharedHandle>> = RefCell::new(HashMap::new());
     }
     STORES.with_borrow_mut(|stores| {
-        stores
-            .entry(config.to_vec())
-            .or_insert_with(|| {
-                let mut host = MockHost::new().with_property("plugin_name", b"fuzz");
-                let _ = F::configure(&mut host, &env(), config);
-                host.shared.borrow().clone()
-            })
-            .clone()
+        let store = stores.entry(config.to_vec()).or_insert_with(|| {
+            let mut host = MockHost::new().with_property("plugin_name", b"fuzz");
+            let _ = F::configure(&mut host, &env(), config);
+            host.shared.borrow_mut().checkpoint();
+            host.shared
+        });
+        store.borrow_mut().rollback();
+        Rc::clone(store)
     })
 }
 

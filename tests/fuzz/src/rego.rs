@@ -149,11 +149,19 @@ pub fn via_template(
     parameters: &Json,
     mode: EvalMode,
 ) -> Outcome {
-    let policies = match policy_set(rego, parameters) {
-        Ok(policies) => policies,
-        Err(err) => return Outcome::Error(err),
-    };
-    let policies = policies.with_eval_mode(mode).with_decision_cache(false);
+    match policy_set(rego, parameters) {
+        Ok(policies) => review(&policies, request, mode),
+        Err(err) => Outcome::Error(err),
+    }
+}
+
+/// Reviews `request` with a loaded set on the evaluator `mode`. A loaded template carries both
+/// the interpreter's engine and the VM's program, so one load serves both evaluators.
+pub fn review(policies: &PolicySet, request: &AdmissionRequest, mode: EvalMode) -> Outcome {
+    let policies = policies
+        .clone()
+        .with_eval_mode(mode)
+        .with_decision_cache(false);
     let options = ReviewOptions {
         deadline: DEADLINE,
         ..ReviewOptions::default()
@@ -253,12 +261,11 @@ pub fn differential(data: &[u8]) {
     }
 }
 
-/// Whether the engine refuses the module for a rule of Gatekeeper's (a `data` reference other
-/// than `data.lib` and `data.inventory`, no `violation` rule) that raw regorus does not have.
-fn refused_by_gatekeeper(rego: &str) -> bool {
-    policy_set(rego, &json!({})).is_err_and(|err| {
-        err.contains("disallowed reference") || err.contains("missing required rule")
-    })
+/// Whether the engine refused the module (its load error `err`) for a rule of Gatekeeper's (a
+/// `data` reference other than `data.lib` and `data.inventory`, no `violation` rule) that raw
+/// regorus does not have. Both are template errors, whatever the constraint's parameters.
+fn refused_by_gatekeeper(err: &str) -> bool {
+    err.contains("disallowed reference") || err.contains("missing required rule")
 }
 
 /// Separates a module from its input in `rego_differential`'s odd mode.
@@ -269,11 +276,18 @@ pub const INPUT_MARKER: &str = "\n#--input--\n";
 /// # Panics
 /// When the evaluators disagree where they must not.
 pub fn compare(rego: &str, request: &AdmissionRequest, parameters: &Json, untouched: bool) {
-    let interpreter = via_template(rego, request, parameters, EvalMode::Interpreter);
+    // Loaded once for both evaluators (loading compiles the interpreter's engine and the VM's
+    // program alike).
+    let loaded = policy_set(rego, parameters);
+    let outcome = |mode| match &loaded {
+        Ok(policies) => review(policies, request, mode),
+        Err(err) => Outcome::Error(err.clone()),
+    };
+    let interpreter = outcome(EvalMode::Interpreter);
     if interpreter == Outcome::Timeout {
         return;
     }
-    let vm = via_template(rego, request, parameters, EvalMode::Vm);
+    let vm = outcome(EvalMode::Vm);
     if vm != Outcome::Timeout && !interpreter.is_interpreter_arithmetic_error() {
         assert_eq!(
             vm, interpreter,
@@ -284,7 +298,7 @@ pub fn compare(rego: &str, request: &AdmissionRequest, parameters: &Json, untouc
         let raw = raw(rego, request, parameters);
         if matches!(interpreter, Outcome::Error(_))
             && !matches!(raw, Outcome::Error(_))
-            && refused_by_gatekeeper(rego)
+            && loaded.as_ref().is_err_and(|err| refused_by_gatekeeper(err))
         {
             return;
         }
