@@ -24,6 +24,7 @@ use crate::process::{output, run as run_command};
 
 mod authz;
 mod edge;
+mod global;
 mod jwt;
 
 /// Command-line options.
@@ -318,6 +319,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
     .into_iter()
     .chain(jwt::rows()?)
     .chain(edge::rows()?)
+    .chain(global::rows()?)
     .chain(authz::rows()?)
     .collect())
 }
@@ -434,6 +436,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cpus = if args.no_pin { None } else { pin() };
     let upstream = Upstream::start("backend")?;
     let mut bootstrap = Bootstrap::new().cluster(Cluster::new("backend", upstream.addr()));
+    // The global rows call a rate-limit service: started only when they run.
+    let rls = if rows.iter().any(|row| row.name.starts_with(global::PREFIX)) {
+        let service = global::Service::start()?;
+        bootstrap = bootstrap.cluster(service.cluster());
+        Some(service)
+    } else {
+        None
+    };
     for row in &rows {
         bootstrap = bootstrap.listener(row.listener.clone());
     }
@@ -559,6 +569,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         result.added_cpu_vs_floor = result.added_cpu_us / floor.1;
     }
     let mut table = render(&results);
+    table.push_str(&global::render(&results));
+    drop(rls);
     let edge = results.iter().any(|r| r.name.starts_with(edge::PREFIX));
     if edge && args.rss_repetitions > 0 {
         drop(envoy);

@@ -2,6 +2,7 @@
 
 mod config;
 mod cross_stage;
+mod global;
 mod hostcalls;
 mod pause;
 

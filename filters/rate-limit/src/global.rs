@@ -3,7 +3,8 @@
 //!
 //! - **The call.** Every global limit the request matches (and whose key parts are all there,
 //!   or `onMissingKey: shared`) adds one descriptor, its key parts as entries in order
-//!   ([`crate::config::KeyPart::descriptor_key`]); the request counts one hit
+//!   ([`crate::config::KeyPart::descriptor_key`], or `global.descriptorKeys`); the request
+//!   counts one hit
 //!   (`hits_addend: 1`) against each. No matching global limit: no call.
 //! - **Local first.** The filter asks only after every local limit admitted the request, so a
 //!   request refused locally never costs a call; the local charge commits when the request

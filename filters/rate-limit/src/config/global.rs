@@ -4,7 +4,9 @@
 //! A limit with `"global": {"cluster", "domain", "timeout", "failureMode"}` has no `rate`: the
 //! service's configuration (envoyproxy/ratelimit's format) owns the rate, as with Envoy's own
 //! `envoy.filters.http.ratelimit`. The filter sends one descriptor per matching global limit,
-//! built from the limit's key parts ([`KeyPart::descriptor_key`]).
+//! built from the limit's key parts: each part's value under its own key
+//! ([`KeyPart::descriptor_key`]), or under the key `global.descriptorKeys` gives it, so an
+//! existing service configuration (Istio's task, envoyproxy/ratelimit's) matches unchanged.
 //!
 //! Every global limit of one plugin names the same service (cluster and domain): a request
 //! makes one `ShouldRateLimit` call carrying the descriptors of every global limit it matches,
@@ -33,6 +35,7 @@ pub(super) struct RawGlobal {
     failure_mode: FailureMode,
     #[serde(default = "default_status_on_error")]
     status_on_error: u32,
+    descriptor_keys: Option<Vec<String>>,
 }
 
 fn default_status_on_error() -> u32 {
@@ -75,6 +78,9 @@ pub struct Global {
     pub failure_mode: FailureMode,
     /// The status of a request refused by [`FailureMode::Deny`].
     pub status_on_error: u32,
+    /// Descriptor keys that replace the key parts' own ([`KeyPart::descriptor_key`]), one
+    /// per key part, to match a service configuration written for other clients.
+    pub descriptor_keys: Option<Vec<String>>,
 }
 
 impl Global {
@@ -110,6 +116,9 @@ pub struct GlobalLimit {
     pub matcher: RouteMatch,
     /// The parts its descriptor is built from, in order.
     pub key: Vec<KeyPart>,
+    /// The descriptor entry key of each part, in order (`global.descriptorKeys`, or each
+    /// part's own key).
+    pub descriptor_keys: Vec<String>,
     /// Count and log the service's `OVER_LIMIT`, never deny.
     pub shadow: bool,
     /// What to do when a key part is missing.
@@ -142,11 +151,26 @@ impl GlobalLimit {
             return Err(ConfigError::new("global", "missing"));
         };
         let global = Global::try_from(raw_global).map_err(|err| err.within("global"))?;
+        let descriptor_keys = match &global.descriptor_keys {
+            None => key.iter().map(KeyPart::descriptor_key).collect(),
+            Some(keys) if keys.len() == key.len() => keys.clone(),
+            Some(keys) => {
+                return Err(ConfigError::new(
+                    "global.descriptorKeys",
+                    format!(
+                        "{} descriptor keys for {} key parts: give one per key part, in order",
+                        keys.len(),
+                        key.len()
+                    ),
+                ));
+            }
+        };
         Ok(Self {
             name: raw.name,
             position,
             matcher,
             key,
+            descriptor_keys,
             shadow: raw.shadow,
             on_missing_key: raw.on_missing_key,
             global,
@@ -198,12 +222,21 @@ impl TryFrom<RawGlobal> for Global {
                 format!("{} is not an error status (400-599)", raw.status_on_error),
             ));
         }
+        if let Some(keys) = &raw.descriptor_keys
+            && let Some(index) = keys.iter().position(|key| !text_ok(key))
+        {
+            return Err(ConfigError::new(
+                format!("descriptorKeys[{index}]"),
+                "must be 1-256 characters without control characters",
+            ));
+        }
         Ok(Self {
             cluster: raw.cluster,
             domain: raw.domain,
             timeout,
             failure_mode: raw.failure_mode,
             status_on_error: raw.status_on_error,
+            descriptor_keys: raw.descriptor_keys,
         })
     }
 }

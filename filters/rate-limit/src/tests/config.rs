@@ -319,6 +319,16 @@ fn invalid_configs_name_the_field() {
             "differs from limits[0]",
         ),
         (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","descriptorKeys":["a","b"]}}]}"#,
+            "limits[0].global.descriptorKeys",
+            "2 descriptor keys for 1 key parts",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","descriptorKeys":[""]}}]}"#,
+            "limits[0].global.descriptorKeys[0]",
+            "1-256 characters",
+        ),
+        (
             r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d"}},{"name":"g","key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
             "limits[1].name",
             "duplicate limit name",

@@ -176,6 +176,25 @@ fn the_call_carries_one_descriptor_per_matching_limit_from_the_same_key_sources(
 }
 
 #[test]
+fn descriptor_keys_match_a_service_configuration_written_for_other_clients() {
+    // The Istio task's ConfigMap keys on `PATH`; the commerce ConfigMap on `path_class`.
+    let mut worker = Worker::new(
+        r#"{"limits":[
+            {"name":"orders","key":[{"constant":"orders"},{"header":"x-jwt-sub"}],
+             "global":{"cluster":"rls","domain":"commerce-edge","descriptorKeys":["path_class","jwt_sub"]}}]}"#,
+    );
+    let sent = send(&mut worker, &[("x-jwt-sub", "user-42")], |_| ok());
+    let request = decoded(&sent.call.unwrap());
+    assert_eq!(
+        entries(&request),
+        vec![vec![
+            ("path_class".to_string(), "orders".to_string()),
+            ("jwt_sub".to_string(), "user-42".to_string())
+        ]]
+    );
+}
+
+#[test]
 fn a_missing_key_part_skips_the_limit_or_sends_an_empty_value_when_shared() {
     let mut worker = Worker::new(
         r#"{"limits":[
