@@ -339,10 +339,11 @@ pub fn descriptor(limit: &GlobalLimit, ctx: &Ctx<'_>) -> Option<Vec<(String, Str
     limit
         .key
         .iter()
+        .zip(&limit.descriptor_keys)
         .map(
-            |part| match (request::part_value(part, ctx), limit.on_missing_key) {
-                (Some(value), _) => Some((part.descriptor_key(), value)),
-                (None, MissingKey::Shared) => Some((part.descriptor_key(), String::new())),
+            |(part, key)| match (request::part_value(part, ctx), limit.on_missing_key) {
+                (Some(value), _) => Some((key.clone(), value)),
+                (None, MissingKey::Shared) => Some((key.clone(), String::new())),
                 (None, MissingKey::Skip) => None,
             },
         )

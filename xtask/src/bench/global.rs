@@ -71,29 +71,36 @@ pub(super) struct Service {
 }
 
 impl Service {
-    /// Builds (release) and starts the service on a fresh Redis.
+    /// Builds (release) and starts the service on a fresh Redis. `MESHGUARD_RLS_BINARY`
+    /// names another build (a smoke run with the debug one, on a busy machine): both rows call
+    /// the same service, so the ratio still compares the filters.
     pub(super) fn start() -> anyhow::Result<Self> {
-        run_command(cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "meshguard-rate-limit-service",
-            "--bin",
-            "meshguard-rate-limit-service",
-        ]))?;
+        let binary = match std::env::var_os("MESHGUARD_RLS_BINARY") {
+            Some(binary) => std::path::PathBuf::from(binary),
+            None => {
+                run_command(cargo().args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "meshguard-rate-limit-service",
+                    "--bin",
+                    "meshguard-rate-limit-service",
+                ]))?;
+                target_dir()
+                    .join("release")
+                    .join("meshguard-rate-limit-service")
+            }
+        };
+        println!(
+            "rate-limit service for the global rows: {}",
+            binary.display()
+        );
         let dir = target_dir().join("bench").join("global");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("ratelimit.yaml");
         std::fs::write(&config, SERVICE_CONFIG)?;
         let redis = Redis::start()?;
-        let service = RateLimitService::start(
-            &target_dir()
-                .join("release")
-                .join("meshguard-rate-limit-service"),
-            &config,
-            &redis.url(),
-            &[],
-        )?;
+        let service = RateLimitService::start(&binary, &config, &redis.url(), &[])?;
         Ok(Self {
             _redis: redis,
             service,
