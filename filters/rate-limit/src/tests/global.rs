@@ -488,12 +488,11 @@ fn failures_are_logged_once_per_interval_across_workers() {
             .sum()
     };
     let unavailable = || Some(CallResponse::grpc(14, "", Vec::new()));
-    for round in 0..20 {
+    for _ in 0..20 {
         for worker in workers.iter_mut() {
             send(worker, &[("x-user", "alice")], |_| unavailable());
             worker.advance(Duration::from_millis(200));
         }
-        let _ = round;
     }
     // 4 s of failures on two workers: one line.
     assert_eq!(warnings(&workers), 1);
