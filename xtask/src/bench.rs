@@ -24,6 +24,7 @@ use crate::process::{output, run as run_command};
 
 mod authz;
 mod edge;
+mod global;
 mod jwt;
 
 /// Command-line options.
@@ -319,6 +320,7 @@ fn rows() -> anyhow::Result<Vec<Row>> {
     .chain(jwt::rows()?)
     .chain(edge::rows()?)
     .chain(edge::stage_rows()?)
+    .chain(global::rows()?)
     .chain(authz::rows()?)
     .collect())
 }
@@ -435,6 +437,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cpus = if args.no_pin { None } else { pin() };
     let upstream = Upstream::start("backend")?;
     let mut bootstrap = Bootstrap::new().cluster(Cluster::new("backend", upstream.addr()));
+    // The global rows call a rate-limit service: started only when they run.
+    let rls = if rows.iter().any(|row| row.name.starts_with(global::PREFIX)) {
+        let service = global::Service::start()?;
+        bootstrap = bootstrap.cluster(service.cluster());
+        Some(service)
+    } else {
+        None
+    };
     for row in &rows {
         bootstrap = bootstrap.listener(row.listener.clone());
     }
@@ -561,6 +571,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mut table = render(&results);
     table.push_str(&render_stages(&results));
+    table.push_str(&global::render(&results));
+    drop(rls);
     let edge = results.iter().any(|r| r.name.starts_with(edge::PREFIX));
     if edge && args.rss_repetitions > 0 {
         drop(envoy);

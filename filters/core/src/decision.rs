@@ -54,8 +54,33 @@ pub struct HttpCall {
     pub timeout: Duration,
 }
 
-/// The answer to an [`HttpCall`]; `None` in the callback means the call failed (reset, timeout,
-/// no healthy upstream).
+/// A unary gRPC call to an upstream cluster (proxy-wasm's `proxy_grpc_call`). Envoy adds the
+/// gRPC framing and HTTP/2; the filter gives the serialized request message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// Envoy cluster name (an HTTP/2 cluster).
+    pub cluster: String,
+    /// Fully qualified service, such as `envoy.service.ratelimit.v3.RateLimitService`.
+    pub service: String,
+    /// Method, such as `ShouldRateLimit`.
+    pub method: String,
+    /// The serialized request message.
+    pub message: Vec<u8>,
+    /// How long the host waits for the answer (Envoy answers `DEADLINE_EXCEEDED` after it).
+    pub timeout: Duration,
+}
+
+/// The gRPC status of an answer, as [`CallResponse::grpc`] records it.
+pub const GRPC_STATUS: &str = "grpc-status";
+/// The gRPC status message of a failed answer.
+pub const GRPC_MESSAGE: &str = "grpc-message";
+
+/// The answer to an [`HttpCall`] or a [`GrpcCall`]. For an HTTP call, `None` in the callback
+/// means the call failed (reset, timeout, no healthy upstream). A gRPC call always gets an
+/// answer: its status is the `grpc-status` header ([`CallResponse::grpc_status`], 0 for OK,
+/// `DEADLINE_EXCEEDED` 4 after the timeout, `UNAVAILABLE` 14 when the cluster has no healthy
+/// host) and the body is the response message, so both kinds of callout pause and resume a
+/// request through the same callbacks.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CallResponse {
     /// Response headers, including `:status`.
@@ -65,6 +90,31 @@ pub struct CallResponse {
 }
 
 impl CallResponse {
+    /// The answer to a gRPC call: `status` (0: OK), its message, and the response message.
+    pub fn grpc(status: u32, message: &str, body: Vec<u8>) -> Self {
+        let mut headers = vec![(GRPC_STATUS.to_string(), status.to_string())];
+        if !message.is_empty() {
+            headers.push((GRPC_MESSAGE.to_string(), message.to_string()));
+        }
+        Self { headers, body }
+    }
+
+    /// The gRPC status of a gRPC call's answer (`None` for an HTTP answer).
+    pub fn grpc_status(&self) -> Option<u32> {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == GRPC_STATUS)
+            .and_then(|(_, value)| value.parse().ok())
+    }
+
+    /// The gRPC status message, if the answer carried one.
+    pub fn grpc_message(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == GRPC_MESSAGE)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The numeric `:status`, if present and valid.
     pub fn status(&self) -> Option<u16> {
         self.headers

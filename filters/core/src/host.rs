@@ -106,6 +106,13 @@ pub trait Host {
     /// `on_call_response` callback with the returned token.
     fn dispatch(&mut self, call: &crate::HttpCall) -> Option<u32>;
 
+    /// Starts a unary gRPC call; the answer arrives later in an `on_call_response` callback
+    /// with the returned token, as a [`crate::CallResponse::grpc`]. `None` when the host
+    /// refused the call (an unknown cluster): nothing will answer. Hosts without gRPC refuse.
+    fn dispatch_grpc(&mut self, _call: &crate::GrpcCall) -> Option<u32> {
+        None
+    }
+
     /// Defines (or looks up) a metric and returns its id.
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
 

@@ -43,7 +43,7 @@ pub mod stats;
 pub mod stream;
 
 pub use config::ConfigError;
-pub use decision::{CallResponse, Decision, HttpCall, LocalResponse};
+pub use decision::{CallResponse, Decision, GrpcCall, HttpCall, LocalResponse};
 pub use filter::{Env, Filter, HttpFilter, Provides, Root, RouteKnowledge, StreamCallbacks};
 pub use host::{HeaderMap, Host, LogLevel, MetricKind, SharedDataError};
 pub use request::{Ctx, Exchange};

@@ -9,11 +9,14 @@
 //! benchmark noise.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::{HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError};
+use crate::{
+    CallResponse, GrpcCall, HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind,
+    SharedDataError,
+};
 
 /// Shared data as Envoy keeps it: value plus a CAS token that changes on every write.
 #[derive(Debug, Default, Clone)]
@@ -117,6 +120,12 @@ pub struct MockHost {
     pub responses: Vec<LocalResponse>,
     /// HTTP calls dispatched, with their tokens.
     pub calls: Vec<(u32, HttpCall)>,
+    /// gRPC calls dispatched, with their tokens.
+    pub grpc_calls: Vec<(u32, GrpcCall)>,
+    /// Refuse every gRPC call, as Envoy does for an unknown cluster.
+    pub refuse_grpc: bool,
+    /// Scripted answers to gRPC calls, in order ([`MockHost::next_grpc_answer`]).
+    pub grpc_answers: VecDeque<CallResponse>,
     /// Log lines.
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     /// Metrics by name: kind and value.
@@ -141,6 +150,9 @@ impl Default for MockHost {
             shared: SharedHandle::default(),
             responses: Vec::new(),
             calls: Vec::new(),
+            grpc_calls: Vec::new(),
+            refuse_grpc: false,
+            grpc_answers: VecDeque::new(),
             logs: RefCell::new(Vec::new()),
             metrics: BTreeMap::new(),
             foreign: HashMap::new(),
@@ -156,6 +168,19 @@ impl MockHost {
     /// A host with the default clock (2023-11-14) and nothing else.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Scripts the answer to a later gRPC call (answers are handed out in order).
+    pub fn with_grpc_answer(mut self, answer: CallResponse) -> Self {
+        self.grpc_answers.push_back(answer);
+        self
+    }
+
+    /// The token of the latest gRPC call and the next scripted answer, for the test to
+    /// deliver (`Stream::on_call_response`); `None` without a call or an answer.
+    pub fn next_grpc_answer(&mut self) -> Option<(u32, CallResponse)> {
+        let token = self.grpc_calls.last()?.0;
+        Some((token, self.grpc_answers.pop_front()?))
     }
 
     /// Adds a request header.
@@ -338,6 +363,17 @@ impl Host for MockHost {
         let token = self.next_token;
         self.next_token += 1;
         self.calls.push((token, call.clone()));
+        Some(token)
+    }
+
+    fn dispatch_grpc(&mut self, call: &GrpcCall) -> Option<u32> {
+        self.tally("dispatch_grpc");
+        if self.refuse_grpc {
+            return None;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.grpc_calls.push((token, call.clone()));
         Some(token)
     }
 

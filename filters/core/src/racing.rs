@@ -6,7 +6,9 @@ use std::cell::Cell;
 use std::time::SystemTime;
 
 use crate::mock::MockHost;
-use crate::{HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError};
+use crate::{
+    GrpcCall, HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError,
+};
 
 /// A [`MockHost`] that runs an interference callback before every shared-data write.
 pub struct RacingHost {
@@ -105,6 +107,10 @@ impl Host for RacingHost {
 
     fn dispatch(&mut self, call: &HttpCall) -> Option<u32> {
         self.inner.dispatch(call)
+    }
+
+    fn dispatch_grpc(&mut self, call: &GrpcCall) -> Option<u32> {
+        self.inner.dispatch_grpc(call)
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {

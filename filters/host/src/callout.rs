@@ -1,4 +1,14 @@
-//! HTTP callouts (`proxy_http_call`): how they are answered and what was recorded.
+//! Callouts (`proxy_http_call`, and unary gRPC calls, `proxy_grpc_call`): how they are
+//! answered and what was recorded.
+//!
+//! A gRPC call is recorded as Envoy puts it on the wire: `POST /<service>/<method>` to the
+//! cluster, with `content-type: application/grpc` and the request message as the body, so the
+//! same rules (cluster, path prefix) answer it. A [`CalloutAnswer::Grpc`] answers with a gRPC
+//! status and a message; an HTTP answer to a gRPC call maps its status as gRPC clients do
+//! (200 is OK with the body as the message, others a gRPC error), a reset is `UNAVAILABLE`,
+//! and silence past the timeout is `DEADLINE_EXCEEDED`. The module gets
+//! `proxy_on_grpc_receive` for OK and `proxy_on_grpc_close` with the status otherwise, as
+//! Envoy calls a unary call's handler.
 //!
 //! Envoy sends a callout through the cluster's async client and calls the module back later.
 //! Here a list of [`CalloutRule`]s decides the answer: a scripted response (optionally after a
@@ -28,6 +38,15 @@ pub enum CalloutAnswer {
     Reset,
     /// No answer: the call times out after its timeout (504), or stays pending without one.
     Timeout,
+    /// A gRPC answer: `status` 0 (OK) with the serialized response `message`, or an error
+    /// status. For gRPC calls only (an HTTP call gets it as a reset).
+    Grpc {
+        /// The gRPC status code.
+        status: u32,
+        /// The response message (serialized protobuf), for status 0.
+        #[serde(default)]
+        message: Vec<u8>,
+    },
     /// Send the request for real to this loopback base URL (`http://127.0.0.1:PORT`).
     Forward {
         /// Base URL; only loopback addresses are accepted.
@@ -59,6 +78,17 @@ impl CalloutRule {
                 status,
                 headers: Vec::new(),
                 body: body.into(),
+            },
+        )
+    }
+
+    /// Answers gRPC calls to `cluster` with `status` and the serialized `message`.
+    pub fn grpc(cluster: impl Into<String>, status: u32, message: impl Into<Vec<u8>>) -> Self {
+        Self::new(
+            cluster,
+            CalloutAnswer::Grpc {
+                status,
+                message: message.into(),
             },
         )
     }
@@ -116,6 +146,11 @@ pub enum CalloutState {
         /// Status delivered to the module.
         status: u16,
     },
+    /// A gRPC call answered with this gRPC status (0: OK).
+    GrpcAnswered {
+        /// The gRPC status delivered to the module.
+        grpc_status: u32,
+    },
     /// Failed (reset): the module got a response without headers.
     Failed,
     /// The dispatching context ended first; Envoy cancels the request.
@@ -166,6 +201,8 @@ pub(crate) struct CallResponse {
     pub trailers: Vec<(String, String)>,
     /// For failures: `proxy_get_status` reports BrokenConnection / "reset".
     pub failed: bool,
+    /// For gRPC calls: the gRPC status (0: OK, `body` is the message).
+    pub grpc: Option<u32>,
 }
 
 impl CallResponse {
@@ -184,7 +221,40 @@ impl CallResponse {
             body: body.to_vec(),
             trailers: Vec::new(),
             failed: false,
+            grpc: None,
         }
+    }
+
+    /// A gRPC answer: `status` and, for OK, the response message.
+    pub(crate) fn grpc(status: u32, message: &[u8]) -> Self {
+        Self {
+            body: if status == 0 {
+                message.to_vec()
+            } else {
+                Vec::new()
+            },
+            grpc: Some(status),
+            ..Self::default()
+        }
+    }
+
+    /// This answer as a gRPC call sees it (an HTTP status maps as gRPC clients map it).
+    pub(crate) fn into_grpc(self) -> Self {
+        if self.grpc.is_some() {
+            return self;
+        }
+        let status = match (self.failed, self.status()) {
+            (true, _) | (_, None) => 14,
+            (false, Some(200)) => 0,
+            (false, Some(504)) => 4,
+            (false, Some(400)) => 13,
+            (false, Some(401)) => 16,
+            (false, Some(403)) => 7,
+            (false, Some(404)) => 12,
+            (false, Some(429 | 502 | 503)) => 14,
+            (false, Some(_)) => 2,
+        };
+        Self::grpc(status, &self.body)
     }
 
     /// What Envoy's router answers when the call's timeout elapses.

@@ -30,7 +30,7 @@
 //! * Every callback runs with a fuel budget and the VM with a memory limit: a looping or
 //!   runaway module fails its call with a clear message, and the VM is marked failed (later
 //!   requests get Envoy's 503 `wasm_fail_stream`).
-//! * Hostcalls this host does not implement (gRPC, TCP streams) answer `Unimplemented`
+//! * Hostcalls this host does not implement (gRPC streams, TCP streams) answer `Unimplemented`
 //!   (WASI: `ENOSYS`) and are listed in [`Plugin::reports`].
 //!
 //! # Fidelity to Envoy, and known limits

@@ -6,11 +6,13 @@
 
 use meshguard_testkit::paths::filter_module;
 
-/// Exported by every module: the VM, root and stream lifecycle, request headers and callouts.
+/// Exported by every module: the VM, root and stream lifecycle, request headers and callouts (HTTP and unary gRPC).
 const ALWAYS: &[&str] = &[
     "proxy_on_configure",
     "proxy_on_context_create",
     "proxy_on_delete",
+    "proxy_on_grpc_close",
+    "proxy_on_grpc_receive",
     "proxy_on_http_call_response",
     "proxy_on_memory_allocate",
     "proxy_on_request_headers",

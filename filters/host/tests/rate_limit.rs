@@ -231,3 +231,187 @@ fn invalid_configuration_names_the_field() {
     assert!(matches!(err, HostError::ConfigRejected { .. }));
     assert!(err.to_string().contains("limits[0].rate.requests"), "{err}");
 }
+
+// === global limits: a scripted rate-limit service answers the gRPC callout ===
+
+mod global {
+    use std::time::Duration;
+
+    use meshguard_rls::{
+        Code, DescriptorStatus, Message, RateLimit, RateLimitRequest, RateLimitResponse, Unit,
+    };
+    use meshguard_testkit::paths::filter_module;
+    use meshguard_wasm_host::{CalloutRule, Plugin, PluginOptions, Request, Verdict, WasmModule};
+
+    const RLS_PATH: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
+
+    fn limits(failure_mode: &str, cluster: &str) -> String {
+        format!(
+            r#"{{"headers":"ietf","limits":[{{"name":"orders","match":{{"prefix":"/api/orders"}},
+                "key":[{{"header":"x-user"}}],
+                "global":{{"cluster":"{cluster}","domain":"shop","timeout":"25ms","failureMode":"{failure_mode}"}}}}]}}"#
+        )
+    }
+
+    /// The rate-limit module and the `meshguard` pipeline's `rateLimit` stage, on one config.
+    fn modules(limits: &str) -> [(&'static str, String); 2] {
+        [
+            ("meshguard_rate_limit", limits.to_string()),
+            ("meshguard", format!(r#"{{"rateLimit":{limits}}}"#)),
+        ]
+    }
+
+    fn start(module: &str, config: &str, rules: Vec<CalloutRule>) -> Plugin {
+        let module = WasmModule::from_file(filter_module(module).unwrap()).unwrap();
+        let mut options = PluginOptions::new(config)
+            .named("rate-limit")
+            .workers(2)
+            .cluster("ratelimit");
+        for rule in rules {
+            options = options.callout(rule);
+        }
+        Plugin::start(&module, options).unwrap()
+    }
+
+    fn answer(code: Code, remaining: u32) -> Vec<u8> {
+        RateLimitResponse {
+            overall_code: code as i32,
+            statuses: vec![DescriptorStatus {
+                code: code as i32,
+                current_limit: Some(RateLimit {
+                    name: String::new(),
+                    requests_per_unit: 2,
+                    unit: Unit::Minute as i32,
+                }),
+                limit_remaining: remaining,
+                duration_until_reset: Some(meshguard_rls::Duration::from_std(
+                    Duration::from_millis(41_500),
+                )),
+            }],
+            response_headers_to_add: Vec::new(),
+            request_headers_to_add: Vec::new(),
+        }
+        .encode_to_vec()
+    }
+
+    fn order(user: &str) -> Request {
+        Request::get("/api/orders").header("x-user", user)
+    }
+
+    #[test]
+    fn the_service_answers_ok_then_over_limit_and_the_filter_follows() {
+        for (module, config) in modules(&limits("allow", "ratelimit")) {
+            let mut plugin = start(
+                module,
+                &config,
+                vec![
+                    CalloutRule::grpc("ratelimit", 0, answer(Code::Ok, 1)).times(2),
+                    CalloutRule::grpc("ratelimit", 0, answer(Code::OverLimit, 0)),
+                ],
+            );
+            for expected in [200, 200, 429] {
+                let outcome = plugin.send(order("alice")).unwrap();
+                assert_eq!(outcome.status(), Some(expected), "{module}: {outcome:#?}");
+            }
+            let limited = plugin.send(order("alice")).unwrap();
+            assert_eq!(
+                limited.response_header("retry-after"),
+                Some("42"),
+                "{module}"
+            );
+            assert_eq!(
+                limited.response_header("ratelimit"),
+                Some("\"orders\";r=0;t=42"),
+                "{module}"
+            );
+            // Each request made one call, as Envoy would put it on the wire.
+            let callouts = plugin.callouts();
+            assert_eq!(callouts.len(), 4, "{module}");
+            let call = &callouts[0];
+            assert_eq!(call.cluster, "ratelimit");
+            assert_eq!(call.path(), RLS_PATH);
+            assert_eq!(call.timeout_ms, 25);
+            let request = RateLimitRequest::decode(call.body.as_slice()).unwrap();
+            assert_eq!(request.domain, "shop");
+            assert_eq!(request.hits_addend, 1);
+            assert_eq!(request.descriptors.len(), 1);
+            assert_eq!(request.descriptors[0].entries[0].key, "x-user");
+            assert_eq!(request.descriptors[0].entries[0].value, "alice");
+            // A path no global limit matches makes no call.
+            let other = plugin.send(Request::get("/api/cart")).unwrap();
+            assert_eq!(other.status(), Some(200));
+            assert_eq!(plugin.callouts().len(), 4, "{module}");
+            assert!(plugin.vm_failures().is_empty(), "{module}");
+        }
+    }
+
+    #[test]
+    fn a_silent_service_holds_the_request_for_the_timeout_then_the_failure_mode_applies() {
+        for (failure_mode, expected) in [("allow", 200), ("deny", 503)] {
+            for (module, config) in modules(&limits(failure_mode, "ratelimit")) {
+                let mut plugin = start(
+                    module,
+                    &config,
+                    vec![CalloutRule::new(
+                        "ratelimit",
+                        meshguard_wasm_host::CalloutAnswer::Timeout,
+                    )],
+                );
+                let id = plugin.begin(0, order("alice")).unwrap();
+                plugin.advance(Duration::from_millis(24)).unwrap();
+                assert_eq!(
+                    plugin.outcome(id).unwrap().verdict,
+                    Verdict::Pending,
+                    "{module}: waits up to the timeout"
+                );
+                plugin.advance(Duration::from_millis(1)).unwrap();
+                let outcome = plugin.outcome(id).unwrap();
+                assert_eq!(outcome.status(), Some(expected), "{module}: {outcome:#?}");
+                if expected == 503 {
+                    assert!(
+                        outcome.body_text().contains("DEADLINE_EXCEEDED"),
+                        "{module}: {}",
+                        outcome.body_text()
+                    );
+                }
+                // Counted (flushed on the next tick), and logged once however many fail.
+                for _ in 0..5 {
+                    let id = plugin.begin(1, order("bob")).unwrap();
+                    plugin.advance(Duration::from_millis(30)).unwrap();
+                    assert_eq!(plugin.outcome(id).unwrap().status(), Some(expected));
+                }
+                plugin.advance(Duration::from_secs(1)).unwrap();
+                let stat = |name: &str| {
+                    plugin
+                        .metric(&format!("meshguard.rate_limit.rate-limit.orders.{name}"))
+                        .unwrap_or(0)
+                };
+                assert_eq!(stat("error"), 6, "{module}");
+                let mode_stat = match failure_mode {
+                    "allow" => "failure_mode_allowed",
+                    _ => "failure_mode_denied",
+                };
+                assert_eq!(stat(mode_stat), 6, "{module}");
+                let warnings = plugin
+                    .logs()
+                    .iter()
+                    .filter(|line| line.message.contains("no usable answer"))
+                    .count();
+                assert_eq!(warnings, 1, "{module}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_cluster_is_refused_without_a_panic_and_the_failure_mode_applies() {
+        for (module, config) in modules(&limits("deny", "no-such-cluster")) {
+            let mut plugin = start(module, &config, Vec::new());
+            let outcome = plugin.send(order("alice")).unwrap();
+            assert_eq!(outcome.status(), Some(503), "{module}: {outcome:#?}");
+            assert!(outcome.body_text().contains("no-such-cluster"), "{module}");
+            assert!(plugin.vm_failures().is_empty(), "{module}: no panic");
+            // The VM still serves.
+            assert_eq!(plugin.send(order("bob")).unwrap().status(), Some(503));
+        }
+    }
+}

@@ -135,16 +135,17 @@ fn initial_memory_beyond_the_limit_fails_to_instantiate() {
 
 #[test]
 fn unimplemented_hostcalls_answer_unimplemented_and_are_reported() {
-    // Calls proxy_grpc_call and an unknown env import; answers 400 + the status they returned.
+    // Calls proxy_grpc_stream (unary gRPC calls are implemented, streams are not) and an
+    // unknown env import; answers 400 + the status they returned.
     let imports = r#"
-  (import "env" "proxy_grpc_call" (func $grpc (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_stream" (func $grpc (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_from_the_future" (func $future (param i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (import "env" "proxy_send_local_response" (func $reply (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"#;
     let body = r#"
     (local $s i32)
     (local.set $s (call $grpc (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
-                              (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+                              (i32.const 0) (i32.const 0) (i32.const 0)))
     (local.set $s (i32.add (local.get $s) (call $future (i32.const 7))))
     (local.set $s (i32.add (local.get $s) (call $open (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
                                                       (i32.const 0) (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 0))))
@@ -158,7 +159,7 @@ fn unimplemented_hostcalls_answer_unimplemented_and_are_reported() {
     assert_eq!(outcome.status(), Some(376), "{outcome:#?}");
     let reports = plugin.reports().join("\n");
     for name in [
-        "env::proxy_grpc_call",
+        "env::proxy_grpc_stream",
         "env::proxy_from_the_future",
         "wasi_snapshot_preview1::path_open",
     ] {
@@ -168,7 +169,7 @@ fn unimplemented_hostcalls_answer_unimplemented_and_are_reported() {
         outcome
             .logs
             .iter()
-            .any(|l| l.message.contains("proxy_grpc_call is not implemented"))
+            .any(|l| l.message.contains("proxy_grpc_stream is not implemented"))
     );
 }
 

@@ -3,6 +3,7 @@
 mod authz;
 mod config;
 mod cross_stage;
+mod global;
 mod hostcalls;
 mod pause;
 

@@ -2,7 +2,8 @@
 //! ConfigMap loads with the service's own parser, the Deployment's args parse with its real
 //! command line and name the mounted ConfigMap, Redis and ports the other objects define, the
 //! gateway cluster points at the Service, and every descriptor the gateway's rate-limit actions
-//! can build meets a limit of the ConfigMap.
+//! (Envoy's native filter, and meshguard's global limits in `istio/rate-limit/`) can build meets
+//! a limit of the ConfigMap.
 
 use std::time::Duration;
 
@@ -230,6 +231,53 @@ fn the_gateway_cluster_reaches_the_service_and_every_action_meets_a_limit() {
             .collect();
         let applied = matching::find(domain, &entries)
             .unwrap_or_else(|| panic!("no limit for the descriptor {entries:?}"));
+        assert!(applied.limit.name.is_some(), "{entries:?}");
+    }
+}
+
+#[test]
+fn every_global_limit_of_the_gateway_wasmplugin_meets_a_limit() {
+    use meshguard_rate_limit::config::KeyPart;
+
+    let docs = documents();
+    let config = config(&docs);
+    let cluster = &find(&docs, "EnvoyFilter", "meshguard-rate-limit-cluster")["spec"]["configPatches"]
+        [0]["patch"]["value"]["name"];
+    let plugin = meshguard_testkit::istio::documents("rate-limit")
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .find(|doc| doc["metadata"]["name"].as_str() == Some("meshguard-rate-limit-global"))
+        .expect("istio/rate-limit/ has the global WasmPlugin");
+    let filter = meshguard_rate_limit::parse_config(
+        &serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap(),
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    assert!(!filter.globals.is_empty());
+    for limit in &filter.globals {
+        assert_eq!(Some(limit.global.cluster.as_str()), cluster.as_str());
+        let domain = config
+            .domain(&limit.global.domain)
+            .unwrap_or_else(|| panic!("no domain {} in the ConfigMap", limit.global.domain));
+        // The descriptor the filter sends for a request that has every key part.
+        let entries: Vec<(String, String)> = limit
+            .key
+            .iter()
+            .zip(&limit.descriptor_keys)
+            .map(|(part, key)| {
+                let value = match part {
+                    KeyPart::Constant(value) => value.clone(),
+                    KeyPart::ClientIp => "198.51.100.7".to_string(),
+                    _ => "user-42".to_string(),
+                };
+                (key.clone(), value)
+            })
+            .collect();
+        let entries: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let applied = matching::find(domain, &entries)
+            .unwrap_or_else(|| panic!("{}: no limit for {entries:?}", limit.name));
         assert!(applied.limit.name.is_some(), "{entries:?}");
     }
 }

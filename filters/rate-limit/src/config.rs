@@ -16,8 +16,11 @@ use governor::Quota;
 use meshguard_filter_core::config::parse_json;
 use meshguard_filter_core::{ConfigError, Env, RawRouteMatch, RouteMatch};
 
+mod global;
 mod matching;
 
+use global::RawGlobal;
+pub use global::{FailureMode, Global, GlobalLimit};
 pub use matching::KeyPart;
 use matching::RawKeyPart;
 
@@ -50,21 +53,17 @@ struct RawLimit {
     #[serde(default, rename = "match")]
     matcher: RawRouteMatch,
     key: Vec<RawKeyPart>,
-    rate: RawRate,
-    #[serde(default)]
-    burst: u32,
+    /// Required for a local limit; a global limit's rate is the service's.
+    rate: Option<RawRate>,
+    burst: Option<u32>,
     #[serde(default)]
     shadow: bool,
-    #[serde(default = "default_max_keys")]
-    max_keys: u32,
-    #[serde(default = "default_idle_expiry")]
-    idle_expiry: String,
+    max_keys: Option<u32>,
+    idle_expiry: Option<String>,
     #[serde(default)]
     on_missing_key: MissingKey,
-}
-
-fn default_max_keys() -> u32 {
-    DEFAULT_MAX_KEYS
+    /// Counted by a rate-limit service instead of in shared data.
+    global: Option<RawGlobal>,
 }
 
 fn default_idle_expiry() -> String {
@@ -164,19 +163,25 @@ pub enum MissingKey {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Limits in order; a request is checked against every one that matches.
+    /// Local limits (counted in shared data) in order; a request is checked against every
+    /// one that matches.
     pub limits: Vec<Limit>,
+    /// Global limits (counted by a rate-limit service), in order; asked after every local
+    /// limit admitted the request.
+    pub globals: Vec<GlobalLimit>,
     /// The answer to a denied request.
     pub response: DenyResponse,
     /// Rate-limit headers to send.
     pub headers: HeaderStyle,
 }
 
-/// One limit.
+/// One local limit.
 #[derive(Debug, Clone)]
 pub struct Limit {
     /// Unique name (metrics, headers, shared-data namespace).
     pub name: String,
+    /// Its index in the configuration's `limits` (for error paths).
+    pub position: usize,
     /// Which requests it applies to (the shared route matcher).
     pub matcher: RouteMatch,
     /// The parts its key is built from, in order.
@@ -236,8 +241,17 @@ impl Config {
         if env.claims {
             return Ok(());
         }
-        for (index, limit) in self.limits.iter().enumerate() {
-            for (part, key) in limit.key.iter().enumerate() {
+        let keys = self
+            .limits
+            .iter()
+            .map(|limit| (limit.position, &limit.key))
+            .chain(
+                self.globals
+                    .iter()
+                    .map(|limit| (limit.position, &limit.key)),
+            );
+        for (index, key) in keys {
+            for (part, key) in key.iter().enumerate() {
                 if let KeyPart::Claim(path) = key {
                     return Err(ConfigError::new(
                         format!("limits[{index}].key[{part}].claim"),
@@ -265,21 +279,37 @@ impl TryFrom<RawConfig> for Config {
         }
         let mut names = BTreeSet::new();
         let mut limits = Vec::with_capacity(raw.limits.len());
+        let mut globals: Vec<GlobalLimit> = Vec::new();
         for (index, raw_limit) in raw.limits.into_iter().enumerate() {
             let parent = format!("limits[{index}]");
-            let limit = Limit::try_from(raw_limit).map_err(|err| err.within(&parent))?;
-            if !names.insert(limit.name.clone()) {
+            let name = raw_limit.name.clone();
+            if raw_limit.global.is_some() {
+                let limit =
+                    GlobalLimit::parse(raw_limit, index).map_err(|err| err.within(&parent))?;
+                if let Some(first) = globals.first() {
+                    limit
+                        .global
+                        .same_service(&first.global, first.position)
+                        .map_err(|err| err.within(&parent))?;
+                }
+                globals.push(limit);
+            } else {
+                let mut limit = Limit::try_from(raw_limit).map_err(|err| err.within(&parent))?;
+                limit.position = index;
+                limits.push(limit);
+            }
+            if !names.insert(name.clone()) {
                 return Err(ConfigError::new(
                     format!("{parent}.name"),
-                    format!("duplicate limit name `{}`", limit.name),
+                    format!("duplicate limit name `{name}`"),
                 ));
             }
-            limits.push(limit);
         }
         let response =
             DenyResponse::try_from(raw.response).map_err(|err| err.within("response"))?;
         Ok(Self {
             limits,
+            globals,
             response,
             headers: raw.headers,
         })
@@ -290,50 +320,32 @@ impl TryFrom<RawLimit> for Limit {
     type Error = ConfigError;
 
     fn try_from(raw: RawLimit) -> Result<Self, ConfigError> {
-        let name_ok = !raw.name.is_empty()
-            && raw.name.len() <= 64
-            && raw
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(ConfigError::new(
-                "name",
-                format!(
-                    "`{}` must be 1-64 characters of letters, digits, `-` and `_`",
-                    raw.name
-                ),
-            ));
-        }
+        check_name(&raw.name)?;
         let matcher = RouteMatch::try_from(raw.matcher).map_err(|err| err.within("match"))?;
-        if raw.key.is_empty() {
+        let key = parse_key(raw.key)?;
+        let Some(rate) = raw.rate else {
             return Err(ConfigError::new(
-                "key",
-                "at least one key part is required (use {\"constant\": \"all\"} for one global budget)",
+                "rate",
+                "a local limit needs a rate ({\"requests\": N, \"per\": \"second\"}); a limit \
+                 counted by a rate-limit service has `global` instead",
             ));
-        }
-        let key = raw
-            .key
-            .into_iter()
-            .enumerate()
-            .map(|(index, part)| {
-                KeyPart::try_from(part).map_err(|err| err.within(&format!("key[{index}]")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let quota = quota(raw.rate.requests, raw.rate.per, raw.burst)?;
-        if raw.max_keys == 0 || raw.max_keys > MAX_MAX_KEYS {
+        };
+        let burst = raw.burst.unwrap_or(0);
+        let quota = quota(rate.requests, rate.per, burst)?;
+        let max_keys = raw.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+        let idle_expiry = raw.idle_expiry.unwrap_or_else(default_idle_expiry);
+        if max_keys == 0 || max_keys > MAX_MAX_KEYS {
             return Err(ConfigError::new(
                 "maxKeys",
                 format!("must be between 1 and {MAX_MAX_KEYS}"),
             ));
         }
-        let idle_expiry = parse_duration(&raw.idle_expiry)
+        let idle_expiry = parse_duration(&idle_expiry)
             .ok_or_else(|| {
                 ConfigError::new(
                     "idleExpiry",
                     format!(
-                        "`{}` is not a duration such as `500ms`, `30s`, `5m` or `1h`",
-                        raw.idle_expiry
+                        "`{idle_expiry}` is not a duration such as `500ms`, `30s`, `5m` or `1h`"
                     ),
                 )
             })
@@ -346,18 +358,52 @@ impl TryFrom<RawLimit> for Limit {
             })?;
         Ok(Self {
             name: raw.name,
+            position: 0,
             matcher,
             key,
-            requests: raw.rate.requests,
-            per: raw.rate.per,
-            burst: raw.burst,
+            requests: rate.requests,
+            per: rate.per,
+            burst,
             quota,
             shadow: raw.shadow,
-            max_keys: raw.max_keys,
+            max_keys,
             idle_expiry,
             on_missing_key: raw.on_missing_key,
         })
     }
+}
+
+/// Checks a limit's name: it is used in stats, headers and shared-data keys.
+fn check_name(name: &str) -> Result<(), ConfigError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if name_ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "name",
+            format!("`{name}` must be 1-64 characters of letters, digits, `-` and `_`"),
+        ))
+    }
+}
+
+/// Parses a limit's key parts.
+fn parse_key(raw: Vec<RawKeyPart>) -> Result<Vec<KeyPart>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::new(
+            "key",
+            "at least one key part is required (use {\"constant\": \"all\"} for one global budget)",
+        ));
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, part)| {
+            KeyPart::try_from(part).map_err(|err| err.within(&format!("key[{index}]")))
+        })
+        .collect()
 }
 
 /// Builds the governor quota, refusing zero, overflowing and absurd rates.

@@ -29,6 +29,7 @@
 )]
 
 pub mod config;
+pub mod global;
 pub mod headers;
 pub mod limiter;
 pub mod metrics;
@@ -45,13 +46,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use meshguard_filter_core::{
-    ConfigError, Ctx, Decision, Env, Filter, HeaderMap, Host, HttpFilter, Root, Stats,
-    StreamCallbacks,
+    CallResponse, ConfigError, Ctx, Decision, Env, Filter, HeaderMap, Host, HttpFilter, Root,
+    Stats, StreamCallbacks,
 };
 
 pub use config::{Config, parse_config};
 pub use limiter::{Checked, Engine, Pending, Verdict};
 
+use crate::global::{Asked, Globals, Outcome};
+use crate::headers::LimitStatus;
 use crate::limiter::now_ns;
 use crate::metrics::LimitMetrics;
 use crate::table::Table;
@@ -72,7 +75,7 @@ impl Filter for RateLimit {
         env: &Env,
         config: &[u8],
     ) -> Result<RateLimitRoot, ConfigError> {
-        let config = parse_config(config)?;
+        let mut config = parse_config(config)?;
         config.check_env(env)?;
         let stats = Stats::new(Self::NAME, &env.plugin);
         let mut tables = Vec::with_capacity(config.limits.len());
@@ -85,14 +88,18 @@ impl Filter for RateLimit {
             tables.push(table);
             metrics.push(LimitMetrics::define(host, &stats, &limit.name));
         }
+        let holder = host.random_u64();
+        let limits = std::mem::take(&mut config.globals);
+        let globals = Globals::new(host, &stats, &env.plugin, limits, holder);
         Ok(RateLimitRoot {
             engine: Rc::new(Engine {
                 config,
                 tables,
                 seeds,
                 metrics,
+                globals,
             }),
-            holder: host.random_u64(),
+            holder,
         })
     }
 }
@@ -137,25 +144,58 @@ impl Root for RateLimitRoot {
             sweep::tick(host, limit, table, metrics, now_ms, self.holder);
             metrics.flush(host);
         }
+        engine.globals.flush(host);
     }
 
     fn new_http(&self, _context_id: u32) -> RateLimitHttp {
         RateLimitHttp {
             engine: Rc::clone(&self.engine),
             pending: None,
+            asked: None,
+            global_statuses: Vec::new(),
             response_headers: Vec::new(),
         }
     }
 }
 
-/// Per-stream filter: checks the request, charges it once the module lets it go on, and adds
-/// rate-limit headers to the response.
+/// Per-stream filter: checks the local limits, asks the rate-limit service about the global
+/// ones (only when every local limit admitted), charges the local limits once the module lets
+/// the request go on, and adds rate-limit headers to the response.
 #[derive(Debug)]
 pub struct RateLimitHttp {
     engine: Rc<Engine>,
-    /// Admitted by the check, to be charged at commit.
+    /// Admitted by the local check, to be charged at commit.
     pending: Option<Pending>,
+    /// The global call this stream waits for.
+    asked: Option<Asked>,
+    /// The global limits' state from the service's answer, for the RateLimit headers.
+    global_statuses: Vec<LimitStatus>,
     response_headers: Vec<(String, String)>,
+}
+
+impl RateLimitHttp {
+    /// Applies what the service's answer (or its absence) means.
+    fn conclude(&mut self, ctx: &mut Ctx<'_>, outcome: Outcome) -> Decision {
+        match outcome {
+            Outcome::Deny(response) => {
+                // Nothing local is charged: the request does not go on.
+                self.pending = None;
+                Decision::Respond(response)
+            }
+            Outcome::Admit {
+                request_headers,
+                response_headers,
+                statuses,
+            } => {
+                for (name, value) in &request_headers {
+                    ctx.set_header(HeaderMap::Request, name, Some(value));
+                }
+                self.response_headers.extend(response_headers);
+                self.global_statuses = statuses;
+                Decision::Continue
+            }
+        }
+    }
 }
 
 impl HttpFilter for RateLimitHttp {
@@ -168,23 +208,46 @@ impl HttpFilter for RateLimitHttp {
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, _end_of_stream: bool) -> Decision {
         match self.engine.check(ctx) {
-            Checked::Unlimited => Decision::Continue,
-            Checked::Denied(response) => Decision::Respond(response),
-            Checked::Pending(pending) => {
-                self.pending = Some(pending);
-                Decision::Continue
+            Checked::Unlimited => {}
+            Checked::Denied(response) => return Decision::Respond(response),
+            Checked::Pending(pending) => self.pending = Some(pending),
+        }
+        // Local first: only a request every local limit admitted costs a call.
+        let engine = Rc::clone(&self.engine);
+        let Some((call, matched)) = engine.globals.request(ctx) else {
+            return Decision::Continue;
+        };
+        match ctx.dispatch_grpc(&call) {
+            Some(token) => {
+                self.asked = Some(Asked { token, matched });
+                Decision::Pause
+            }
+            None => {
+                let now = now_ns(ctx);
+                let reason = format!(
+                    "Envoy refused the call (is `{}` a cluster of this proxy?)",
+                    call.cluster
+                );
+                let outcome = engine.globals.fail(ctx, &matched, &reason, now);
+                self.conclude(ctx, outcome)
             }
         }
     }
 
-    /// The request goes on: charge every limit that admitted it.
+    /// The request goes on: charge every local limit that admitted it.
     fn commit_request(&mut self, ctx: &mut Ctx<'_>) -> Decision {
+        let statuses = std::mem::take(&mut self.global_statuses);
         let Some(pending) = self.pending.take() else {
+            if !statuses.is_empty() {
+                let style = self.engine.config.headers;
+                self.response_headers
+                    .extend(crate::headers::render(style, &statuses));
+            }
             return Decision::Continue;
         };
-        match self.engine.commit(ctx, pending) {
+        match self.engine.commit_with(ctx, pending, &statuses) {
             Verdict::Admit(headers) => {
-                self.response_headers = headers;
+                self.response_headers.extend(headers);
                 Decision::Continue
             }
             Verdict::Deny(response) => Decision::Respond(response),
@@ -196,5 +259,29 @@ impl HttpFilter for RateLimitHttp {
             ctx.set_header(HeaderMap::Response, &name, Some(&value));
         }
         Decision::Continue
+    }
+
+    /// The rate-limit service answered (or the call failed or timed out).
+    fn on_call_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        token: u32,
+        response: Option<CallResponse>,
+    ) -> Decision {
+        let Some(asked) = self.asked.take_if(|asked| asked.token == token) else {
+            // Not this stream's call: keep waiting for ours.
+            return Decision::Pause;
+        };
+        let engine = Rc::clone(&self.engine);
+        let now = now_ns(ctx);
+        let outcome = engine.globals.answer(
+            ctx,
+            &asked.matched,
+            response,
+            &engine.config.response,
+            engine.config.headers,
+            now,
+        );
+        self.conclude(ctx, outcome)
     }
 }

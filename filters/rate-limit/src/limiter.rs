@@ -30,6 +30,7 @@ use governor::nanos::Nanos;
 use meshguard_filter_core::{Ctx, Host, LocalResponse, LogLevel, SharedDataError};
 
 use crate::config::{Config, HeaderStyle, Limit};
+use crate::global::Globals;
 use crate::headers::{LimitStatus, render, seconds_until};
 use crate::metrics::LimitMetrics;
 use crate::request::{self, Key};
@@ -47,6 +48,8 @@ pub struct Engine {
     pub seeds: Vec<Cell<u64>>,
     /// Metric ids per limit.
     pub metrics: Vec<LimitMetrics>,
+    /// The global limits (asked of a rate-limit service after the local ones admitted).
+    pub globals: Globals,
 }
 
 /// A request every matching limit admitted at its check, not yet charged: the writes kept
@@ -165,7 +168,7 @@ impl Engine {
             .any(|check| check.denied() && !self.is_shadow(check.index));
         if enforced_denial {
             self.account(ctx, &checks, false);
-            let headers = self.headers(&checks, now);
+            let headers = self.headers(&checks, now, &[]);
             return Checked::Denied(self.deny_response(&checks, now, headers));
         }
         Checked::Pending(Pending { checks, now })
@@ -175,9 +178,20 @@ impl Engine {
     /// counts the outcome. A request a later stage answered locally never gets here, so it
     /// costs no budget.
     pub fn commit(&self, ctx: &mut Ctx<'_>, pending: Pending) -> Verdict {
+        self.commit_with(ctx, pending, &[])
+    }
+
+    /// [`Engine::commit`], advertising the global limits' `statuses` (from the service's
+    /// answer) in the RateLimit headers with the local ones.
+    pub fn commit_with(
+        &self,
+        ctx: &mut Ctx<'_>,
+        pending: Pending,
+        statuses: &[LimitStatus],
+    ) -> Verdict {
         let Pending { mut checks, now } = pending;
         let admitted = self.store(ctx, &mut checks, now);
-        match self.conclude(ctx, &checks, now, admitted) {
+        match self.conclude(ctx, &checks, now, admitted, statuses) {
             Ok(headers) => Verdict::Admit(headers),
             Err(response) => Verdict::Deny(response),
         }
@@ -190,9 +204,10 @@ impl Engine {
         checks: &[Check],
         now: u64,
         admitted: bool,
+        extra: &[LimitStatus],
     ) -> Result<Vec<(String, String)>, LocalResponse> {
         self.account(host, checks, admitted);
-        let headers = self.headers(checks, now);
+        let headers = self.headers(checks, now, extra);
         if admitted {
             Ok(headers)
         } else {
@@ -201,10 +216,14 @@ impl Engine {
     }
 
     /// The rate-limit response headers for the limits that took part.
-    fn headers(&self, checks: &[Check], now: u64) -> Vec<(String, String)> {
+    fn headers(&self, checks: &[Check], now: u64, extra: &[LimitStatus]) -> Vec<(String, String)> {
         match self.config.headers {
             HeaderStyle::None => Vec::new(),
-            style => render(style, &self.statuses(checks, now)),
+            style => {
+                let mut statuses = self.statuses(checks, now);
+                statuses.extend_from_slice(extra);
+                render(style, &statuses)
+            }
         }
     }
 

@@ -65,7 +65,8 @@ impl Key {
     }
 }
 
-fn part_value(part: &KeyPart, ctx: &Ctx<'_>) -> Option<String> {
+/// The value of one key part for the request (`None` when missing).
+pub fn part_value(part: &KeyPart, ctx: &Ctx<'_>) -> Option<String> {
     match part {
         KeyPart::ClientIp => ctx.client_address().map(|ip| ip.to_string()),
         KeyPart::Header(name) => ctx.request_header(name).map(|value| value.to_string()),

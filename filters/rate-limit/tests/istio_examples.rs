@@ -103,3 +103,37 @@ fn the_examples_cover_the_commerce_limits() {
         by_place("gateway-wasmplugin.yaml")
     );
 }
+
+#[test]
+fn the_global_example_asks_the_rate_limit_service_after_the_local_limits() {
+    let configs = configurations();
+    let globals: Vec<_> = configs
+        .iter()
+        .flat_map(|(place, config)| config.globals.iter().map(move |l| (place, l)))
+        .collect();
+    assert!(globals.len() >= 3, "{} global limits", globals.len());
+    for (place, limit) in &globals {
+        assert!(
+            place.starts_with("gateway-global-wasmplugin.yaml"),
+            "{place}: global limits live in their own plugin"
+        );
+        // The cluster of istio/rate-limit-service/gateway-cluster-envoyfilter.yaml and the
+        // domain of its ConfigMap.
+        assert_eq!(
+            limit.global.cluster, "meshguard_rate_limit",
+            "{}",
+            limit.name
+        );
+        assert_eq!(limit.global.domain, "commerce-edge", "{}", limit.name);
+        assert!(limit.global.timeout <= std::time::Duration::from_millis(50));
+    }
+    // Local first: the global plugin runs after the local one (lower priority runs later).
+    let priority = |file: &str| {
+        documents()
+            .into_iter()
+            .find(|(name, _)| name.starts_with(file))
+            .map(|(_, doc)| doc["spec"]["priority"].as_i64().unwrap())
+            .unwrap()
+    };
+    assert!(priority("gateway-global-wasmplugin.yaml") < priority("gateway-wasmplugin.yaml"));
+}

@@ -23,8 +23,9 @@ pub const SECTION: &str = "meshguard.unused_exports";
 /// Exports the shim never routes to a filter, so the SDK's do-nothing defaults answer them:
 /// response bodies and trailers (no filter reads them), `on_done` (the SDK's default says done; Envoy
 /// treats a missing export the same), queues and foreign-function callbacks (never
-/// registered), and the network-filter and gRPC-call callbacks (HTTP filters without gRPC
-/// calls).
+/// registered), the network-filter callbacks, and gRPC streams' metadata callbacks (a unary
+/// gRPC call, the only kind the shim makes, is answered by `proxy_on_grpc_receive` or
+/// `proxy_on_grpc_close`, which stay: they cost nothing on requests that make no call).
 const NEVER_ROUTED: &[&str] = &[
     "proxy_on_request_trailers",
     "proxy_on_response_body",
@@ -39,8 +40,6 @@ const NEVER_ROUTED: &[&str] = &[
     "proxy_on_upstream_connection_close",
     "proxy_on_grpc_receive_initial_metadata",
     "proxy_on_grpc_receive_trailing_metadata",
-    "proxy_on_grpc_receive",
-    "proxy_on_grpc_close",
 ];
 
 const RESPONSE_HEADERS: &str = "proxy_on_response_headers";
@@ -157,6 +156,8 @@ mod tests {
                 "proxy_on_vm_start",
                 "proxy_on_tick",
                 "proxy_on_http_call_response",
+                "proxy_on_grpc_receive",
+                "proxy_on_grpc_close",
                 "proxy_on_memory_allocate",
             ] {
                 assert!(

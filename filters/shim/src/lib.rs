@@ -11,8 +11,8 @@
 use std::time::SystemTime;
 
 use meshguard_filter_core::{
-    CallResponse, Decision, Env, Filter, HeaderMap, Host, HttpCall, HttpFilter, LocalResponse,
-    LogLevel, MetricKind, Root, SharedDataError, Stream,
+    CallResponse, Decision, Env, Filter, GrpcCall, HeaderMap, Host, HttpCall, HttpFilter,
+    LocalResponse, LogLevel, MetricKind, Root, SharedDataError, Stream,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -89,6 +89,13 @@ impl<F: Filter> Context for RootAdapter<F> {
         let response = call_response(body);
         if let Some(root) = &mut self.root {
             root.on_call_response(&mut self.host, token, response);
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        let response = grpc_response(status, size);
+        if let Some(root) = &mut self.root {
+            root.on_call_response(&mut self.host, token, Some(response));
         }
     }
 }
@@ -188,6 +195,18 @@ impl<H: HttpFilter> Context for HttpAdapter<H> {
         _trailers: usize,
     ) {
         let response = call_response(body);
+        self.answered(token, response);
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        let response = grpc_response(status, size);
+        self.answered(token, Some(response));
+    }
+}
+
+impl<H: HttpFilter> HttpAdapter<H> {
+    /// A callout this stream made answered: the filter decides whether the request resumes.
+    fn answered(&mut self, token: u32, response: Option<CallResponse>) {
         match self
             .stream
             .on_call_response(&mut self.host, token, response)
@@ -235,6 +254,22 @@ impl<H: HttpFilter> HttpContext for HttpAdapter<H> {
 fn lossy(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes)
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
+
+/// Collects the current gRPC call answer: on success (status 0, `on_grpc_receive`) the
+/// response message; on failure (`on_grpc_close`) the status alone. Envoy's status message
+/// is not read: the SDK's reader unwraps its UTF-8 (a panic on a server's odd message), and
+/// the code says what a filter needs.
+fn grpc_response(status: u32, size: usize) -> CallResponse {
+    let body = if status == 0 {
+        hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    CallResponse::grpc(status, "", body)
 }
 
 fn call_response(body_size: usize) -> Option<CallResponse> {
@@ -364,6 +399,20 @@ impl Host for ProxyHost {
             headers,
             call.body.as_deref(),
             Vec::new(),
+            call.timeout,
+        )
+        .ok()
+    }
+
+    /// The cluster is given by name, as Envoy's own filters name it; Envoy answers an unknown
+    /// cluster with `ParseFailure`, which the SDK returns as an error (no panic).
+    fn dispatch_grpc(&mut self, call: &GrpcCall) -> Option<u32> {
+        hostcalls::dispatch_grpc_call(
+            &call.cluster,
+            &call.service,
+            &call.method,
+            Vec::new(),
+            Some(&call.message),
             call.timeout,
         )
         .ok()

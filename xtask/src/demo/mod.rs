@@ -10,6 +10,7 @@ mod canary;
 mod circuit_breaker;
 mod edge;
 mod gateway;
+mod global_rate_limit;
 mod jwt_auth;
 mod monitoring;
 mod rate_limit;
@@ -48,6 +49,10 @@ const ACTS: &[(&str, Act)] = &[
     ("canary", canary::run),
     ("circuit-breaker", circuit_breaker::run),
     ("rate-limit", rate_limit::run),
+    (
+        "global rate limit (two gateways, one budget)",
+        global_rate_limit::run,
+    ),
     ("meshguard edge (one module, every policy)", edge::run),
     ("admission", admission::run),
     ("monitoring (what the alerts said)", monitoring::run),

@@ -37,7 +37,9 @@ use std::time::SystemTime;
 pub use facts::{client_ip, cookie_value, host_of, path_only};
 pub use identity::{ClaimPath, Identity, claim_text};
 
-use crate::{HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError};
+use crate::{
+    GrpcCall, HeaderMap, Host, HttpCall, LocalResponse, LogLevel, MetricKind, SharedDataError,
+};
 use headers::HeaderCache;
 
 /// The property Envoy 1.40 keeps the route's cluster under at request headers.
@@ -327,6 +329,10 @@ impl Host for Ctx<'_> {
 
     fn dispatch(&mut self, call: &HttpCall) -> Option<u32> {
         self.host.dispatch(call)
+    }
+
+    fn dispatch_grpc(&mut self, call: &GrpcCall) -> Option<u32> {
+        self.host.dispatch_grpc(call)
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {

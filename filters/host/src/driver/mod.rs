@@ -379,8 +379,11 @@ impl Plugin {
                     if record.state != CalloutState::Pending {
                         return;
                     }
-                    record.state = match response.status() {
-                        Some(status) if !response.failed => CalloutState::Answered { status },
+                    record.state = match (response.grpc, response.status()) {
+                        (Some(grpc_status), _) => CalloutState::GrpcAnswered { grpc_status },
+                        (None, Some(status)) if !response.failed => {
+                            CalloutState::Answered { status }
+                        }
                         _ => CalloutState::Failed,
                     };
                     (record.vm, record.context_id, record.token)
@@ -388,30 +391,61 @@ impl Plugin {
                 let Some(machine) = self.vms.get_mut(vm) else {
                     return;
                 };
-                let Some(func) = machine.exports.on_http_call_response.clone() else {
-                    return;
+                let result = match response.grpc {
+                    // A unary gRPC call: the message on success, the status otherwise.
+                    Some(status) => {
+                        let size = len_i32(response.body.len());
+                        machine.store.data_mut().call_response = Some(response);
+                        let result = if status == 0 {
+                            machine.exports.on_grpc_receive.clone().map(|func| {
+                                machine.call(
+                                    "proxy_on_grpc_receive",
+                                    context,
+                                    &func,
+                                    (as_i32(context), as_i32(token), size),
+                                )
+                            })
+                        } else {
+                            machine.exports.on_grpc_close.clone().map(|func| {
+                                machine.call(
+                                    "proxy_on_grpc_close",
+                                    context,
+                                    &func,
+                                    (as_i32(context), as_i32(token), as_i32(status)),
+                                )
+                            })
+                        };
+                        machine.store.data_mut().call_response = None;
+                        result
+                    }
+                    None => {
+                        let Some(func) = machine.exports.on_http_call_response.clone() else {
+                            return;
+                        };
+                        let (headers, body, trailers) = if response.failed {
+                            (0, 0, 0)
+                        } else {
+                            (
+                                len_i32(response.headers.len()),
+                                len_i32(response.body.len()),
+                                len_i32(response.trailers.len()),
+                            )
+                        };
+                        machine.store.data_mut().call_response = Some(response);
+                        let result = machine.call(
+                            "proxy_on_http_call_response",
+                            context,
+                            &func,
+                            (as_i32(context), as_i32(token), headers, body, trailers),
+                        );
+                        machine.store.data_mut().call_response = None;
+                        Some(result)
+                    }
                 };
-                let (headers, body, trailers) = if response.failed {
-                    (0, 0, 0)
-                } else {
-                    (
-                        len_i32(response.headers.len()),
-                        len_i32(response.body.len()),
-                        len_i32(response.trailers.len()),
-                    )
-                };
-                machine.store.data_mut().call_response = Some(response);
-                let result = machine.call(
-                    "proxy_on_http_call_response",
-                    context,
-                    &func,
-                    (as_i32(context), as_i32(token), headers, body, trailers),
-                );
-                machine.store.data_mut().call_response = None;
-                if result.is_err() {
-                    self.fail_vm(vm);
-                } else {
-                    self.settle_flagged(vm);
+                match result {
+                    None => {}
+                    Some(Err(_)) => self.fail_vm(vm),
+                    Some(Ok(())) => self.settle_flagged(vm),
                 }
             }
             Event::UpstreamReady {

@@ -150,6 +150,31 @@ pub(super) fn add(r: &mut Registry<'_>) -> wasmtime::Result<()> {
             ))
         }
     );
+    define!(
+        r,
+        "env",
+        "proxy_grpc_call",
+        |mut c: Ctx<'_>,
+         up: i32,
+         ul: i32,
+         sp: i32,
+         sl: i32,
+         mp: i32,
+         ml: i32,
+         hp: i32,
+         hl: i32,
+         bp: i32,
+         bl: i32,
+         timeout: i32,
+         token: i32| {
+            finish(grpc_call(
+                &mut c,
+                [(up, ul), (sp, sl), (mp, ml), (hp, hl), (bp, bl)],
+                timeout,
+                token,
+            ))
+        }
+    );
     Ok(())
 }
 
@@ -267,10 +292,17 @@ fn buffer(c: &Ctx<'_>, ty: BufferType) -> Option<Vec<u8>> {
                 .map(|s| s.response_body.clone())
                 .unwrap_or_default(),
         ),
-        BufferType::DownstreamData
-        | BufferType::UpstreamData
-        | BufferType::GrpcReceive
-        | BufferType::CallData => Some(Vec::new()),
+        BufferType::GrpcReceive => Some(
+            state
+                .call_response
+                .as_ref()
+                .filter(|r| r.grpc.is_some())
+                .map(|r| r.body.clone())
+                .unwrap_or_default(),
+        ),
+        BufferType::DownstreamData | BufferType::UpstreamData | BufferType::CallData => {
+            Some(Vec::new())
+        }
     }
 }
 
@@ -417,6 +449,61 @@ fn http_call(c: &mut Ctx<'_>, parts: [(i32, i32); 4], timeout: i32, token_ptr: i
         return Err(Status::BadArgument.into());
     }
     let timeout = Duration::from_millis(u64::from(u32_of(timeout)));
+    let token = place(c, cluster, headers, body, timeout, false)?;
+    write_u32(c, token_ptr, token)
+}
+
+/// A unary gRPC call: recorded and answered as Envoy sends it (`POST /<service>/<method>`).
+/// Like Envoy, an unknown cluster is refused with `ParseFailure` (Envoy first tries to read
+/// the argument as a `GrpcService` proto, then as a cluster name).
+fn grpc_call(c: &mut Ctx<'_>, parts: [(i32, i32); 5], timeout: i32, token_ptr: i32) -> HResult {
+    let [cluster, service, method, metadata, message] = parts;
+    let cluster = read_string(c, cluster.0, cluster.1)?;
+    let service = read_string(c, service.0, service.1)?;
+    let method = read_string(c, method.0, method.1)?;
+    let metadata = read(c, metadata.0, metadata.1)?;
+    let message = read(c, message.0, message.1)?;
+    let metadata = if metadata.is_empty() {
+        Vec::new()
+    } else {
+        decode_pairs(&metadata).ok_or(Status::BadArgument)?
+    };
+    if !c.data().options.cluster_exists(&cluster) {
+        super::report(
+            c,
+            format!(
+                "proxy_grpc_call to unknown cluster `{cluster}` answered ParseFailure (declare it \
+                 with a callout rule or PluginOptions::cluster)"
+            ),
+        );
+        return Err(Status::ParseFailure.into());
+    }
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), format!("/{service}/{method}")),
+        (":authority".to_string(), cluster.clone()),
+        ("content-type".to_string(), "application/grpc".to_string()),
+    ];
+    headers.extend(metadata.into_iter().map(|(k, v)| {
+        (
+            String::from_utf8_lossy(&k).to_ascii_lowercase(),
+            String::from_utf8_lossy(&v).into_owned(),
+        )
+    }));
+    let timeout = Duration::from_millis(u64::from(u32_of(timeout)));
+    let token = place(c, cluster, headers, message, timeout, true)?;
+    write_u32(c, token_ptr, token)
+}
+
+/// Records a callout and schedules its answer; returns its token.
+fn place(
+    c: &mut Ctx<'_>,
+    cluster: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    timeout: Duration,
+    grpc: bool,
+) -> HResult<u32> {
     let state = c.data_mut();
     state.next_http_call += 1;
     let token = state.next_http_call;
@@ -448,6 +535,14 @@ fn http_call(c: &mut Ctx<'_>, parts: [(i32, i32); 4], timeout: i32, token_ptr: i
             CallResponse::respond(*status, headers, body.as_bytes()),
         ),
         Some((delay, CalloutAnswer::Reset)) => (Some(delay), CallResponse::reset()),
+        Some((delay, CalloutAnswer::Grpc { status, message })) if grpc => {
+            (Some(delay), CallResponse::grpc(*status, message))
+        }
+        Some((delay, CalloutAnswer::Grpc { .. })) => (Some(delay), CallResponse::reset()),
+        Some((_, CalloutAnswer::Forward { .. })) if grpc => {
+            // Forwarding needs an HTTP/2 gRPC client, which this host does not carry.
+            (Some(Duration::ZERO), CallResponse::reset())
+        }
         Some((_, CalloutAnswer::Forward { url })) => (
             Some(Duration::ZERO),
             callout::forward(url, &headers, &body, timeout),
@@ -460,6 +555,7 @@ fn http_call(c: &mut Ctx<'_>, parts: [(i32, i32); 4], timeout: i32, token_ptr: i
         _ if timeout.is_zero() => (None, response),
         _ => (Some(timeout), CallResponse::timeout()),
     };
+    let response = if grpc { response.into_grpc() } else { response };
     let index = world.callouts.len();
     let at_ms = world.elapsed_ms();
     world.callouts.push(Callout {
@@ -483,5 +579,5 @@ fn http_call(c: &mut Ctx<'_>, parts: [(i32, i32); 4], timeout: i32, token_ptr: i
         );
     }
     drop(world);
-    write_u32(c, token_ptr, token)
+    Ok(token)
 }

@@ -160,8 +160,14 @@ pub(super) fn add(r: &mut Registry<'_>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_status",
         |mut c: Ctx<'_>, cp: i32, pp: i32, sp: i32| {
-            let failed = c.data().call_response.as_ref().is_some_and(|r| r.failed);
-            let (code, message): (u32, &[u8]) = if failed { (11, b"reset") } else { (0, b"") };
+            let response = c.data().call_response.as_ref();
+            let failed = response.is_some_and(|r| r.failed);
+            let grpc = response.and_then(|r| r.grpc);
+            let (code, message): (u32, &[u8]) = match grpc {
+                Some(status) => (status, b""),
+                None if failed => (11, b"reset"),
+                None => (0, b""),
+            };
             finish(write_u32(&mut c, cp, code).and_then(|()| copy_out(&mut c, message, pp, sp)))
         }
     );

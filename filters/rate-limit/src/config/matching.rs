@@ -45,6 +45,27 @@ pub enum KeyPart {
     Constant(String),
 }
 
+impl KeyPart {
+    /// The key of this part's entry in an RLS descriptor (a global limit's request to the
+    /// rate-limit service). Where Envoy's `envoy.filters.http.ratelimit` has an action for the
+    /// same fact, the key is that action's, so a service configuration written for Envoy's
+    /// filter matches: `remote_address` (client address), `generic_key` (a constant, its
+    /// value the constant). A header's key is its name (set `descriptor_key` to it in Envoy's
+    /// `request_headers` action); the others are `path`, `method`, `cookie.<name>` and
+    /// `claim.<path>`.
+    pub fn descriptor_key(&self) -> String {
+        match self {
+            Self::ClientIp => "remote_address".to_string(),
+            Self::Header(name) => name.clone(),
+            Self::Cookie(name) => format!("cookie.{name}"),
+            Self::Claim(path) => format!("claim.{path}"),
+            Self::Path => "path".to_string(),
+            Self::Method => "method".to_string(),
+            Self::Constant(_) => "generic_key".to_string(),
+        }
+    }
+}
+
 impl TryFrom<RawKeyPart> for KeyPart {
     type Error = ConfigError;
 

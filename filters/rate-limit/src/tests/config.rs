@@ -264,8 +264,74 @@ fn invalid_configs_name_the_field() {
         ),
         (
             r#"{"limits":[{"name":"l","key":[{"constant":"a"}]}]}"#,
-            "limits[0]",
-            "missing field `rate`",
+            "limits[0].rate",
+            "a local limit needs a rate",
+        ),
+        // Global limits.
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"},"global":{"cluster":"rls","domain":"d"}}]}"#,
+            "limits[0].rate",
+            "counted by the rate-limit service",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"maxKeys":5,"global":{"cluster":"rls","domain":"d"}}]}"#,
+            "limits[0].maxKeys",
+            "counted by the rate-limit service",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"","domain":"d"}}]}"#,
+            "limits[0].global.cluster",
+            "Envoy cluster",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls"}}]}"#,
+            "limits[0].global",
+            "missing field `domain`",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","timeout":"0ms"}}]}"#,
+            "limits[0].global.timeout",
+            "above 0",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","timeout":"fast"}}]}"#,
+            "limits[0].global.timeout",
+            "not a duration",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","failureMode":"open"}}]}"#,
+            "limits[0].global.failureMode",
+            "unknown variant",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","statusOnError":200}}]}"#,
+            "limits[0].global.statusOnError",
+            "not an error status",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","retries":2}}]}"#,
+            "limits[0].global.retries",
+            "unknown field `retries`",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d"}},{"name":"l","key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}},{"name":"h","key":[{"constant":"b"}],"global":{"cluster":"rls","domain":"other"}}]}"#,
+            "limits[2].global.domain",
+            "differs from limits[0]",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","descriptorKeys":["a","b"]}}]}"#,
+            "limits[0].global.descriptorKeys",
+            "2 descriptor keys for 1 key parts",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d","descriptorKeys":[""]}}]}"#,
+            "limits[0].global.descriptorKeys[0]",
+            "1-256 characters",
+        ),
+        (
+            r#"{"limits":[{"name":"g","key":[{"constant":"a"}],"global":{"cluster":"rls","domain":"d"}},{"name":"g","key":[{"constant":"a"}],"rate":{"requests":1,"per":"second"}}]}"#,
+            "limits[1].name",
+            "duplicate limit name",
         ),
     ];
     for (config, field, message) in cases {

@@ -4,6 +4,7 @@
 mod config;
 mod eviction;
 mod gcra;
+mod global;
 mod headers;
 mod hostcalls;
 mod keys;
@@ -131,6 +132,7 @@ impl Worker {
         for metrics in &self.root.engine().metrics {
             metrics.flush(&mut self.host);
         }
+        self.root.engine().globals.flush(&mut self.host);
         self.host.metric(&stat_name(limit, stat))
     }
 }
