@@ -258,6 +258,35 @@ fn validate_prints_the_filters_own_rejection() {
         stdout.contains("invalid configuration at `rateLimit.limits[0].rate.requests`"),
         "{stdout}"
     );
+
+    // An `authz` section needs the build with the Rego engine: `meshguard` says which to use.
+    let with_authz = scratch(
+        "pipeline-authz.json",
+        r#"{"authz":{"modules":{"p.rego":"package envoy.authz\nimport rego.v1\ndefault allow := true\n"}}}"#,
+    );
+    let out = meshguard(&[
+        "filter",
+        "validate",
+        &module("meshguard"),
+        "--config",
+        with_authz.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 1, "{stdout}");
+    assert!(
+        stdout.contains("invalid configuration at `authz`")
+            && stdout.contains("no Rego engine")
+            && stdout.contains("meshguard_with_authz.wasm"),
+        "{stdout}"
+    );
+    let out = meshguard(&[
+        "filter",
+        "validate",
+        &module("meshguard_with_authz"),
+        "--config",
+        with_authz.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The modules a filter scenario runs against: a filter's single-purpose module, or the
-//! `meshguard` pipeline module with the same configuration in that filter's section.
+//! `meshguard` pipeline module with the same configuration in that filter's section (the
+//! `meshguard_with_authz` build of it when a stage is [`Stage::Authz`]).
 //!
 //! Every Envoy scenario of a filter runs against both ([`scenarios!`]): the pipeline must do
 //! whatever each single-purpose module does. Every filter of a scenario is named [`PLUGIN`], so
@@ -111,7 +112,7 @@ impl Module {
                 }
                 Ok(vec![FilterSpec::Wasm {
                     name: plugin.to_string(),
-                    module: filter_module("meshguard")?,
+                    module: filter_module(pipeline_module(stages.iter().map(|(stage, _)| *stage)))?,
                     config: Value::Object(sections).to_string(),
                     vm_id: plugin.to_string(),
                 }])
@@ -124,6 +125,17 @@ impl Module {
         self.filters(&[(stage, config)])?
             .pop()
             .context("no filter for the stage")
+    }
+}
+
+/// The pipeline module that runs `stages`: `meshguard_with_authz` (built with the Rego engine)
+/// when one is [`Stage::Authz`], else `meshguard`, which has no Rego engine and refuses an
+/// `authz` section.
+pub fn pipeline_module(stages: impl IntoIterator<Item = Stage>) -> &'static str {
+    if stages.into_iter().any(|stage| stage == Stage::Authz) {
+        "meshguard_with_authz"
+    } else {
+        "meshguard"
     }
 }
 

@@ -42,14 +42,17 @@ pub fn filter_module(crate_name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The image a module ships as, by its crate name: without the `meshguard_` prefix, in
-/// kebab-case (`meshguard_rate_limit` -> `rate-limit`; the all-in-one `meshguard` stays
-/// `meshguard`). `cargo xtask release` pushes `REGISTRY/PATH/<name>:VERSION`, and WasmPlugins are
-/// matched to modules by this last path component of their url.
+/// kebab-case (`meshguard_rate_limit` -> `rate-limit`). The all-in-one pipeline's builds keep
+/// it: `meshguard` stays `meshguard`, `meshguard_with_authz` is `meshguard-with-authz` (not
+/// `with-authz`). `cargo xtask release` pushes `REGISTRY/PATH/<name>:VERSION`, and WasmPlugins
+/// are matched to modules by this last path component of their url.
 pub fn module_image_name(crate_name: &str) -> String {
-    crate_name
-        .strip_prefix("meshguard_")
-        .unwrap_or(crate_name)
-        .replace('_', "-")
+    let name = if crate_name.starts_with("meshguard_with_") {
+        crate_name
+    } else {
+        crate_name.strip_prefix("meshguard_").unwrap_or(crate_name)
+    };
+    name.replace('_', "-")
 }
 
 #[cfg(test)]
@@ -60,6 +63,8 @@ mod tests {
             ("meshguard_rate_limit", "rate-limit"),
             ("meshguard_stamp", "stamp"),
             ("meshguard", "meshguard"),
+            ("meshguard_with_authz", "meshguard-with-authz"),
+            ("meshguard_authz", "authz"),
             ("meshguard_jwt_auth", "jwt-auth"),
         ] {
             assert_eq!(super::module_image_name(crate_name), image);

@@ -620,7 +620,9 @@ fn render_edge(results: &[Result], rss: &[edge::Rss]) -> String {
             "\n| edge: the pipeline's authz stage | added p50 over the pipeline without it (target <= 30 µs, cache off) | added Envoy CPU / request |\n|---|---:|---:|"
         );
         for text in ["cache off", "cache on"] {
-            if let Some(row) = find(&format!("authz stage: pipeline + authz RBAC, {text}")) {
+            if let Some(row) = find(&format!(
+                "authz stage: meshguard_with_authz + authz RBAC, {text}"
+            )) {
                 let _ = writeln!(
                     out,
                     "| RBAC, {text} | {:+.1} µs ({:.1} - {:.1} µs p50) | {:+.1} µs |",
@@ -678,7 +680,7 @@ fn render_edge(results: &[Result], rss: &[edge::Rss]) -> String {
             .find(|r| r.name.contains(text))
             .map(|r| r.added_mib)
     };
-    if let (Some(pipeline), Some(chain)) = (added("pipeline"), added("chained")) {
+    if let (Some(pipeline), Some(chain)) = (added("meshguard pipeline"), added("chained")) {
         let _ = writeln!(
             out,
             "\npipeline's added RSS / the chain's: {pipeline:+.1} / {chain:+.1} MiB = {:.2}x",

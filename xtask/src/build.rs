@@ -26,6 +26,9 @@ pub struct FilterCrate {
     /// The module's name (`meshguard_stamp`, `meshguard`): the cdylib example's, and the file
     /// stem of `target/filters/<name>.wasm`.
     pub crate_name: String,
+    /// The package features the example requires (`authz` for `meshguard_with_authz`): such a
+    /// module is built in a cargo invocation of its own, since features unify within one.
+    pub features: Vec<String>,
 }
 
 /// Lists the filter modules from `cargo metadata`.
@@ -53,6 +56,12 @@ pub fn filter_crates() -> anyhow::Result<Vec<FilterCrate>> {
                         .as_str()
                         .unwrap_or_default()
                         .replace('-', "_"),
+                    features: target["required-features"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|feature| feature.as_str().map(String::from))
+                        .collect(),
                 });
             }
         }
@@ -128,21 +137,16 @@ pub fn build_filters() -> anyhow::Result<Vec<(FilterCrate, PathBuf)>> {
 /// which panic locations embed even with `panic = "abort"`: it is remapped to `/cargo`. The
 /// flags are set whole (`CARGO_ENCODED_RUSTFLAGS`), so a developer's `RUSTFLAGS` cannot change
 /// what ships. `cargo xtask reproducible` checks all of this by building a second copy.
+///
+/// Modules without required features are built in one cargo invocation; each module that
+/// requires features (`meshguard_with_authz`) in one of its own with exactly those, because
+/// cargo unifies features within an invocation: built together, `meshguard.wasm` would carry
+/// the Rego engine too.
 pub fn build_modules(
     root: &Path,
     target: &Path,
     crates: &[FilterCrate],
 ) -> anyhow::Result<Vec<Trimmed>> {
-    let mut command = cargo();
-    command
-        .current_dir(root)
-        .env("CARGO_TARGET_DIR", target)
-        .env("CARGO_ENCODED_RUSTFLAGS", wasm_rustflags()?.join("\x1f"))
-        .env_remove("RUSTFLAGS")
-        .args(["build", "--target", WASM_TARGET, "--profile", "wasm"]);
-    for filter in crates {
-        command.args(["-p", &filter.package, "--example", &filter.crate_name]);
-    }
     if std::env::var_os("RUSTFLAGS").is_some()
         || std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_some()
     {
@@ -150,7 +154,35 @@ pub fn build_modules(
             "meshguard: RUSTFLAGS are ignored for the filters: shipped modules are built with fixed flags"
         );
     }
-    run(&mut command)?;
+    let flags = wasm_rustflags()?.join("\x1f");
+    let invocation = || {
+        let mut command = cargo();
+        command
+            .current_dir(root)
+            .env("CARGO_TARGET_DIR", target)
+            .env("CARGO_ENCODED_RUSTFLAGS", &flags)
+            .env_remove("RUSTFLAGS")
+            .args(["build", "--target", WASM_TARGET, "--profile", "wasm"]);
+        command
+    };
+    let plain: Vec<&FilterCrate> = crates.iter().filter(|f| f.features.is_empty()).collect();
+    if !plain.is_empty() {
+        let mut command = invocation();
+        for filter in plain {
+            command.args(["-p", &filter.package, "--example", &filter.crate_name]);
+        }
+        run(&mut command)?;
+    }
+    for filter in crates.iter().filter(|f| !f.features.is_empty()) {
+        run(invocation().args([
+            "-p",
+            &filter.package,
+            "--example",
+            &filter.crate_name,
+            "--features",
+            &filter.features.join(","),
+        ]))?;
+    }
     crates
         .iter()
         .map(|filter| {
@@ -196,23 +228,42 @@ pub fn test() -> anyhow::Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
-        // Lints the demo and benchmark code too, with the workspace's own feature set.
+        // Lints the demo and benchmark code too, with the workspace's own feature set, and the
+        // pipeline with its optional `authz` stage (without it, the wasm32 lint below).
         "--features",
-        "xtask/full",
+        "xtask/full,meshguard-pipeline/authz",
         "--",
         "-D",
         "warnings",
     ]))?;
     ensure_wasm_target()?;
+    let filters = filter_crates()?;
     let mut wasm_clippy = cargo();
     wasm_clippy.args(["clippy", "--target", WASM_TARGET, "--lib", "--examples"]);
-    for filter in filter_crates()? {
+    for filter in &filters {
         wasm_clippy.args(["-p", &filter.package]);
     }
     for library in WASM_LIBRARIES {
         wasm_clippy.args(["-p", library]);
     }
     run(wasm_clippy.args(["--", "-D", "warnings"]))?;
+    // Each module built with features of its own, linted as it is built.
+    for filter in filters.iter().filter(|f| !f.features.is_empty()) {
+        run(cargo().args([
+            "clippy",
+            "--target",
+            WASM_TARGET,
+            "--lib",
+            "--examples",
+            "-p",
+            &filter.package,
+            "--features",
+            &filter.features.join(","),
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
     build_filters()?;
     crate::reproducible::check()?;
     let envoy = meshguard_testkit::envoy::envoy_binary()?;
@@ -226,6 +277,9 @@ pub fn test() -> anyhow::Result<()> {
     let prometheus = meshguard_testkit::prometheus::prometheus_binaries()?;
     eprintln!("meshguard: using {}", prometheus.server.display());
     run(cargo().args(["test", "--workspace"]))?;
+    // The pipeline's tests again with the `authz` stage (`meshguard_with_authz.wasm`): above,
+    // they ran as `meshguard.wasm` is built, without it.
+    run(cargo().args(["test", "-p", "meshguard-pipeline", "--features", "authz"]))?;
     // The repository's own policy set, and its own Istio manifests against it, through the CLI
     // exactly as a developer runs it. The binary is the one `cargo test` just built (`cargo
     // run -p meshguard-cli` would resolve other features and build the engine a second time).

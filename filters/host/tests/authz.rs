@@ -170,8 +170,9 @@ fn the_rbac_policy_decides_per_role_and_path() {
     assert_eq!(metric(&plugin, "meshguard.authz.authz.denied.policy"), 9);
 }
 
-/// The `meshguard` module with `jwtAuth` and `authz` sections: the JWT stage verifies a real
-/// token and its claims decide the same table in the same pass (no filter state read).
+/// The pipeline built with the Rego engine (`meshguard_with_authz`) with `jwtAuth` and `authz`
+/// sections: the JWT stage verifies a real token and its claims decide the same table in the
+/// same pass (no filter state read).
 #[test]
 fn the_pipeline_decides_on_the_jwt_stages_claims() {
     use meshguard_jwt_auth::testing::{TestKey, jwks};
@@ -184,8 +185,10 @@ fn the_pipeline_decides_on_the_jwt_stages_claims() {
         },
         "authz": {"modules": rbac_modules()}
     });
-    let module =
-        WasmModule::from_file(filter_module("meshguard").expect("the pipeline is built")).unwrap();
+    let module = WasmModule::from_file(
+        filter_module("meshguard_with_authz").expect("the pipeline is built"),
+    )
+    .unwrap();
     let options = PluginOptions {
         configuration: config.to_string().into_bytes(),
         ..PluginOptions::default().workers(2)
@@ -223,6 +226,24 @@ fn the_pipeline_decides_on_the_jwt_stages_claims() {
     plugin.advance(std::time::Duration::from_secs(2)).unwrap();
     assert_eq!(metric(&plugin, "meshguard.authz.edge.allowed"), 6);
     assert_eq!(metric(&plugin, "meshguard.authz.edge.denied.policy"), 9);
+}
+
+/// `meshguard.wasm` is built without the Rego engine: the same configuration is refused at
+/// configure time, naming the section and the module to use instead.
+#[test]
+fn the_pipeline_without_the_rego_engine_refuses_an_authz_section() {
+    let module =
+        WasmModule::from_file(filter_module("meshguard").expect("the pipeline is built")).unwrap();
+    let config = json!({"authz": {"modules": rbac_modules()}});
+    let err = Plugin::start(&module, PluginOptions::new(config.to_string()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("authz")
+            && err.contains("no Rego engine")
+            && err.contains("meshguard_with_authz.wasm"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -44,10 +44,15 @@ fn each_module_exports_only_the_callbacks_its_filter_uses() {
             "meshguard_circuit_breaker",
             &["proxy_on_log", "proxy_on_response_headers"][..],
         ),
-        // The pipeline: one body, one response-headers and one log callback for every stage
-        // (the body's for authz's `withRequestBody`; requests without a body never call it).
+        // The pipeline: one response-headers and one log callback for every stage; built with
+        // the authz stage, one body callback too (authz's `withRequestBody`; requests without
+        // a body never call it). Without it no stage reads bodies: Envoy calls nothing per chunk.
         (
             "meshguard",
+            &["proxy_on_log", "proxy_on_response_headers"][..],
+        ),
+        (
+            "meshguard_with_authz",
             &[
                 "proxy_on_log",
                 "proxy_on_request_body",

@@ -23,7 +23,7 @@ use meshguard_filter_core::config::parse_json;
 use meshguard_filter_core::{ConfigError, Env, Host, RouteKnowledge};
 use serde_json::{Map, Value};
 
-use crate::stage::{StageDef, StageRoot};
+use crate::stage::{LEFT_OUT, StageDef, StageRoot};
 
 /// A configured stage.
 pub struct Configured {
@@ -50,6 +50,12 @@ pub fn configure(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if let Some((section, advice)) = LEFT_OUT
+        .iter()
+        .find(|(section, _)| document.contains_key(*section))
+    {
+        return Err(ConfigError::new(*section, *advice));
+    }
     if let Some(unknown) = document
         .keys()
         .find(|key| !stages.iter().any(|stage| stage.section == key.as_str()))

@@ -33,6 +33,12 @@
 //!   stage that ran, in reverse order (as Envoy runs a filter chain's encoders), in one call
 //!   each.
 //!
+//! **Two builds.** The `authz` stage links the Rego engine (regorus, about 1.6 MB of wasm), and V8
+//! compiles the whole module in every VM, so it is behind the crate's `authz` feature:
+//! `meshguard.wasm` is built without it and refuses an `authz` section at configure time
+//! ([`stage::LEFT_OUT`]); `meshguard_with_authz.wasm` is the same source built with it. Without
+//! the feature no stage reads bodies, and the module does not export the body callback.
+//!
 //! The configuration has one optional section per stage, each with exactly the schema of the
 //! single-purpose module ([`config`]). The stages' stats and shared data are the single
 //! modules' (`meshguard.<filter>.<plugin>.<stat>`), under this plugin's name.
@@ -273,13 +279,14 @@ impl PipelineHttp {
 }
 
 impl HttpFilter for PipelineHttp {
-    /// Every stage's callbacks: the request body (the `authz` stage's `withRequestBody`),
-    /// response headers (RateLimit headers, the pin cookie, the breaker's outcome, authz's
-    /// `response_headers_to_add`) and the stream's end (the breaker's resets and timeouts).
+    /// Every stage's callbacks: the request body (the `authz` stage's `withRequestBody`, so
+    /// only in a build with that stage), response headers (RateLimit headers, the pin cookie,
+    /// the breaker's outcome, authz's `response_headers_to_add`) and the stream's end (the
+    /// breaker's resets and timeouts).
     const CALLBACKS: StreamCallbacks = StreamCallbacks {
         response_headers: true,
         log: true,
-        request_body: true,
+        request_body: cfg!(feature = "authz"),
     };
 
     fn on_request_headers(&mut self, ctx: &mut Ctx<'_>, end_of_stream: bool) -> Decision {

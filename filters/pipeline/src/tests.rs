@@ -1,5 +1,6 @@
 //! The pipeline over [`MockHost`]: the same stages as in Envoy, one module, one pass.
 
+#[cfg(feature = "authz")]
 mod authz;
 mod config;
 mod cross_stage;

@@ -6,7 +6,8 @@
 //!   four modules, four VMs per worker, the configurations of the single-filter rows;
 //! - the pipeline with the same four configurations in its sections;
 //! - jwt_authn with `jwt_cache_config` -> local_ratelimit, Envoy's native counterparts;
-//! - the pipeline's `authz` stage: the same four sections (the JWT provider with
+//! - the pipeline's `authz` stage, on `meshguard_with_authz` (the build with the Rego engine;
+//!   `meshguard.wasm` has none): the same four sections (the JWT provider with
 //!   `payloadInMetadata`) on a customer reading their own orders, without `authz` and with
 //!   the commerce RBAC policy (`policies/envoy-authz/rbac.rego`), decision cache off and on.
 //!   The stage's cost is the difference to the row without it (the issue's target: at most
@@ -14,8 +15,9 @@
 //!   on this path they decide without routing, the same in all three rows.
 //!
 //! Besides latency, CPU and throughput, the resident memory of an Envoy with two workers
-//! (`--concurrency 2`) running only the chain, only the pipeline, or no filter ([`rss`]): each
-//! wasm module is a V8 VM on the main thread and on every worker.
+//! (`--concurrency 2`) running only the chain, only the pipeline (`meshguard.wasm`, and
+//! `meshguard_with_authz.wasm` with an authz section), or no filter ([`rss`]): each wasm module
+//! is a V8 VM on the main thread and on every worker, compiled whole in each.
 
 use meshguard_jwt_auth::testing::{TestKey, jwks};
 use meshguard_testkit::paths::{filter_module, workspace_root};
@@ -79,8 +81,10 @@ fn pipeline(listener: &str) -> anyhow::Result<Listener> {
 /// The path of the authz rows: the token's user reading their own orders (RBAC allows it).
 const ORDERS: &str = "/api/users/user-000042/orders";
 
-/// The pipeline for the authz rows: the four sections with the JWT payload in metadata, and
-/// an `authz` section with the RBAC policy and a decision cache of `cache` entries, if given.
+/// The pipeline for the authz rows, on `meshguard_with_authz` (the build with the Rego engine;
+/// the baseline too, so the rows differ by the stage alone): the four sections with the JWT
+/// payload in metadata, and an `authz` section with the RBAC policy and a decision cache of
+/// `cache` entries, if given.
 fn pipeline_authz(listener: &str, cache: Option<u64>) -> anyhow::Result<Listener> {
     let mut sections = serde_json::Map::new();
     for (_, section, mut config) in stages()? {
@@ -100,7 +104,7 @@ fn pipeline_authz(listener: &str, cache: Option<u64>) -> anyhow::Result<Listener
     Ok(Listener::new(listener)
         .filter(FilterSpec::wasm(
             listener,
-            filter_module("meshguard")?,
+            filter_module("meshguard_with_authz")?,
             Value::Object(sections).to_string(),
         ))
         .route(Route::prefix("/", "backend")))
@@ -185,15 +189,15 @@ pub(super) fn rows() -> anyhow::Result<Vec<Row>> {
             native("edgenative"),
         ),
         orders(
-            "authz baseline: pipeline, four sections, payloadInMetadata, own orders",
+            "authz baseline: meshguard_with_authz, four sections, payloadInMetadata, own orders",
             pipeline_authz("edgeazbase", None)?,
         ),
         orders(
-            "authz stage: pipeline + authz RBAC, cache off",
+            "authz stage: meshguard_with_authz + authz RBAC, cache off",
             pipeline_authz("edgeaznocache", Some(0))?,
         ),
         orders(
-            "authz stage: pipeline + authz RBAC, cache on",
+            "authz stage: meshguard_with_authz + authz RBAC, cache on",
             pipeline_authz("edgeazcache", Some(1024))?,
         ),
     ])
@@ -220,13 +224,30 @@ pub(super) fn rss(
     repetitions: usize,
     cpus: Option<String>,
 ) -> anyhow::Result<Vec<Rss>> {
-    let mut configurations: Vec<(String, Listener)> = vec![
+    // (name, listener, the path its requests take: one the configuration lets through).
+    let mut configurations: Vec<(String, Listener, &str)> = vec![
         (
             "no filter".to_string(),
             Listener::new("edge").route(Route::prefix("/", "backend")),
+            "/api/products",
         ),
-        ("four modules chained".to_string(), chain("edge")?),
-        ("meshguard pipeline".to_string(), pipeline("edge")?),
+        (
+            "four modules chained".to_string(),
+            chain("edge")?,
+            "/api/products",
+        ),
+        (
+            "meshguard pipeline".to_string(),
+            pipeline("edge")?,
+            "/api/products",
+        ),
+        // The build with the Rego engine and an authz section (RBAC, cache on), on a request
+        // the policy allows: what authorization in the pipeline costs in memory.
+        (
+            "meshguard_with_authz pipeline + authz".to_string(),
+            pipeline_authz("edge", Some(1024))?,
+            ORDERS,
+        ),
         (
             "trivial wasm filter (floor)".to_string(),
             Listener::new("edge")
@@ -236,6 +257,7 @@ pub(super) fn rss(
                     r#"{"header":"x-meshguard-stamp","value":"1"}"#,
                 ))
                 .route(Route::prefix("/", "backend")),
+            "/api/products",
         ),
     ];
     // Each module alone, one VM per thread: where the chain's memory goes.
@@ -250,11 +272,11 @@ pub(super) fn rss(
         } else {
             listener.route(Route::prefix("/", "backend"))
         };
-        configurations.push((format!("{module} alone"), listener));
+        configurations.push((format!("{module} alone"), listener, "/api/products"));
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configurations.len()];
     for _ in 0..repetitions {
-        for (index, (name, listener)) in configurations.iter().enumerate() {
+        for (index, (name, listener, path)) in configurations.iter().enumerate() {
             let bootstrap = Bootstrap::new()
                 .cluster(Cluster::new("backend", upstream.addr()))
                 .listener(listener.clone());
@@ -268,7 +290,7 @@ pub(super) fn rss(
                 },
             )?;
             // Several connections, so both workers serve (and every VM has run requests).
-            let url = format!("{}/api/products", envoy.url("edge"));
+            let url = format!("{}{path}", envoy.url("edge"));
             let headers = headers();
             let pairs: Vec<(&str, &str)> = headers
                 .iter()
@@ -297,7 +319,7 @@ pub(super) fn rss(
     Ok(configurations
         .iter()
         .zip(samples)
-        .map(|((name, _), samples)| {
+        .map(|((name, _, _), samples)| {
             let mib = median(&samples);
             Rss {
                 name: name.clone(),

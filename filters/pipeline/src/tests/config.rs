@@ -122,3 +122,25 @@ fn a_cluster_matched_breaker_behind_a_canary_needs_every_versions_cluster() {
         ["circuitBreaker"]
     );
 }
+
+/// Without the `authz` feature (`meshguard.wasm`) an `authz` section is refused with what to use
+/// instead, not as an unknown key; with it (`meshguard_with_authz.wasm`) it is a stage.
+#[test]
+fn an_authz_section_needs_the_build_with_the_rego_engine() {
+    let config = json!({
+        "jwtAuth": jwt_section(),
+        "authz": {"modules": {"p.rego": "package envoy.authz\nimport rego.v1\ndefault allow := true\n"}},
+        "rateLimit": limit(),
+    });
+    if cfg!(feature = "authz") {
+        assert_eq!(stages(&config), ["jwtAuth", "authz", "rateLimit"]);
+    } else {
+        let err = error(&config);
+        assert_eq!(err.field, "authz", "{err}");
+        assert!(
+            err.message.contains("no Rego engine")
+                && err.message.contains("meshguard_with_authz.wasm"),
+            "{err}"
+        );
+    }
+}
