@@ -350,29 +350,11 @@ pub struct IdentityClaims<'a, 'c> {
 impl VerifiedClaims for IdentityClaims<'_, '_> {
     fn payloads(&mut self) -> Option<Claims> {
         let identities = self.ctx.identities();
-        let mut objects = identities
+        let objects: Vec<&[u8]> = identities
             .iter()
-            .filter_map(|identity| identity.metadata.as_deref());
-        let first = objects.next()?;
-        let Some(second) = objects.next() else {
-            return Some(Claims::Json(first.to_vec()));
-        };
-        let mut merged = b"{".to_vec();
-        for object in [first, second].into_iter().chain(objects) {
-            let inner = object
-                .strip_prefix(b"{")
-                .and_then(|rest| rest.strip_suffix(b"}"))
-                .unwrap_or_default();
-            if inner.is_empty() {
-                continue;
-            }
-            if merged.len() > 1 {
-                merged.push(b',');
-            }
-            merged.extend_from_slice(inner);
-        }
-        merged.push(b'}');
-        Some(Claims::Json(merged))
+            .filter_map(|identity| identity.metadata.as_deref())
+            .collect();
+        meshguard_filter_core::claims::merge_objects(&objects).map(Claims::Json)
     }
 }
 

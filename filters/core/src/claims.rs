@@ -41,6 +41,35 @@ pub fn decode(bytes: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
+/// One JSON object holding the members of every object in `objects` (each an encoded object, as
+/// [`encode`] writes them), without decoding them: `None` for none, the object itself for one.
+/// Empty objects add nothing. Members are not deduplicated: callers merge objects with distinct
+/// keys (one per provider).
+pub fn merge_objects(objects: &[&[u8]]) -> Option<Vec<u8>> {
+    match objects {
+        [] => None,
+        [one] => Some(one.to_vec()),
+        many => {
+            let mut merged = b"{".to_vec();
+            for object in many {
+                let inner = object
+                    .strip_prefix(b"{")
+                    .and_then(|rest| rest.strip_suffix(b"}"))
+                    .unwrap_or_default();
+                if inner.is_empty() {
+                    continue;
+                }
+                if merged.len() > 1 {
+                    merged.push(b',');
+                }
+                merged.extend_from_slice(inner);
+            }
+            merged.push(b'}');
+            Some(merged)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -115,28 +115,7 @@ pub fn authenticate(ctx: &mut Ctx<'_>, worker: &mut Worker) -> Decision {
 /// One object of every valid provider's `{"<payloadInMetadata>": <payload>}` (each already
 /// encoded when its token was verified, so a cached token costs no encoding).
 fn merge_metadata(entries: &[&[u8]]) -> Option<Vec<u8>> {
-    match entries {
-        [] => None,
-        [one] => Some(one.to_vec()),
-        many => {
-            let mut merged = b"{".to_vec();
-            for entry in many {
-                let inner = entry
-                    .strip_prefix(b"{")
-                    .and_then(|rest| rest.strip_suffix(b"}"))
-                    .unwrap_or_default();
-                if inner.is_empty() {
-                    continue;
-                }
-                if merged.len() > 1 {
-                    merged.push(b',');
-                }
-                merged.extend_from_slice(inner);
-            }
-            merged.push(b'}');
-            Some(merged)
-        }
-    }
+    meshguard_filter_core::claims::merge_objects(entries)
 }
 
 /// Removes client-sent copies of the headers this filter writes, except those about to be
