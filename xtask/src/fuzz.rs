@@ -15,6 +15,14 @@
 //! inputs (`fuzz-seeds`). Inputs that grow coverage stay in `target/fuzz/corpus/<target>/`
 //! between runs; a crashing input is written to `target/fuzz/artifacts/<target>/` and fails the
 //! command with the line that replays it.
+//!
+//! A campaign (issue 20 aims at ten million executions per target with no open crash) takes
+//! hours of one core per slow target, more than one sitting on a 2-core machine gives. So every
+//! run adds its executions to a ledger, `target/fuzz/campaign.json`, kept next to the corpus it
+//! grew (the two belong together: deleting the corpus restarts the campaign), and appends the
+//! run to `target/fuzz/campaign-runs.jsonl` with the commit it fuzzed. `--campaign` runs each
+//! target only as long as its ledger still needs at the target's last measured rate, and skips
+//! the targets that have reached the aim.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -58,6 +66,11 @@ pub struct Args {
     /// libFuzzer's per-input timeout in seconds: a slower input is reported as a hang.
     #[arg(long, default_value_t = 20)]
     pub timeout: u64,
+    /// Works towards the campaign's aim (ten million executions per target, counted in
+    /// `target/fuzz/campaign.json` across runs): skips targets that reached it and runs the
+    /// others at most `--seconds`, no longer than their remainder needs at their last rate.
+    #[arg(long)]
+    pub campaign: bool,
 }
 
 impl Args {
@@ -70,6 +83,7 @@ impl Args {
             dev: true,
             jobs: None,
             timeout: 20,
+            campaign: false,
         }
     }
 }
@@ -173,6 +187,27 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     } else {
         args.targets.clone()
     };
+    let ledger_path = work_dir().join("campaign.json");
+    let mut ledger = Ledger::read(&ledger_path)?;
+    let plan: Vec<(String, u64)> = targets
+        .iter()
+        .filter_map(|target| {
+            if !args.campaign {
+                return Some((target.clone(), args.seconds));
+            }
+            let seconds = ledger.seconds_left(target, args.seconds);
+            if seconds == 0 {
+                eprintln!("meshguard: {target} has reached the campaign's aim; skipped");
+            }
+            (seconds > 0).then(|| (target.clone(), seconds))
+        })
+        .collect();
+    if plan.is_empty() {
+        println!("every target named has reached the campaign's aim");
+        print_campaign(&ledger, &targets);
+        return Ok(());
+    }
+    let targets: Vec<String> = plan.iter().map(|(target, _)| target.clone()).collect();
     let cargo_fuzz = cargo_fuzz()?;
     // The fuzzers build the workspace's dependency versions.
     fs::copy(
@@ -223,19 +258,23 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let queue = Mutex::new(targets.iter());
+    let queue = Mutex::new(plan.iter());
     let reports = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
                     let next = queue.lock().map(|mut queue| queue.next().cloned());
-                    let Ok(Some(target)) = next else { break };
+                    let Ok(Some((target, seconds))) = next else {
+                        break;
+                    };
                     let report =
-                        fuzz_one(&binaries, &work, &target, args).unwrap_or_else(|err| Report {
-                            target: target.clone(),
-                            crash: Some(format!("{err:#}")),
-                            ..Report::default()
+                        fuzz_one(&binaries, &work, &target, seconds, args).unwrap_or_else(|err| {
+                            Report {
+                                target: target.clone(),
+                                crash: Some(format!("{err:#}")),
+                                ..Report::default()
+                            }
                         });
                     eprintln!("meshguard: {} done", report.target);
                     if let Ok(mut reports) = reports.lock() {
@@ -249,6 +288,18 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     reports.sort_by(|a, b| a.target.cmp(&b.target));
     print_table(&reports);
     write_json(&work.join("report.json"), &reports)?;
+    let commit = current_commit();
+    for report in &reports {
+        ledger.record(report);
+    }
+    ledger.write(&ledger_path)?;
+    append_runs(
+        &work.join("campaign-runs.jsonl"),
+        &reports,
+        &commit,
+        profile,
+    )?;
+    print_campaign(&ledger, &targets);
     let crashed: Vec<&Report> = reports.iter().filter(|r| r.crash.is_some()).collect();
     if !crashed.is_empty() {
         for report in &crashed {
@@ -285,7 +336,13 @@ fn host_triple() -> anyhow::Result<String> {
 }
 
 /// Runs one target for `args.seconds` and reads libFuzzer's statistics from its output.
-fn fuzz_one(binaries: &Path, work: &Path, target: &str, args: &Args) -> anyhow::Result<Report> {
+fn fuzz_one(
+    binaries: &Path,
+    work: &Path,
+    target: &str,
+    seconds: u64,
+    args: &Args,
+) -> anyhow::Result<Report> {
     let corpus = work.join("corpus").join(target);
     let artifacts = work.join("artifacts").join(target);
     fs::create_dir_all(&corpus)?;
@@ -297,7 +354,7 @@ fn fuzz_one(binaries: &Path, work: &Path, target: &str, args: &Args) -> anyhow::
     command
         .arg(&corpus)
         .arg(work.join("seeds").join(target))
-        .arg(format!("-max_total_time={}", args.seconds))
+        .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-timeout={}", args.timeout))
         .arg("-rss_limit_mb=4096")
         .arg(format!("-max_len={MAX_LEN}"))
@@ -308,7 +365,7 @@ fn fuzz_one(binaries: &Path, work: &Path, target: &str, args: &Args) -> anyhow::
     let started = Instant::now();
     // libFuzzer stops itself at -max_total_time; the watchdog covers a stuck start.
     let mut child = command.spawn().with_context(|| describe(&command))?;
-    let limit = Duration::from_secs(args.seconds + args.timeout + 120);
+    let limit = Duration::from_secs(seconds + args.timeout + 120);
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -381,6 +438,151 @@ fn campaign_hours(exec_per_sec: u64) -> Option<f64> {
     (exec_per_sec > 0).then(|| CAMPAIGN_EXECUTIONS / exec_per_sec as f64 / 3600.0)
 }
 
+/// One target's campaign so far, summed over every run that grew this corpus.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct CampaignEntry {
+    executions: u64,
+    seconds: f64,
+    runs: u64,
+    /// Runs that ended in a crash or hang (each stops libFuzzer at its first find).
+    crashes: u64,
+    /// The last run's rate, edges and corpus size.
+    exec_per_sec: u64,
+    edges: u64,
+    corpus: u64,
+    /// Whether the last run ended in a crash: an open crash until a later run ends clean.
+    open_crash: bool,
+}
+
+/// `target/fuzz/campaign.json`: every target's [`CampaignEntry`].
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Ledger(std::collections::BTreeMap<String, CampaignEntry>);
+
+impl Ledger {
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        match fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a campaign ledger; move it away to start a new campaign",
+                    path.display()
+                )
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn write(&self, path: &Path) -> anyhow::Result<()> {
+        fs::write(path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn record(&mut self, report: &Report) {
+        let entry = self.0.entry(report.target.clone()).or_default();
+        entry.executions += report.executions;
+        entry.seconds += report.seconds;
+        entry.runs += 1;
+        entry.crashes += u64::from(report.crash.is_some());
+        entry.open_crash = report.crash.is_some();
+        if report.exec_per_sec > 0 {
+            entry.exec_per_sec = report.exec_per_sec;
+        }
+        entry.edges = report.edges;
+        entry.corpus = report.corpus;
+    }
+
+    /// How long `--campaign` runs `target`: what its remainder needs at its last rate (plus
+    /// libFuzzer's start-up), at most `max`; 0 when it reached the aim with no open crash.
+    fn seconds_left(&self, target: &str, max: u64) -> u64 {
+        let Some(entry) = self.0.get(target) else {
+            return max;
+        };
+        let left = CAMPAIGN_EXECUTIONS as u64 - entry.executions.min(CAMPAIGN_EXECUTIONS as u64);
+        if left == 0 && !entry.open_crash {
+            return 0;
+        }
+        if entry.exec_per_sec == 0 {
+            return max;
+        }
+        (left.div_ceil(entry.exec_per_sec) + 10).min(max)
+    }
+}
+
+/// The commit the fuzzers were built from (`+dirty` with uncommitted changes).
+fn current_commit() -> String {
+    let git = |args: &[&str]| {
+        output(Command::new("git").current_dir(workspace_root()).args(args)).unwrap_or_default()
+    };
+    let head = git(&["rev-parse", "--short=12", "HEAD"]);
+    let head = head.trim();
+    if head.is_empty() {
+        return "unknown".into();
+    }
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])
+        .trim()
+        .is_empty();
+    format!("{head}{}", if dirty { "+dirty" } else { "" })
+}
+
+/// Appends one line per target run to the campaign's history.
+fn append_runs(path: &Path, reports: &[Report], commit: &str, profile: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    for r in reports {
+        let line = serde_json::json!({
+            "finished_unix": unix, "commit": commit, "profile": profile, "target": r.target,
+            "executions": r.executions, "exec_per_sec": r.exec_per_sec, "edges": r.edges,
+            "seconds": r.seconds, "crash": r.crash,
+        });
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The campaign's totals for `targets`.
+fn print_campaign(ledger: &Ledger, targets: &[String]) {
+    println!(
+        "\ncampaign (target/fuzz/campaign.json, all runs on this corpus; aim: 10M executions, no open crash)"
+    );
+    println!(
+        "{:<26} {:>12} {:>6} {:>9} {:>8} {:>7} {:>9}  status",
+        "target", "executions", "runs", "cpu h", "crashes", "edges", "h left"
+    );
+    for target in targets {
+        let entry = ledger.0.get(target).cloned().unwrap_or_default();
+        let left = (CAMPAIGN_EXECUTIONS - entry.executions as f64).max(0.0);
+        let hours_left = if left == 0.0 {
+            "0.0".to_string()
+        } else if entry.exec_per_sec == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", left / entry.exec_per_sec as f64 / 3600.0)
+        };
+        let status = match (entry.open_crash, left == 0.0) {
+            (true, _) => "OPEN CRASH",
+            (false, true) => "reached",
+            (false, false) => "running",
+        };
+        println!(
+            "{:<26} {:>12} {:>6} {:>9.2} {:>8} {:>7} {:>9}  {status}",
+            target,
+            entry.executions,
+            entry.runs,
+            entry.seconds / 3600.0,
+            entry.crashes,
+            entry.edges,
+            hours_left
+        );
+    }
+}
+
 fn print_table(reports: &[Report]) {
     println!(
         "\n{:<26} {:>12} {:>9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>7}  result",
@@ -435,6 +637,48 @@ fn write_json(path: &Path, reports: &[Report]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ledger_sums_runs_and_plans_the_remainder() {
+        let mut ledger = Ledger::default();
+        assert_eq!(
+            ledger.seconds_left("t", 600),
+            600,
+            "an unknown target runs in full"
+        );
+        let run = |executions, exec_per_sec, crash: Option<&str>| Report {
+            target: "t".into(),
+            executions,
+            exec_per_sec,
+            seconds: 60.0,
+            crash: crash.map(str::to_string),
+            ..Report::default()
+        };
+        ledger.record(&run(9_000_000, 100_000, None));
+        // 1M left at 100k/s: 10 s plus start-up, not the whole budget.
+        assert_eq!(ledger.seconds_left("t", 600), 20);
+        ledger.record(&run(2_000_000, 100_000, Some("panicked")));
+        let entry = &ledger.0["t"];
+        assert_eq!(
+            (entry.executions, entry.runs, entry.crashes),
+            (11_000_000, 2, 1)
+        );
+        assert!(entry.open_crash);
+        assert_eq!(
+            ledger.seconds_left("t", 600),
+            10,
+            "an open crash keeps the target in the campaign"
+        );
+        ledger.record(&run(50_000, 100_000, None));
+        assert_eq!(
+            ledger.seconds_left("t", 600),
+            0,
+            "reached, and the crash is fixed"
+        );
+        let text = serde_json::to_string(&ledger).unwrap_or_default();
+        let back: Ledger = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back.0["t"].executions, 11_050_000);
+    }
 
     #[test]
     fn reads_libfuzzers_statistics() {
