@@ -68,7 +68,7 @@ pub struct Args {
     pub timeout: u64,
     /// Works towards the campaign's aim (ten million executions per target, counted in
     /// `target/fuzz/campaign.json` across runs): skips targets that reached it and runs the
-    /// others at most `--seconds`, no longer than their remainder needs at their last rate.
+    /// others at most `--seconds`, stopping each at the executions it still needs (`-runs`).
     #[arg(long)]
     pub campaign: bool,
 }
@@ -189,17 +189,19 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     };
     let ledger_path = work_dir().join("campaign.json");
     let mut ledger = Ledger::read(&ledger_path)?;
-    let plan: Vec<(String, u64)> = targets
+    // Each target with its time budget and, in a campaign, the executions it still needs
+    // (libFuzzer's `-runs`: it stops exactly at the aim).
+    let plan: Vec<(String, u64, Option<u64>)> = targets
         .iter()
         .filter_map(|target| {
             if !args.campaign {
-                return Some((target.clone(), args.seconds));
+                return Some((target.clone(), args.seconds, None));
             }
-            let seconds = ledger.seconds_left(target, args.seconds);
-            if seconds == 0 {
+            let left = ledger.executions_left(target);
+            if left == 0 {
                 eprintln!("meshguard: {target} has reached the campaign's aim; skipped");
             }
-            (seconds > 0).then(|| (target.clone(), seconds))
+            (left > 0).then(|| (target.clone(), args.seconds, Some(left)))
         })
         .collect();
     if plan.is_empty() {
@@ -207,7 +209,9 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
         print_campaign(&ledger, &targets);
         return Ok(());
     }
-    let targets: Vec<String> = plan.iter().map(|(target, _)| target.clone()).collect();
+    let targets: Vec<String> = plan.iter().map(|(target, ..)| target.clone()).collect();
+    // The commit the binaries are built from, read before the (long) build and runs.
+    let commit = current_commit();
     let cargo_fuzz = cargo_fuzz()?;
     // The fuzzers build the workspace's dependency versions.
     fs::copy(
@@ -265,16 +269,14 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
             scope.spawn(|| {
                 loop {
                     let next = queue.lock().map(|mut queue| queue.next().cloned());
-                    let Ok(Some((target, seconds))) = next else {
+                    let Ok(Some((target, seconds, runs))) = next else {
                         break;
                     };
-                    let report =
-                        fuzz_one(&binaries, &work, &target, seconds, args).unwrap_or_else(|err| {
-                            Report {
-                                target: target.clone(),
-                                crash: Some(format!("{err:#}")),
-                                ..Report::default()
-                            }
+                    let report = fuzz_one(&binaries, &work, &target, seconds, runs, args)
+                        .unwrap_or_else(|err| Report {
+                            target: target.clone(),
+                            crash: Some(format!("{err:#}")),
+                            ..Report::default()
                         });
                     eprintln!("meshguard: {} done", report.target);
                     if let Ok(mut reports) = reports.lock() {
@@ -288,7 +290,6 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     reports.sort_by(|a, b| a.target.cmp(&b.target));
     print_table(&reports);
     write_json(&work.join("report.json"), &reports)?;
-    let commit = current_commit();
     for report in &reports {
         ledger.record(report);
     }
@@ -341,6 +342,7 @@ fn fuzz_one(
     work: &Path,
     target: &str,
     seconds: u64,
+    runs: Option<u64>,
     args: &Args,
 ) -> anyhow::Result<Report> {
     let corpus = work.join("corpus").join(target);
@@ -355,6 +357,7 @@ fn fuzz_one(
         .arg(&corpus)
         .arg(work.join("seeds").join(target))
         .arg(format!("-max_total_time={seconds}"))
+        .args(runs.map(|runs| format!("-runs={runs}")))
         .arg(format!("-timeout={}", args.timeout))
         .arg("-rss_limit_mb=4096")
         .arg(format!("-max_len={MAX_LEN}"))
@@ -491,20 +494,20 @@ impl Ledger {
         entry.corpus = report.corpus;
     }
 
-    /// How long `--campaign` runs `target`: what its remainder needs at its last rate (plus
-    /// libFuzzer's start-up), at most `max`; 0 when it reached the aim with no open crash.
-    fn seconds_left(&self, target: &str, max: u64) -> u64 {
+    /// The executions `--campaign` still runs on `target`: 0 once it reached the aim with no
+    /// open crash; a target with an open crash runs at least a tenth of the aim again (its
+    /// fix is checked by fuzzing on, not by the ledger).
+    fn executions_left(&self, target: &str) -> u64 {
+        const AIM: u64 = CAMPAIGN_EXECUTIONS as u64;
         let Some(entry) = self.0.get(target) else {
-            return max;
+            return AIM;
         };
-        let left = CAMPAIGN_EXECUTIONS as u64 - entry.executions.min(CAMPAIGN_EXECUTIONS as u64);
-        if left == 0 && !entry.open_crash {
-            return 0;
+        let left = AIM - entry.executions.min(AIM);
+        if entry.open_crash {
+            left.max(AIM / 10)
+        } else {
+            left
         }
-        if entry.exec_per_sec == 0 {
-            return max;
-        }
-        (left.div_ceil(entry.exec_per_sec) + 10).min(max)
     }
 }
 
@@ -642,8 +645,8 @@ mod tests {
     fn the_ledger_sums_runs_and_plans_the_remainder() {
         let mut ledger = Ledger::default();
         assert_eq!(
-            ledger.seconds_left("t", 600),
-            600,
+            ledger.executions_left("t"),
+            10_000_000,
             "an unknown target runs in full"
         );
         let run = |executions, exec_per_sec, crash: Option<&str>| Report {
@@ -655,8 +658,7 @@ mod tests {
             ..Report::default()
         };
         ledger.record(&run(9_000_000, 100_000, None));
-        // 1M left at 100k/s: 10 s plus start-up, not the whole budget.
-        assert_eq!(ledger.seconds_left("t", 600), 20);
+        assert_eq!(ledger.executions_left("t"), 1_000_000);
         ledger.record(&run(2_000_000, 100_000, Some("panicked")));
         let entry = &ledger.0["t"];
         assert_eq!(
@@ -665,13 +667,13 @@ mod tests {
         );
         assert!(entry.open_crash);
         assert_eq!(
-            ledger.seconds_left("t", 600),
-            10,
+            ledger.executions_left("t"),
+            1_000_000,
             "an open crash keeps the target in the campaign"
         );
         ledger.record(&run(50_000, 100_000, None));
         assert_eq!(
-            ledger.seconds_left("t", 600),
+            ledger.executions_left("t"),
             0,
             "reached, and the crash is fixed"
         );
