@@ -65,6 +65,27 @@ pub fn jwt_auth_config(data: &[u8]) {
     check_config(meshguard_jwt_auth::parse_config(data));
 }
 
+/// Target `authz_config`: the whole of configuring, because for authz that is where most of
+/// the parsing is: the JSON, then every Rego module compiled, the decision path resolved, the
+/// refused builtins and the read set found.
+pub fn authz_config(data: &[u8]) {
+    check_config(configure_fresh::<meshguard_authz::Authz>(data));
+}
+
+/// Target `pipeline_config`: the `meshguard` module's configuration, every stage's section
+/// parsed and configured by that stage (the plain module, which refuses an `authz` section).
+pub fn pipeline_config(data: &[u8]) {
+    check_config(configure_fresh::<meshguard_pipeline::Pipeline>(data));
+}
+
+fn configure_fresh<F: Filter>(config: &[u8]) -> Result<F::Root, ConfigError> {
+    F::configure(
+        &mut MockHost::new().with_property("plugin_name", b"fuzz"),
+        &env(),
+        config,
+    )
+}
+
 /// Target `stamp_request`.
 pub fn stamp_request(data: &[u8]) {
     static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -101,6 +122,25 @@ pub fn jwt_auth_request(data: &[u8]) {
     exchanges::<meshguard_jwt_auth::JwtAuth>(configs, data);
 }
 
+/// Target `authz_request`: requests (paths, queries, headers, verified-claims filter state,
+/// JSON bodies) through the authz filter on the RBAC and the repository's other policies.
+pub fn authz_request(data: &[u8]) {
+    static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| {
+        let mut configs = accepted::<meshguard_authz::Authz>("authz");
+        configs.extend(crate::seeds::authz_extra_configs());
+        configs
+    });
+    exchanges::<meshguard_authz::Authz>(configs, data);
+}
+
+/// Target `pipeline_request`: requests through the `meshguard` module's stages in one pass.
+pub fn pipeline_request(data: &[u8]) {
+    static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| accepted::<meshguard_pipeline::Pipeline>("meshguard"));
+    exchanges::<meshguard_pipeline::Pipeline>(configs, data);
+}
+
 /// The repository's configurations of a filter ([`seeds::filter_configs`]) that its root
 /// accepts.
 ///
@@ -116,8 +156,9 @@ pub fn accepted<F: Filter>(dir: &str) -> Vec<Vec<u8>> {
 }
 
 /// Runs a scenario through a freshly configured root of `R`: each exchange is one stream
-/// (request headers, then, unless the filter answered or paused it, the upstream's response
-/// headers, then the log callback); the clock moves as the scenario says and the root ticks
+/// (request headers, then the body in two chunks when the exchange has one and the filter reads
+/// bodies, then, unless the filter answered or paused it, the upstream's response headers, then
+/// the log callback); the clock moves as the scenario says and the root ticks
 /// after every move. A dispatched call fails (the host answers `None`), as when the upstream is
 /// down.
 ///
@@ -187,17 +228,25 @@ fn stream<H: HttpFilter>(
 ) {
     host.request_headers = exchange.request.clone();
     host.response_headers = exchange.response.clone();
+    host.request_body.clear();
     host.properties.retain(|path, _| path == "plugin_name");
     for (path, value) in &exchange.properties {
         host.properties.insert(path.clone(), value.clone());
     }
-    let mut decision = http.on_request_headers(host, true);
-    if decision == Decision::Pause {
-        let mut resumed = Decision::Pause;
-        answer_calls(host, |host, token| {
-            resumed = http.on_call_response(host, token, None);
-        });
-        decision = resumed;
+    let with_body = callbacks.request_body && !exchange.body.is_empty();
+    let mut decision = http.on_request_headers(host, !with_body);
+    decision = resume(http, host, decision);
+    if with_body {
+        // Two chunks, as a body that arrives in parts: Envoy calls with what it holds so far.
+        let half = exchange.body.len() / 2;
+        for (held, end_of_stream) in [(half, false), (exchange.body.len(), true)] {
+            if matches!(decision, Decision::Respond(_)) || (held == 0 && !end_of_stream) {
+                continue;
+            }
+            host.request_body = exchange.body.get(..held).unwrap_or_default().to_vec();
+            let on_body = http.on_request_body(host, held, end_of_stream);
+            decision = resume(http, host, on_body);
+        }
     }
     // A local reply passes through the filter's own response callback, as in Envoy.
     if let Decision::Respond(reply) = &decision {
@@ -210,6 +259,23 @@ fn stream<H: HttpFilter>(
     if callbacks.log {
         http.on_log(host);
     }
+}
+
+/// A paused stream resumed by failed answers to the calls it dispatched (it stays paused when
+/// it dispatched none: it is waiting for its body).
+fn resume<H: HttpFilter>(
+    http: &mut Stream<H>,
+    host: &mut MockHost,
+    decision: Decision,
+) -> Decision {
+    if decision != Decision::Pause {
+        return decision;
+    }
+    let mut resumed = Decision::Pause;
+    answer_calls(host, |host, token| {
+        resumed = http.on_call_response(host, token, None);
+    });
+    resumed
 }
 
 /// What a single-purpose module gives its filter, for the plugin `fuzz`.
@@ -233,5 +299,70 @@ pub fn call_response(status: u16, content_type: &str, body: &[u8]) -> CallRespon
             ("content-type".to_string(), content_type.to_string()),
         ],
         body: body.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lines::Exchange;
+
+    /// What one exchange through the authz target's first configuration (the object-decision
+    /// policy that reads the query, the JSON body and the claims) decides.
+    fn authz_decides(amount: &str, claims: &str) -> (Decision, Vec<(String, String)>) {
+        let config = crate::seeds::authz_extra_configs().swap_remove(0);
+        let mut host = MockHost::new().with_property("plugin_name", b"fuzz");
+        let root = match meshguard_authz::Authz::configure(&mut host, &env(), &config) {
+            Ok(root) => root,
+            Err(err) => panic!("the harness's own configuration is refused: {err}"),
+        };
+        let exchange = Exchange {
+            request: vec![
+                (":method".into(), "POST".into()),
+                (":path".into(), "/api/orders?user=alice".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            properties: vec![
+                ("meshguard.jwt_authn".into(), claims.as_bytes().to_vec()),
+                ("source.address".into(), b"10.1.2.3:45678".to_vec()),
+            ],
+            body: format!("{{\"amount\": {amount}}}\n").into_bytes(),
+            ..Exchange::default()
+        };
+        let mut http = Stream::new(root.new_http(2));
+        let callbacks = <<meshguard_authz::Authz as Filter>::Root as Root>::Http::CALLBACKS;
+        assert!(callbacks.request_body, "authz reads bodies");
+        let with_body = true;
+        host.request_headers = exchange.request.clone();
+        for (path, value) in &exchange.properties {
+            host.properties.insert(path.clone(), value.clone());
+        }
+        let mut decision = http.on_request_headers(&mut host, !with_body);
+        let half = exchange.body.len() / 2;
+        for (held, end) in [(half, false), (exchange.body.len(), true)] {
+            host.request_body = exchange.body.get(..held).unwrap_or_default().to_vec();
+            decision = http.on_request_body(&mut host, held, end);
+        }
+        (decision, host.request_headers.clone())
+    }
+
+    #[test]
+    fn the_authz_targets_bodies_and_claims_reach_the_policy() {
+        let fine = r#"{"verified_jwt": {"sub": "alice"}}"#;
+        let (decision, headers) = authz_decides("12", fine);
+        assert_eq!(decision, Decision::Continue);
+        assert!(
+            headers.contains(&("x-user".to_string(), "alice".to_string())),
+            "the object decision's header is applied: {headers:?}"
+        );
+        assert!(
+            matches!(authz_decides("1000", fine).0, Decision::Respond(ref r) if r.status == 401),
+            "the body's amount decides"
+        );
+        let banned = r#"{"verified_jwt": {"sub": "alice", "banned": true}}"#;
+        assert!(
+            matches!(authz_decides("12", banned).0, Decision::Respond(ref r) if r.status == 401),
+            "the claims decide"
+        );
     }
 }

@@ -164,6 +164,30 @@ pub const TARGETS: &[Target] = &[
         seeds: seeds::rate_limit_requests,
     },
     Target {
+        name: "authz_config",
+        about: "authz configuration JSON with its Rego: Ok or a ConfigError naming a field",
+        run: filters::authz_config,
+        seeds: seeds::authz_configs,
+    },
+    Target {
+        name: "pipeline_config",
+        about: "the meshguard module's configuration, every stage's section: Ok or a field",
+        run: filters::pipeline_config,
+        seeds: seeds::pipeline_configs,
+    },
+    Target {
+        name: "authz_request",
+        about: "requests, claims and JSON bodies through the authz filter's Rego policies",
+        run: filters::authz_request,
+        seeds: seeds::authz_requests,
+    },
+    Target {
+        name: "pipeline_request",
+        about: "fuzzed requests through the meshguard module's stages in one pass",
+        run: filters::pipeline_request,
+        seeds: seeds::pipeline_requests,
+    },
+    Target {
         name: "jwt_auth_request",
         about: "fuzzed header maps (tokens in headers, cookies, query) through jwt-auth",
         run: filters::jwt_auth_request,

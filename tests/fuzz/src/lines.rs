@@ -8,6 +8,7 @@
 //! cookie:user=42
 //! +x-forwarded-for:10.0.0.1,  `+`: the value repeated to at least 16 KiB
 //! @source.address=10.1.2.3:80 a property for this exchange
+//! >{"amount": 12}             a line of the request body (each `>` line adds itself and `\n`)
 //! ~1500                       move the clock 1500 ms before this exchange
 //! --                          the response headers follow
 //! :status:503
@@ -15,7 +16,9 @@
 //! ```
 //!
 //! Names are lowercased as Envoy's codecs deliver them; values are decoded as the shim decodes
-//! them (invalid UTF-8 replaced, never a panic). Repeated names stay repeated.
+//! them (invalid UTF-8 replaced, never a panic). Repeated names stay repeated. A body's bytes
+//! are kept as they are: it reaches a filter that reads bodies in two chunks, as Envoy
+//! delivers a body that arrives in parts.
 
 /// One request and the upstream's answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +31,8 @@ pub struct Exchange {
     pub properties: Vec<(String, Vec<u8>)>,
     /// Milliseconds the clock moves before the request.
     pub advance_ms: u64,
+    /// The request body (empty: a request without one).
+    pub body: Vec<u8>,
 }
 
 /// A decoded input: which of the target's configurations, and the exchanges.
@@ -45,6 +50,8 @@ pub const MAX_EXCHANGES: usize = 16;
 pub const MAX_HEADERS: usize = 128;
 /// A `+` line's value is repeated to at least this many bytes.
 pub const HUGE: usize = 16 * 1024;
+/// Body bytes per exchange beyond which further `>` lines are ignored.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// Decodes fuzz bytes (never fails: every input is some scenario).
 pub fn parse(data: &[u8]) -> Scenario {
@@ -70,6 +77,12 @@ pub fn parse(data: &[u8]) -> Scenario {
                         .properties
                         .push((String::from_utf8_lossy(path).into_owned(), value.to_vec()));
                 }
+                [b'>', line @ ..] if !response => {
+                    if exchange.body.len() < MAX_BODY {
+                        exchange.body.extend_from_slice(line);
+                        exchange.body.push(b'\n');
+                    }
+                }
                 [b'~', millis @ ..] => {
                     let millis = String::from_utf8_lossy(millis);
                     exchange.advance_ms = millis.trim().parse::<u64>().unwrap_or(0) % 86_400_000;
@@ -93,7 +106,8 @@ pub fn parse(data: &[u8]) -> Scenario {
 }
 
 /// Encodes a scenario (seeds are written this way); `parse(&encode(s)) == s` for scenarios
-/// whose names and values hold no newline and whose names hold no colon past a leading one.
+/// whose names and values hold no newline, whose names hold no colon past a leading one, and
+/// whose body is empty or ends with a newline.
 pub fn encode(scenario: &Scenario) -> Vec<u8> {
     let mut out = vec![u8::try_from(scenario.config).unwrap_or(0)];
     for (index, exchange) in scenario.exchanges.iter().enumerate() {
@@ -112,6 +126,14 @@ pub fn encode(scenario: &Scenario) -> Vec<u8> {
         }
         for (name, value) in &exchange.request {
             out.extend_from_slice(format!("{name}:{value}\n").as_bytes());
+        }
+        let body = exchange.body.strip_suffix(b"\n").unwrap_or(&exchange.body);
+        if !exchange.body.is_empty() {
+            for line in body.split(|&b| b == b'\n') {
+                out.push(b'>');
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
         }
         if !exchange.response.is_empty() {
             out.extend_from_slice(b"--\n");
@@ -208,6 +230,7 @@ mod tests {
                     response: vec![(":status".into(), "503".into())],
                     properties: vec![("source.address".into(), b"10.0.0.1:80".to_vec())],
                     advance_ms: 1500,
+                    body: b"{\"amount\": 12,\n \"note\": \"\xff\"}\n".to_vec(),
                 },
                 Exchange::default(),
             ],
@@ -223,6 +246,18 @@ mod tests {
         assert_eq!(
             request[1],
             ("x-bad".to_string(), "\u{fffd}\u{fffd}".to_string())
+        );
+    }
+
+    #[test]
+    fn body_lines_keep_their_bytes_and_stay_before_the_response() {
+        let scenario = parse(b"\x00:path:/x\n>{\"a\":\n>\xff}\n--\n>not body\n");
+        let exchange = &scenario.exchanges[0];
+        assert_eq!(exchange.body, b"{\"a\":\n\xff}\n");
+        assert_eq!(
+            exchange.response,
+            vec![(">not body".to_string(), String::new())],
+            "after `--` a `>` line is a response header like any other"
         );
     }
 

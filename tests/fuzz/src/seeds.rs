@@ -162,9 +162,9 @@ pub fn jwt_auth_configs() -> Vec<Vec<u8>> {
 
 // === requests ===
 
-/// The requests of `filters/host/examples/<dir>.*.yaml` (request files and suites) as header
-/// lists.
-fn example_requests(dir: &str) -> Vec<Vec<(String, String)>> {
+/// The requests of `filters/host/examples/<dir>.*.yaml` (request files and suites): headers,
+/// properties (the verified claims' filter state among them) and bodies.
+fn example_requests(dir: &str) -> Vec<Exchange> {
     let mut requests = Vec::new();
     for file in files(&workspace_root().join("filters/host/examples"), ".yaml") {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -178,7 +178,7 @@ fn example_requests(dir: &str) -> Vec<Vec<(String, String)>> {
     requests
 }
 
-fn collect_requests(value: &Yaml, out: &mut Vec<Vec<(String, String)>>) {
+fn collect_requests(value: &Yaml, out: &mut Vec<Exchange>) {
     match value {
         Yaml::Mapping(map) => {
             if let Some(request) = map.get("request").and_then(Yaml::as_mapping) {
@@ -201,7 +201,24 @@ fn collect_requests(value: &Yaml, out: &mut Vec<Vec<(String, String)>>) {
                         }
                     }
                 }
-                out.push(headers);
+                let mut properties = Vec::new();
+                if let Some(Yaml::Mapping(more)) = request.get("properties") {
+                    for (name, value) in more {
+                        if let (Some(name), Some(value)) = (name.as_str(), yaml_text(value)) {
+                            properties.push((name.to_string(), value.into_bytes()));
+                        }
+                    }
+                }
+                let mut body = text("body").unwrap_or_default().into_bytes();
+                if !body.is_empty() && !body.ends_with(b"\n") {
+                    body.push(b'\n');
+                }
+                out.push(Exchange {
+                    request: headers,
+                    properties,
+                    body,
+                    ..Exchange::default()
+                });
             }
             for value in map.values() {
                 collect_requests(value, out);
@@ -266,11 +283,13 @@ fn request_seeds(dir: &str, configs: usize) -> Vec<Vec<u8>> {
     for config in 0..configs.min(8) {
         let mut exchanges: Vec<Exchange> = examples
             .iter()
-            .map(|headers| Exchange {
-                request: headers.clone(),
-                response: vec![(":status".into(), "200".into())],
-                properties: vec![("source.address".into(), b"10.1.2.3:45678".to_vec())],
-                advance_ms: 0,
+            .map(|example| {
+                let mut exchange = example.clone();
+                exchange.response = vec![(":status".into(), "200".into())];
+                exchange
+                    .properties
+                    .push(("source.address".into(), b"10.1.2.3:45678".to_vec()));
+                exchange
             })
             .collect();
         exchanges.truncate(lines::MAX_EXCHANGES);
@@ -309,6 +328,7 @@ fn request_seeds(dir: &str, configs: usize) -> Vec<Vec<u8>> {
             )],
             properties: Vec::new(),
             advance_ms: if step == 8 { 31_000 } else { 10 },
+            body: Vec::new(),
         });
     }
     seeds.push(lines::encode(&Scenario {
@@ -367,6 +387,159 @@ pub fn jwt_auth_requests() -> Vec<Vec<u8>> {
             vec![(":method", "GET"), (":path", query.as_str())],
         ] {
             seeds.push(lines::encode(&lines::request(0, &headers)));
+        }
+    }
+    seeds
+}
+
+/// Seeds of `authz_config`: the shipped configurations and the harness's own, cut and
+/// extended.
+pub fn authz_configs() -> Vec<Vec<u8>> {
+    let mut seeds = config_seeds("authz");
+    seeds.extend(authz_extra_configs());
+    for bad in [
+        json!({"modules": {"x.rego": "package envoy.authz\nimport rego.v1\nallow if {"}}),
+        json!({"modules": {"x.rego": "package envoy.authz\nimport rego.v1\nallow if http.send({}).body"}}),
+        json!({"modules": {"x.rego": "package envoy.authz\nallow = true"}, "decisionPath": "/"}),
+        json!({"modules": {"x.rego": "package a\nimport rego.v1\nallow if time.now_ns() > 0"},
+               "decisionPath": "a/allow", "cacheSize": 4, "maxInstructions": 0}),
+        json!({"modules": {"": " "}, "data": [], "onError": "maybe", "statusOnError": 99}),
+    ] {
+        seeds.push(bad.to_string().into_bytes());
+    }
+    seeds
+}
+
+/// Configurations only the fuzz targets use (first in `authz_request`'s list): a policy that
+/// reads the whole OPA-Envoy input (query, body, headers, source) and answers with object
+/// decisions, and one that reads the whole input and iterates the query and headers under a small
+/// instruction budget.
+pub fn authz_extra_configs() -> Vec<Vec<u8>> {
+    let object = "package envoy.authz\n\
+        import rego.v1\n\
+        default allow := {\"allowed\": false, \"http_status\": 401, \"headers\": {\"x-denied-by\": \"fuzz\"}, \"body\": \"denied\"}\n\
+        allow := {\"allowed\": true, \"headers\": {\"x-user\": user}, \"request_headers_to_remove\": [\"cookie\"], \"response_headers_to_add\": {\"x-seen\": sprintf(\"%d\", [count(input.attributes.request.http.headers)])}} if {\n\
+        \tuser := input.parsed_query.user[0]\n\
+        \tinput.parsed_body.amount < 100\n\
+        \tstartswith(input.attributes.request.http.path, \"/api/\")\n\
+        \tinput.attributes.source.address.socketAddress.address != \"10.0.0.66\"\n\
+        \tnot input.attributes.metadataContext.filterMetadata[\"envoy.filters.http.jwt_authn\"].verified_jwt.banned\n\
+        }\n";
+    // Reads the whole input (so it is all built) and iterates what a client controls.
+    let walker = "package envoy.authz\n\
+        import rego.v1\n\
+        allow if {\n\
+        \tinput.attributes\n\
+        \tpairs := [[k, v] | some k, values in input.parsed_query; some v in values]\n\
+        \tcount(pairs) < 500\n\
+        \tlong := [name | some name, value in input.attributes.request.http.headers; count(value) > 8192]\n\
+        \tcount(long) == 0\n\
+        }\n";
+    vec![
+        json!({"modules": {"object.rego": object}, "withRequestBody": {"maxRequestBytes": 4096},
+               "cacheSize": 0, "maxInstructions": 20000, "explain": true})
+        .to_string()
+        .into_bytes(),
+        json!({"modules": {"walk.rego": walker}, "withRequestBody": {"maxRequestBytes": 65536},
+               "cacheSize": 16, "maxInstructions": 5000, "onError": "allow", "statusOnError": 503})
+        .to_string()
+        .into_bytes(),
+    ]
+}
+
+/// Seeds of `authz_request`: the examples' requests (with their verified claims) and the
+/// hostile ones on every configuration, plus what the issue calls hostile for authz: very long
+/// paths, thousands of query parameters, deep and invalid JSON bodies, invalid UTF-8.
+pub fn authz_requests() -> Vec<Vec<u8>> {
+    let configs = authz_extra_configs().len() + filter_configs("authz").len();
+    let mut seeds = request_seeds("authz", configs);
+    let claims =
+        br#"{"verified_jwt": {"sub": "alice", "realm_access": {"roles": ["customer", "admin"]}}}"#;
+    let many_params: String = (0..2000).map(|i| format!("user=u{i}&")).collect();
+    let long_path = format!("/api/users/alice/orders/{}", "a/".repeat(20_000));
+    let deep = format!("{}1{}\n", "[".repeat(5000), "]".repeat(5000));
+    let post = |path: &str, content_type: &str, body: &[u8]| Exchange {
+        request: vec![
+            (":method".into(), "POST".into()),
+            (":path".into(), path.into()),
+            (":authority".into(), "shop.example".into()),
+            ("content-type".into(), content_type.into()),
+            ("x-user-id".into(), "alice".into()),
+            ("cookie".into(), "session=1".into()),
+        ],
+        response: vec![(":status".into(), "200".into())],
+        properties: vec![
+            ("source.address".into(), b"10.1.2.3:45678".to_vec()),
+            ("meshguard.jwt_authn".into(), claims.to_vec()),
+        ],
+        body: body.to_vec(),
+        ..Exchange::default()
+    };
+    for config in 0..configs.min(8) {
+        let exchanges = vec![
+            post(
+                "/api/orders?user=alice",
+                "application/json",
+                b"{\"amount\": 12}\n",
+            ),
+            post(
+                "/api/orders?user=alice",
+                "application/json; charset=utf-8",
+                b"{\"amount\": 1e400}\n",
+            ),
+            post(
+                &format!("/api/orders?{many_params}"),
+                "application/json",
+                b"{\"amount\": \n",
+            ),
+            post(&long_path, "application/json", deep.as_bytes()),
+            post(
+                "/api/orders?user=%ff%fe",
+                "text/plain",
+                b"\xff\xfe not json\n",
+            ),
+            post(
+                "/api/users/alice/cart",
+                "application/x-www-form-urlencoded",
+                b"a=1&a=2&b\n",
+            ),
+        ];
+        seeds.push(lines::encode(&Scenario { config, exchanges }));
+    }
+    seeds
+}
+
+/// Seeds of `pipeline_config`.
+pub fn pipeline_configs() -> Vec<Vec<u8>> {
+    config_seeds("meshguard")
+}
+
+/// Seeds of `pipeline_request`: the examples' and the hostile requests, and the JWT targets'
+/// valid and attack tokens (the shipped pipeline verifies the same test key).
+pub fn pipeline_requests() -> Vec<Vec<u8>> {
+    let configs = filter_configs("meshguard").len();
+    let mut seeds = request_seeds("meshguard", configs);
+    let tokens = testing::valid_tokens(NOW)
+        .into_iter()
+        .map(|(_, token)| token)
+        .chain(
+            testing::attack_corpus(NOW)
+                .into_iter()
+                .map(|attack| attack.token),
+        );
+    for token in tokens {
+        let bearer = format!("Bearer {token}");
+        for config in 0..configs.min(4) {
+            seeds.push(lines::encode(&lines::request(
+                config,
+                &[
+                    (":method", "GET"),
+                    (":path", "/api/products/p-1"),
+                    (":authority", "shop.example"),
+                    ("authorization", bearer.as_str()),
+                    ("x-user-id", "spoofed"),
+                ],
+            )));
         }
     }
     seeds
