@@ -188,7 +188,7 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
         args.targets.clone()
     };
     let ledger_path = work_dir().join("campaign.json");
-    let mut ledger = Ledger::read(&ledger_path)?;
+    let ledger = Ledger::read(&ledger_path)?;
     // Each target with its time budget and, in a campaign, the executions it still needs
     // (libFuzzer's `-runs`: it stops exactly at the aim).
     let plan: Vec<(String, u64, Option<u64>)> = targets
@@ -264,6 +264,22 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
         .max(1);
     let queue = Mutex::new(plan.iter());
     let reports = Mutex::new(Vec::new());
+    // Each target's run enters the ledger as it ends, so an interrupted campaign keeps what
+    // the finished targets did.
+    let ledger = Mutex::new(ledger);
+    let record = |report: &Report| -> anyhow::Result<()> {
+        let mut ledger = ledger
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the ledger's lock is poisoned"))?;
+        ledger.record(report);
+        ledger.write(&ledger_path)?;
+        append_runs(
+            &work.join("campaign-runs.jsonl"),
+            std::slice::from_ref(report),
+            &commit,
+            profile,
+        )
+    };
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -279,6 +295,9 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
                             ..Report::default()
                         });
                     eprintln!("meshguard: {} done", report.target);
+                    if let Err(err) = record(&report) {
+                        eprintln!("meshguard: the campaign ledger missed {}: {err:#}", target);
+                    }
                     if let Ok(mut reports) = reports.lock() {
                         reports.push(report);
                     }
@@ -290,16 +309,7 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     reports.sort_by(|a, b| a.target.cmp(&b.target));
     print_table(&reports);
     write_json(&work.join("report.json"), &reports)?;
-    for report in &reports {
-        ledger.record(report);
-    }
-    ledger.write(&ledger_path)?;
-    append_runs(
-        &work.join("campaign-runs.jsonl"),
-        &reports,
-        &commit,
-        profile,
-    )?;
+    let ledger = ledger.into_inner().unwrap_or_default();
     print_campaign(&ledger, &targets);
     let crashed: Vec<&Report> = reports.iter().filter(|r| r.crash.is_some()).collect();
     if !crashed.is_empty() {

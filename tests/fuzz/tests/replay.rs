@@ -59,9 +59,10 @@ fn the_libfuzzer_binaries_are_the_targets() {
         let text = std::fs::read_to_string(&source)
             .unwrap_or_else(|err| panic!("{}: {err}", source.display()));
         assert!(
-            text.contains(&format!("meshguard_fuzz::run(\"{}\", data)", target.name)),
-            "{} does not run its own target",
-            source.display()
+            text.contains(&format!("meshguard_fuzz::{}(data)", target.function)),
+            "{} does not call its own target's function, meshguard_fuzz::{}",
+            source.display(),
+            target.function
         );
         assert!(
             manifest.contains(&format!("name = \"{}\"", target.name)),

@@ -1,4 +1,5 @@
 #![no_main]
-//! libFuzzer binary of `meshguard_fuzz` target `admission_review`.
+//! libFuzzer binary of `meshguard_fuzz` target `admission_review`. It calls the function directly (not
+//! through `meshguard_fuzz::run`), so it links only this target's code.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::run("admission_review", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::engine::admission_review(data));

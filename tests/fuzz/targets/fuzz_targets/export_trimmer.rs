@@ -1,4 +1,5 @@
 #![no_main]
-//! libFuzzer binary of `meshguard_fuzz` target `export_trimmer`.
+//! libFuzzer binary of `meshguard_fuzz` target `export_trimmer`. It calls the function directly (not
+//! through `meshguard_fuzz::run`), so it links only this target's code.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::run("export_trimmer", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::wasm::trimmer(data));

@@ -1,4 +1,5 @@
 #![no_main]
-//! libFuzzer binary of `meshguard_fuzz` target `jwt_auth_config`.
+//! libFuzzer binary of `meshguard_fuzz` target `jwt_auth_config`. It calls the function directly (not
+//! through `meshguard_fuzz::run`), so it links only this target's code.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::run("jwt_auth_config", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::filters::jwt_auth_config(data));

@@ -1,4 +1,5 @@
 #![no_main]
-//! libFuzzer binary of `meshguard_fuzz` target `pipeline_config`.
+//! libFuzzer binary of `meshguard_fuzz` target `pipeline_config`. It calls the function directly (not
+//! through `meshguard_fuzz::run`), so it links only this target's code.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::run("pipeline_config", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| meshguard_fuzz::filters::pipeline_config(data));
