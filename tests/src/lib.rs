@@ -7,8 +7,9 @@
 //! delays, hit counters, fixed documents). [`redis`] runs Debian's `redis-server` (installed with
 //! apt-get when missing) and [`rls`] the global rate-limit service in front of it; [`registry`] is
 //! a real OCI registry (Debian's `docker-registry`) for the images the modules ship as;
-//! [`prometheus`] is Debian's Prometheus and `promtool`, for the monitoring tests. The
-//! benchmark and demo commands in `xtask` reuse them all.
+//! [`prometheus`] is Debian's Prometheus and `promtool`, for the monitoring tests. Each server
+//! runs as a [`process::Process`]: its own run folder, process group and log, printed when the
+//! test fails. The benchmark and demo commands in `xtask` reuse them all.
 
 pub mod bootstrap;
 pub mod envoy;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod istio;
 pub mod modules;
 pub mod paths;
+pub mod process;
 pub mod prometheus;
 pub mod redis;
 pub mod registry;

@@ -9,18 +9,16 @@
 //! Grafana's and an operator's do.
 
 use std::fs::{self, File};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 
 use crate::paths::target_dir;
-use crate::redis::free_port;
+use crate::process::{Process, free_port};
 
 /// `prometheus` and `promtool`.
 #[derive(Debug, Clone)]
@@ -151,8 +149,7 @@ impl Sample {
 /// A running Prometheus.
 #[derive(Debug)]
 pub struct Prometheus {
-    child: Option<Child>,
-    dir: PathBuf,
+    process: Process,
     port: u16,
 }
 
@@ -161,79 +158,38 @@ impl Prometheus {
     /// resolved against the run's folder, where `files` are written first) and waits until it
     /// is ready.
     pub fn start(config: &str, files: &[(&str, String)]) -> anyhow::Result<Self> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
         let binary = prometheus_binaries()?.server;
-        let dir = target_dir().join("prometheus-runs").join(format!(
-            "{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        fs::write(dir.join("prometheus.yml"), config)?;
-        for (name, text) in files {
-            fs::write(dir.join(name), text)?;
-        }
         // The port is picked by binding port 0 and releasing it; another process may take it
         // in between, so a failed start is retried on a new port.
         let mut last_error = None;
         for _ in 0..5 {
+            let mut process = Process::new("prometheus", "prometheus-runs", "prometheus.log")?;
+            let dir = process.dir().to_path_buf();
+            fs::write(dir.join("prometheus.yml"), config)?;
+            for (name, text) in files {
+                fs::write(dir.join(name), text)?;
+            }
             let port = free_port()?;
-            let log = File::options()
-                .create(true)
-                .append(true)
-                .open(dir.join("prometheus.log"))?;
-            let child = Command::new(&binary)
-                .current_dir(&dir)
-                .arg("--config.file=prometheus.yml")
-                .arg("--storage.tsdb.path=data")
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
-            let mut prometheus = Self {
-                child: Some(child),
-                dir: dir.clone(),
-                port,
-            };
-            match prometheus.wait_ready() {
-                Ok(()) => return Ok(prometheus),
-                Err(err) => {
-                    last_error = Some(err);
-                    prometheus.kill();
-                }
+            process.spawn(
+                Command::new(&binary)
+                    .current_dir(&dir)
+                    .arg("--config.file=prometheus.yml")
+                    .arg("--storage.tsdb.path=data")
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .arg("--log.level=info"),
+            )?;
+            let ready = format!("http://127.0.0.1:{port}/-/ready");
+            match process.wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+                ureq::get(&ready)
+                    .timeout(Duration::from_secs(2))
+                    .call()
+                    .is_ok()
+            }) {
+                Ok(()) => return Ok(Self { process, port }),
+                Err(err) => last_error = Some(err),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow!("prometheus did not start")))
-    }
-
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!(
-                    "prometheus exited during start-up with {status}:\n{}",
-                    self.log()
-                );
-            }
-            if ureq::get(&format!("{}/-/ready", self.url()))
-                .timeout(Duration::from_secs(2))
-                .call()
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("prometheus was not ready within 60 s:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -315,35 +271,12 @@ impl Prometheus {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// The run's folder.
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // The process group is Prometheus alone; kill it by its id.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- prometheus log ({}) ---\n{}--- end of prometheus log ---",
-                self.dir.display(),
-                self.log()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        self.process.dir()
     }
 }
 

@@ -9,16 +9,15 @@
 //! operator's own tool, and no Redis client crate in the testkit, which the lean `xtask` builds.
 
 use std::fs::{self, File};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
 use crate::paths::target_dir;
+use crate::process::Process;
 
 /// `redis-server` and `redis-cli`.
 #[derive(Debug, Clone)]
@@ -106,40 +105,24 @@ fn install() -> anyhow::Result<Binaries> {
 /// A running Redis.
 #[derive(Debug)]
 pub struct Redis {
-    child: Option<Child>,
-    dir: PathBuf,
+    process: Process,
     port: u16,
-    starts: u32,
 }
 
 impl Redis {
     /// Starts Redis on a free loopback port and waits until it answers PING.
     pub fn start() -> anyhow::Result<Self> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = target_dir().join("redis-runs").join(format!(
-            "{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
         // The port is picked by binding port 0 and releasing it; another process may take it in
         // between, so a failed start is retried on a new port.
         let mut last_error = None;
         for _ in 0..5 {
-            let port = free_port()?;
             let mut redis = Self {
-                child: None,
-                dir: dir.clone(),
-                port,
-                starts: 0,
+                process: Process::new("redis", "redis-runs", "redis.log")?,
+                port: free_port()?,
             };
             match redis.spawn() {
                 Ok(()) => return Ok(redis),
-                Err(err) => {
-                    last_error = Some(err);
-                    redis.kill();
-                }
+                Err(err) => last_error = Some(err),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow!("redis did not start")))
@@ -147,46 +130,20 @@ impl Redis {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let binary = redis_binaries()?.server;
-        self.starts += 1;
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--protected-mode", "yes"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "notice"])
             .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!(
-                    "redis-server exited during start-up with {status}:\n{}",
-                    self.log()
-                );
-            }
-            if self.command(&["PING"]).is_ok_and(|reply| reply == "PONG") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "redis-server did not answer PING within 20 s:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .arg(self.process.dir());
+        self.process.spawn(&mut command)?;
+        let port = self.port;
+        self.process
+            .wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+                cli(port, &["PING"]).is_ok_and(|reply| reply == "PONG")
+            })
     }
 
     /// The port.
@@ -201,87 +158,59 @@ impl Redis {
 
     /// Stops the server (SIGKILL, as a crash or a lost node looks to clients).
     pub fn stop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 
     /// Starts the server again on the same port (empty: there is no persistence).
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
         self.spawn()
     }
 
     /// Whether the server process runs.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.process.is_running()
     }
 
     /// Runs one command with `redis-cli` and returns its reply as redis-cli prints it to a
     /// pipe: integers as digits, strings bare, arrays one element per line, nil as nothing. An
     /// error reply is an error.
     pub fn command(&self, args: &[&str]) -> anyhow::Result<String> {
-        let cli = redis_binaries()?.cli;
-        let output = Command::new(&cli)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", cli.display()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .to_string();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if !output.status.success() || stdout.starts_with("ERR") || stdout.starts_with("(error)") {
-            bail!(
-                "redis-cli {} failed ({}): {stdout}{stderr}",
-                args.join(" "),
-                output.status
-            );
-        }
-        Ok(stdout)
+        cli(self.port, args)
     }
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("redis.log")
+        self.process.log()
     }
 
     /// The folder of this server's files.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.process.dir()
     }
+}
 
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+/// One `redis-cli` command against the server on `port` ([`Redis::command`]).
+fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let cli = redis_binaries()?.cli;
+    let output = Command::new(&cli)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", cli.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() || stdout.starts_with("ERR") || stdout.starts_with("(error)") {
+        bail!(
+            "redis-cli {} failed ({}): {stdout}{stderr}",
+            args.join(" "),
+            output.status
+        );
     }
+    Ok(stdout)
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- redis log ({}, {} starts) ---\n{}--- end of redis log ---",
-                self.dir.display(),
-                self.starts,
-                self.log()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
+pub use crate::process::free_port;

@@ -14,16 +14,14 @@
 //! pushed.
 
 use std::fs::{self, File};
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
 use crate::paths::target_dir;
+use crate::process::{Process, free_port};
 
 /// Where Debian's package puts the binary.
 const BINARY: &str = "/usr/bin/docker-registry";
@@ -94,8 +92,7 @@ fn apt(args: &[&str]) -> anyhow::Result<()> {
 /// A running registry on 127.0.0.1.
 #[derive(Debug)]
 pub struct Registry {
-    child: Child,
-    dir: PathBuf,
+    process: Process,
     port: u16,
     basic_auth: bool,
 }
@@ -130,19 +127,14 @@ impl Registry {
     }
 
     fn start_inner(basic_auth: bool) -> anyhow::Result<Self> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
         let binary = registry_binary()?;
-        let dir = target_dir().join("registry-runs").join(format!(
-            "{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("storage"))?;
         // The port is free when chosen but may be taken before the registry binds it: try again
         // with another one when the registry exits at start-up.
         let mut last_error = anyhow!("no attempt made");
         for _ in 0..5 {
+            let mut process = Process::new("registry", "registry-runs", "registry.log")?;
+            let dir = process.dir().to_path_buf();
+            fs::create_dir_all(dir.join("storage"))?;
             let port = free_port()?;
             let config = dir.join("config.yml");
             fs::write(&config, config_yaml(&dir, port, basic_auth))?;
@@ -152,38 +144,30 @@ impl Registry {
                     format!("{TEST_USER}:{TEST_PASSWORD_BCRYPT}\n"),
                 )?;
             }
-            let log = File::create(dir.join("registry.log"))?;
-            let mut child = Command::new(&binary)
-                .arg("serve")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
-            match wait_ready(&mut child, port, basic_auth, Duration::from_secs(30)) {
+            process.spawn(Command::new(&binary).arg("serve").arg(&config))?;
+            // Ready: `GET /v2/` answers as a running registry does (200, or 401 when it asks
+            // for credentials).
+            let ready = if basic_auth { 401 } else { 200 };
+            let url = format!("http://127.0.0.1:{port}/v2/");
+            match process.wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+                crate::http::get(&url, &[]).is_ok_and(|response| response.status == ready)
+            }) {
                 Ok(()) => {
                     return Ok(Self {
-                        child,
-                        dir,
+                        process,
                         port,
                         basic_auth,
                     });
                 }
                 Err(err) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let log = fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
-                    let retry = log.contains("address already in use");
-                    last_error = anyhow!("{err:#}\n--- registry log ---\n{log}");
+                    let retry = process.log().contains("address already in use");
+                    last_error = err;
                     if !retry {
                         break;
                     }
                 }
             }
         }
-        let _ = fs::remove_dir_all(&dir);
         Err(last_error)
     }
 
@@ -204,12 +188,12 @@ impl Registry {
 
     /// The registry's log so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// The storage folder (the registry's filesystem driver root).
     pub fn storage(&self) -> PathBuf {
-        self.dir.join("storage")
+        self.process.dir().join("storage")
     }
 
     /// `GET /v2/<repository>/manifests/<reference>` accepting OCI and Docker manifests.
@@ -266,53 +250,6 @@ impl Registry {
             request
         }
     }
-}
-
-/// Waits until `GET /v2/` answers as a running registry does (200, or 401 when it asks for
-/// credentials).
-fn wait_ready(
-    child: &mut Child,
-    port: u16,
-    basic_auth: bool,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let ready = if basic_auth { 401 } else { 200 };
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("docker-registry exited during start-up with {status}");
-        }
-        if crate::http::get(&format!("http://127.0.0.1:{port}/v2/"), &[])
-            .is_ok_and(|response| response.status == ready)
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("docker-registry was not ready after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- registry log ({}) ---\n{}--- end of registry log ---",
-                self.dir.display(),
-                self.log()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 fn config_yaml(dir: &Path, port: u16, basic_auth: bool) -> String {

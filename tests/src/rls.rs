@@ -7,18 +7,17 @@
 //! [`service_binary`], the one `cargo test --workspace` / `cargo build` put in `target/debug`.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 
 use crate::paths::target_dir;
+use crate::process::Process;
 
 /// The debug build of the service in this workspace's target folder, or an error that says how
 /// to build it. `MESHGUARD_RLS_BINARY` names another one.
@@ -42,11 +41,9 @@ pub fn service_binary() -> anyhow::Result<PathBuf> {
 /// A running service.
 #[derive(Debug)]
 pub struct RateLimitService {
-    child: Option<Child>,
-    dir: PathBuf,
+    process: Process,
     grpc: SocketAddr,
     http: SocketAddr,
-    exit: Option<ExitStatus>,
 }
 
 impl RateLimitService {
@@ -58,16 +55,11 @@ impl RateLimitService {
         redis_url: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = target_dir().join("rls-runs").join(format!(
-            "{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        let log_path = dir.join("service.log");
-        let mut child = Command::new(binary)
+        let mut process =
+            Process::new("rate-limit service", "rls-runs", "service.log")?.with_log("stderr.log");
+        let log_path = process.log_path().to_path_buf();
+        let mut command = Command::new(binary);
+        command
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -80,18 +72,14 @@ impl RateLimitService {
             ])
             .args(extra)
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(File::create(dir.join("stderr.log"))?)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .stderr(File::create(process.dir().join("stderr.log"))?);
+        let child = process.spawn_with_own_output(&mut command)?;
         let stdout = child.stdout.take().context("the service's stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         // Copy the JSON log to a file, and hand over the listening addresses.
-        let log_for_thread = log_path.clone();
         std::thread::spawn(move || {
-            let Ok(mut log) = File::create(&log_for_thread) else {
+            let Ok(mut log) = File::create(&log_path) else {
                 return;
             };
             let mut sent = false;
@@ -103,41 +91,27 @@ impl RateLimitService {
                 }
             }
         });
-        let mut service = Self {
-            child: Some(child),
-            dir,
-            grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
-            http: SocketAddr::from(([127, 0, 0, 1], 0)),
-            exit: None,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let mut listening = None;
+        process.wait_until(Duration::from_secs(30), Duration::from_millis(1), || {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-                let event: serde_json::Value = serde_json::from_str(&line)?;
-                let address = |field: &str| -> anyhow::Result<SocketAddr> {
-                    event[field]
-                        .as_str()
-                        .with_context(|| format!("no {field} in {line}"))?
-                        .parse()
-                        .with_context(|| format!("{field} in {line}"))
-                };
-                service.grpc = address("grpc_listen")?;
-                service.http = address("http_listen")?;
-                return Ok(service);
+                listening = Some(line);
             }
-            if let Some(status) = service.try_exit() {
-                bail!(
-                    "the rate-limit service exited during start-up with {status}:\n{}",
-                    service.log()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the rate-limit service did not listen within 30 s:\n{}",
-                    service.log()
-                );
-            }
-        }
+            listening.is_some()
+        })?;
+        let line = listening.unwrap_or_default();
+        let event: serde_json::Value = serde_json::from_str(&line)?;
+        let address = |field: &str| -> anyhow::Result<SocketAddr> {
+            event[field]
+                .as_str()
+                .with_context(|| format!("no {field} in {line}"))?
+                .parse()
+                .with_context(|| format!("{field} in {line}"))
+        };
+        Ok(Self {
+            grpc: address("grpc_listen")?,
+            http: address("http_listen")?,
+            process,
+        })
     }
 
     /// The gRPC address.
@@ -180,9 +154,7 @@ impl RateLimitService {
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&mut self) -> anyhow::Result<()> {
         let pid = self
-            .child
-            .as_ref()
-            .map(Child::id)
+            .pid()
             .ok_or_else(|| anyhow!("the service is not running"))?;
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -208,50 +180,22 @@ impl RateLimitService {
     }
 
     fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none()
-            && let Some(child) = self.child.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            self.exit = Some(status);
-        }
-        self.exit
+        self.process.try_exit()
     }
 
     /// Kills the process at once (a crashed or unreachable replica).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            if let Ok(status) = child.wait() {
-                self.exit.get_or_insert(status);
-            }
-        }
+        self.process.kill();
     }
 
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// The service's log so far (JSON lines, then anything on stderr).
     pub fn log(&self) -> String {
-        let stdout = fs::read_to_string(self.dir.join("service.log")).unwrap_or_default();
-        let stderr = fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
-        format!("{stdout}{stderr}")
-    }
-}
-
-impl Drop for RateLimitService {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- rate-limit service log ({}) ---\n{}--- end of rate-limit service log ---",
-                self.dir.display(),
-                self.log()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        self.process.log()
     }
 }
 
