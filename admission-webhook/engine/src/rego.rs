@@ -40,6 +40,11 @@ pub fn add_module(
     source_name: &str,
     text: &str,
 ) -> Result<(String, Vec<String>), LoadError> {
+    // Before regorus parses it: its parse time doubles per bracket level.
+    meshguard_rego_compat::nesting::check(text).map_err(|err| LoadError::Module {
+        source_name: source_name.to_string(),
+        message: format!("{source_name}:{}: {err}", err.line),
+    })?;
     let (prepared, notes) = prepare(text);
     engine
         .add_policy(source_name.to_string(), prepared)
@@ -62,6 +67,8 @@ pub fn evaluate_rule(
 ) -> Result<Value, String> {
     let mut engine = engine(version);
     for (name, source) in modules {
+        meshguard_rego_compat::nesting::check(source)
+            .map_err(|err| format!("{name}:{}: {err}", err.line))?;
         let (prepared, _) = prepare(source);
         engine
             .add_policy(name.clone(), prepared)

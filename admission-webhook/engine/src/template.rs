@@ -385,6 +385,14 @@ fn compile(
     let mut vm_checks_conflicts = false;
     let mut vm_refused: Option<String> = None;
     for (module, text) in modules {
+        // Before regorus parses it: its parse time doubles per bracket level.
+        if let Err(err) = meshguard_rego_compat::nesting::check(text) {
+            return Err(rego_error(
+                &module,
+                text,
+                format!("{module}:{}: {err}", err.line),
+            ));
+        }
         for data_ref in rego_scan::data_refs(text) {
             match data_ref.root.as_deref() {
                 Some("lib" | "inventory") => {

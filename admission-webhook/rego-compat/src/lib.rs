@@ -12,6 +12,7 @@
 //!
 //! - [`rego_scan`]: a Rego tokenizer (strings, raw strings, comments) and the parse
 //!   compensations (a line starting with `(`, chained rule bodies).
+//! - [`nesting`]: a bound on bracket nesting, whose parse cost doubles per level in regorus.
 //! - [`rewrite`]: OPA's `not f(args)` expansion, `sprintf` with missing arguments, the VM's
 //!   assignment guard, and OPA's deprecated `any`/`all`.
 //!
@@ -26,5 +27,6 @@
     )
 )]
 
+pub mod nesting;
 pub mod rego_scan;
 pub mod rewrite;

@@ -82,6 +82,25 @@ fn http_send_is_refused_with_its_line() {
 }
 
 #[test]
+fn brackets_nested_too_deep_for_the_parser_are_refused_before_it_runs() {
+    // regorus' parse time doubles per bracket level: 24 levels would hold configure for
+    // minutes. Refused at once, naming the module and line.
+    let deep = format!(
+        "package envoy.authz\nimport rego.v1\n\nallow if {}true{}\n",
+        "[".repeat(24),
+        "]".repeat(24)
+    );
+    let started = std::time::Instant::now();
+    let err = prepare(json!({"p.rego": deep}), json!({})).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(err.field, r#"modules["p.rego"]"#);
+    assert!(
+        err.message.contains("p.rego:4: brackets nest 21 deep"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_missing_decision_rule_names_the_decision_path() {
     let err = prepare(
         json!({"p.rego": RBAC}),
