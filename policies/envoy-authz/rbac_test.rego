@@ -57,6 +57,8 @@ test_a_path_that_only_starts_like_an_order_path_is_not_one if {
 	not allowed("GET", "/api/users/alice/orders/o-17/items", alice)
 	not allowed("GET", "/api/users/alice/ordersx", alice)
 	not allowed("GET", "/api/users/alice", alice)
+	not allowed("GET", "/api/users/alice/cart/items", alice)
+	not allowed("GET", "/api/users/alice/orders/o-17/items", sam)
 }
 
 test_support_reads_any_order if {
@@ -103,4 +105,9 @@ test_everything_else_is_denied if {
 
 test_a_token_without_roles_is_denied if {
 	not allowed("GET", "/api/users/dave/orders", {"sub": "dave"})
+}
+
+test_a_token_whose_sub_is_not_the_path_segment_is_denied if {
+	not allowed("GET", "/api/users/42/orders", user(42, ["customer"]))
+	not allowed("GET", "/api/users/alice/cart", {"realm_access": {"roles": ["customer"]}})
 }

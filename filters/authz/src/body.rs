@@ -74,7 +74,10 @@ fn form(text: &str) -> Result<Value, BodyError> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = url::decode(key, true).ok_or(BodyError::Form)?;
         let value = url::decode(value, true).ok_or(BodyError::Form)?;
-        fields.entry(key).or_default().push(Value::from(value));
+        fields
+            .entry(key.into_owned())
+            .or_default()
+            .push(Value::from(value.as_ref()));
     }
     Ok(Value::from(
         fields

@@ -74,15 +74,25 @@ impl VerifiedClaims for NoClaims {
     }
 }
 
-/// Parsed claims by their JSON text, per worker: a user's token arrives again and again, and
-/// parsing its payload is most of what building the input costs. Keyed by the whole text
-/// (no collisions); at most [`ClaimsMemo::SIZE`] entries, evicted as the decision cache's.
+/// The `metadataContext` part of the input by the claims' JSON text, per worker: a user's
+/// token arrives again and again, and parsing its payload, then keeping the parts the policy
+/// reads, is most of what building the input costs. Keyed by the whole text (no collisions);
+/// at most [`ClaimsMemo::SIZE`] entries, evicted as the decision cache's. What is remembered
+/// depends on the policy's [`Need`]: given another, the memo starts afresh (a memo serves one
+/// policy; it tells needs apart by address first, and by value only when that changed).
 #[derive(Debug)]
-pub struct ClaimsMemo(Clock<Value>);
+pub struct ClaimsMemo {
+    contexts: Clock<Value>,
+    /// The `metadataContext` need the remembered documents were built for, and its address.
+    need: Option<(Need, usize)>,
+}
 
 impl Default for ClaimsMemo {
     fn default() -> Self {
-        Self(Clock::new(Self::SIZE))
+        Self {
+            contexts: Clock::new(Self::SIZE),
+            need: None,
+        }
     }
 }
 
@@ -94,22 +104,66 @@ impl ClaimsMemo {
     /// Texts longer than this are parsed every time.
     pub const MAX_TEXT: usize = 8192;
 
-    /// The payloads as a document (`None` when the text is not an object of objects: then the
-    /// request has no verified claims).
-    fn resolve(&mut self, claims: Claims) -> Option<Value> {
-        let json = match claims {
-            Claims::Document(value) => return valid_claims(value),
-            Claims::Json(json) => json,
-        };
-        if let Some(value) = self.0.get(&json) {
-            return Some(value);
-        }
-        let value = valid_claims(Value::from_json_str(std::str::from_utf8(&json).ok()?).ok()?)?;
-        if json.len() <= Self::MAX_TEXT {
-            self.0.insert(&json, value.clone());
-        }
-        Some(value)
+    /// Payload sets remembered.
+    pub fn len(&self) -> usize {
+        self.contexts.len()
     }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.contexts.is_empty()
+    }
+
+    /// `input.attributes.metadataContext` as `need` asks for it, for these verified payloads
+    /// (a text that is not an object of objects is no verified claims).
+    fn context(&mut self, claims: Option<Claims>, need: &Need) -> Value {
+        let address = std::ptr::from_ref(need) as usize;
+        match &mut self.need {
+            Some((_, known)) if *known == address => {}
+            Some((known, at)) if known == need => *at = address,
+            _ => {
+                self.contexts = Clock::new(Self::SIZE);
+                self.need = Some((need.clone(), address));
+            }
+        }
+        let json = match claims {
+            None => return metadata_context(need, None),
+            Some(Claims::Document(value)) => return metadata_context(need, valid_claims(value)),
+            Some(Claims::Json(json)) => json,
+        };
+        if let Some(context) = self.contexts.get(&json) {
+            return context;
+        }
+        let payloads = std::str::from_utf8(&json)
+            .ok()
+            .and_then(|text| Value::from_json_str(text).ok())
+            .and_then(valid_claims);
+        let Some(payloads) = payloads else {
+            return metadata_context(need, None);
+        };
+        let context = metadata_context(need, Some(payloads));
+        if json.len() <= Self::MAX_TEXT {
+            self.contexts.insert(&json, context.clone());
+        }
+        context
+    }
+}
+
+/// `metadataContext`: the verified payloads under the JWT filter's namespace, or an empty
+/// `filterMetadata` when there are none.
+fn metadata_context(need: &Need, payloads: Option<Value>) -> Value {
+    let mut context = Object::default();
+    context.put_with(need, "filterMetadata", |need| {
+        let Some(payloads) = payloads else {
+            return Value::new_object();
+        };
+        let mut filter_metadata = Object::default();
+        filter_metadata.put_with(need, meshguard_filter_core::claims::NAMESPACE, |need| {
+            need.prune(payloads)
+        });
+        filter_metadata.into_value()
+    });
+    context.into_value()
 }
 
 fn valid_claims(value: Value) -> Option<Value> {
@@ -138,7 +192,17 @@ pub enum Need {
     /// The whole value.
     All,
     /// Only these fields (and what the tree says below each).
-    Fields(BTreeMap<String, Need>),
+    Fields(BTreeMap<String, Field>),
+}
+
+/// A field the policy reads: its key as the document's (made once, shared by every request's
+/// document) and what is needed below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The field's name as a document key.
+    pub key: Value,
+    /// What is needed below it.
+    pub need: Need,
 }
 
 impl Need {
@@ -159,9 +223,13 @@ impl Need {
             *self = Need::All;
             return;
         };
-        let child = fields
+        let child = &mut fields
             .entry(first.clone())
-            .or_insert_with(|| Need::Fields(BTreeMap::new()));
+            .or_insert_with(|| Field {
+                key: Value::from(first.as_str()),
+                need: Need::Fields(BTreeMap::new()),
+            })
+            .need;
         if rest.is_empty() {
             *child = Need::All;
         } else {
@@ -173,7 +241,17 @@ impl Need {
     pub fn child(&self, name: &str) -> Option<&Need> {
         match self {
             Need::All => Some(&Need::All),
-            Need::Fields(fields) => fields.get(name),
+            Need::Fields(fields) => fields.get(name).map(|field| &field.need),
+        }
+    }
+
+    /// The document key of `name` and what is needed below it, if anything.
+    fn field(&self, name: &str) -> Option<(Value, &Need)> {
+        match self {
+            Need::All => Some((Value::from(name), &Need::All)),
+            Need::Fields(fields) => fields
+                .get(name)
+                .map(|field| (field.key.clone(), &field.need)),
         }
     }
 
@@ -186,10 +264,9 @@ impl Need {
             return value;
         };
         let mut kept = BTreeMap::new();
-        for (name, need) in fields {
-            let key = Value::from(name.as_str());
-            if let Some(child) = object.get(&key) {
-                kept.insert(key, need.prune(child.clone()));
+        for Field { key, need } in fields.values() {
+            if let Some(child) = object.get(key) {
+                kept.insert(key.clone(), need.prune(child.clone()));
             }
         }
         Value::from(kept)
@@ -269,9 +346,12 @@ pub fn build(
     })?;
     input.field(need, "parsed_path", |_| {
         let path = gathered.pseudo(":path").unwrap_or_default();
-        let segments = url::parsed_path(&path)?;
+        let segments = url::path_segments(&path)?;
         Ok(Some(Value::from(
-            segments.into_iter().map(Value::from).collect::<Vec<_>>(),
+            segments
+                .iter()
+                .map(|segment| Value::from(segment.as_ref()))
+                .collect::<Vec<_>>(),
         )))
     })?;
     input.field(need, "parsed_query", |need| {
@@ -358,24 +438,10 @@ fn attributes(need: &Need, gathered: &mut Gathered<'_>) -> Result<Value, InputEr
             Ok(Some(peer.into_value()))
         })?;
     }
-    attributes.field(need, "metadataContext", |need| {
-        let mut context = Object::default();
-        context.field(need, "filterMetadata", |need| {
-            let payloads = match gathered.claims.payloads() {
-                Some(claims) => gathered.memo.resolve(claims),
-                None => None,
-            };
-            let Some(payloads) = payloads else {
-                return Ok(Some(Value::new_object()));
-            };
-            let mut filter_metadata = Object::default();
-            filter_metadata.field(need, meshguard_filter_core::claims::NAMESPACE, |need| {
-                Ok(Some(need.prune(payloads)))
-            })?;
-            Ok(Some(filter_metadata.into_value()))
-        })?;
-        Ok(Some(context.into_value()))
-    })?;
+    attributes.put_with(need, "metadataContext", |need| {
+        let claims = gathered.claims.payloads();
+        gathered.memo.context(claims, need)
+    });
     Ok(attributes.into_value())
 }
 
@@ -480,18 +546,25 @@ impl Object {
         name: &str,
         compute: impl FnOnce(&Need) -> Result<Option<Value>, InputError>,
     ) -> Result<(), InputError> {
-        if let Some(child) = need.child(name)
+        if let Some((key, child)) = need.field(name)
             && let Some(value) = compute(child)?
         {
-            self.0.insert(Value::from(name), value);
+            self.0.insert(key, value);
         }
         Ok(())
     }
 
+    /// Computes and adds field `name`, which is never absent, if `need` asks for it.
+    fn put_with(&mut self, need: &Need, name: &str, compute: impl FnOnce(&Need) -> Value) {
+        if let Some((key, child)) = need.field(name) {
+            self.0.insert(key, compute(child));
+        }
+    }
+
     /// Adds a value already at hand if `need` asks for it.
     fn put(&mut self, need: &Need, name: &str, value: Value) {
-        if need.child(name).is_some() {
-            self.0.insert(Value::from(name), value);
+        if let Some((key, _)) = need.field(name) {
+            self.0.insert(key, value);
         }
     }
 

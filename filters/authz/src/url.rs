@@ -13,6 +13,7 @@
 //! is an input error here too, and the request is decided by `onError`. Bytes that decode to
 //! invalid UTF-8 become U+FFFD, which no id or role equals.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Why a path could not be parsed.
@@ -43,6 +44,15 @@ pub fn query_part(path: &str) -> &str {
 
 /// `input.parsed_path`: the segments after the leading slashes, each percent-decoded.
 pub fn parsed_path(path: &str) -> Result<Vec<String>, PathError> {
+    Ok(path_segments(path)?
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect())
+}
+
+/// [`parsed_path`] borrowing from `path` where a segment has no escape (the input builder
+/// makes each segment a `Value` without an intermediate `String`).
+pub fn path_segments(path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
     if path.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err(PathError::Control);
     }
@@ -62,16 +72,19 @@ pub fn parsed_query(path: &str) -> BTreeMap<String, Vec<String>> {
         }
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if let (Some(key), Some(value)) = (decode(key, true), decode(value, true)) {
-            query.entry(key).or_default().push(value);
+            query
+                .entry(key.into_owned())
+                .or_default()
+                .push(value.into_owned());
         }
     }
     query
 }
 
 /// Percent-decodes `text` (`+` as a space in query components); `None` on a bad escape.
-pub(crate) fn decode(text: &str, plus_is_space: bool) -> Option<String> {
+pub(crate) fn decode(text: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
     if !text.contains(['%', '+']) {
-        return Some(text.to_string());
+        return Some(Cow::Borrowed(text));
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -94,7 +107,7 @@ pub(crate) fn decode(text: &str, plus_is_space: bool) -> Option<String> {
             }
         }
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    Some(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
 }
 
 fn hex(byte: u8) -> Option<u8> {

@@ -54,11 +54,34 @@ fn rows() -> anyhow::Result<Vec<Row>> {
                        "jwks": jwks(&[&ec]), "claimToHeaders": [{"claim": "sub", "header": "x-jwt-sub"}]}],
         "rules": [{"match": {"prefix": "/api/"}, "requires": {"provider": "shop"}}]
     });
-    let token = {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs();
-        ec.token(&json!({"iss": issuer, "aud": "commerce-api", "sub": "alice", "iat": now, "exp": now + 86_400}))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let token = ec.token(
+        &json!({"iss": issuer, "aud": "commerce-api", "sub": "alice", "iat": now, "exp": now + 86_400}),
+    );
+    // The pipeline's authz rows: a customer's token (Keycloak's realm roles) reading their own
+    // orders, the JWT stage handing the payload on (`payloadInMetadata`), with and without the
+    // authz stage: what a cache-off decision adds to the same pass.
+    let customer = ec.token(
+        &json!({"iss": issuer, "aud": "commerce-api", "sub": "user-000042",
+        "iat": now, "exp": now + 86_400, "realm_access": {"roles": ["customer", "offline_access"]},
+        "email": "user42@shop.example", "preferred_username": "user42"}),
+    );
+    let orders = move |_: u64| {
+        Request::get("/api/users/user-000042/orders")
+            .header("authorization", format!("Bearer {customer}"))
+    };
+    let pipeline = |authz: Option<serde_json::Value>| {
+        let mut config = json!({"jwtAuth": {
+            "providers": [{"name": "shop", "issuer": issuer, "audiences": ["commerce-api"],
+                           "jwks": jwks(&[&ec]), "payloadInMetadata": "verified_jwt"}],
+            "rules": [{"match": {"prefix": "/api/"}, "requires": {"provider": "shop"}}]
+        }});
+        if let Some(authz) = authz {
+            config["authz"] = authz;
+        }
+        config.to_string()
     };
     Ok(vec![
         Row {
@@ -114,6 +137,20 @@ fn rows() -> anyhow::Result<Vec<Row>> {
             bytes: module_bytes("meshguard_authz")?,
             config: json!({"modules": {"rbac.rego": rbac()?}}).to_string(),
             request: Box::new(|i| rbac_request(i % 1000)),
+        },
+        Row {
+            name: "meshguard_with_authz: jwtAuth (ES256, payloadInMetadata), no authz",
+            bytes: module_bytes("meshguard_with_authz")?,
+            config: pipeline(None),
+            request: Box::new(orders.clone()),
+        },
+        Row {
+            name: "meshguard_with_authz: jwtAuth + authz (RBAC policy, cache off)",
+            bytes: module_bytes("meshguard_with_authz")?,
+            config: pipeline(Some(
+                json!({"modules": {"rbac.rego": rbac()?}, "cacheSize": 0}),
+            )),
+            request: Box::new(orders),
         },
         Row {
             name: "circuit-breaker (closed)",

@@ -351,7 +351,7 @@ fn claims_are_parsed_once_per_distinct_payload_and_must_be_objects() {
         )
         .unwrap();
     }
-    assert_eq!(memo.0.len(), 1);
+    assert_eq!(memo.len(), 1);
     for not_claims in [json!([1]), json!({"verified_jwt": "alice"}), json!("x")] {
         let input = build(
             &need,
@@ -367,4 +367,34 @@ fn claims_are_parsed_once_per_distinct_payload_and_must_be_objects() {
             "{not_claims} is not trusted as claims"
         );
     }
+}
+
+#[test]
+fn a_memo_given_another_need_builds_the_claims_that_need_asks_for() {
+    let subs = need(
+        "package x\nallow if input.attributes.metadataContext.filterMetadata[\"envoy.filters.http.jwt_authn\"].verified_jwt.sub",
+    );
+    let roles = need(
+        "package x\nallow if input.attributes.metadataContext.filterMetadata[\"envoy.filters.http.jwt_authn\"].verified_jwt.realm_access",
+    );
+    let mut memo = ClaimsMemo::default();
+    let mut facts = Fake::request("GET", "/");
+    let claims = |input: &Value| {
+        json(input)["attributes"]["metadataContext"]["filterMetadata"]
+            ["envoy.filters.http.jwt_authn"]["verified_jwt"]
+            .clone()
+    };
+    for _ in 0..2 {
+        let first = build(&subs, &mut facts, &mut alice(), &mut memo, None).unwrap();
+        assert_eq!(claims(&first), json!({"sub": "alice"}));
+        let second = build(&roles, &mut facts, &mut alice(), &mut memo, None).unwrap();
+        assert_eq!(
+            claims(&second),
+            json!({"realm_access": {"roles": ["customer"]}})
+        );
+    }
+    // The same tree at another address is the same need: what was remembered is kept.
+    let copy = roles.clone();
+    build(&copy, &mut facts, &mut alice(), &mut memo, None).unwrap();
+    assert_eq!(memo.len(), 1);
 }
