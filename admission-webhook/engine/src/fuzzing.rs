@@ -32,28 +32,36 @@ pub fn token_count(src: &str) -> usize {
     rego_scan::tokenize(src).len()
 }
 
-/// Runs every scan and rewrite [`crate::Template`] runs on a module's source.
-pub fn rewrite(src: &str, version: RegoVersion, main_module: bool) -> Rewritten {
+/// Runs every scan and rewrite [`crate::Template`] runs on a module's source; Err when the
+/// rewrites refuse the module (the template would not load).
+pub fn rewrite(
+    src: &str,
+    version: RegoVersion,
+    main_module: bool,
+) -> Result<Rewritten, rewrite::RewriteError> {
     let data_refs = rego_scan::data_refs(src)
         .into_iter()
         .map(|data_ref| (data_ref.root, data_ref.line))
         .collect();
     let (compensated, mut notes) = rego_scan::compensate(src);
-    let (semantics, opa_notes) = rewrite::opa_semantics(&compensated);
+    let (semantics, opa_notes) = rewrite::opa_semantics(&compensated)?;
     notes.extend(opa_notes);
-    let interpreter = rewrite::deprecated_builtins(&semantics);
-    let vm = vm_rules::single_value_rules(&interpreter, version, main_module).map(|(single, _)| {
-        let (tabled, _) = vm_rules::table_functions(&single, version);
-        rewrite::vm_assignment_guards(&tabled)
-    });
+    let interpreter = rewrite::deprecated_builtins(&semantics)?;
+    let vm = match vm_rules::single_value_rules(&interpreter, version, main_module)? {
+        Ok((single, _)) => {
+            let (tabled, _) = vm_rules::table_functions(&single, version)?;
+            Ok(rewrite::vm_assignment_guards(&tabled)?)
+        }
+        Err(why) => Err(why),
+    };
     // The text scan (what the cache falls back to when the parse-tree analysis cannot be used).
     let reads = ReadSet::scan([src]);
     let input_paths = reads.cacheable().then_some(reads.value);
-    Rewritten {
+    Ok(Rewritten {
         interpreter,
         vm,
         notes,
         data_refs,
         input_paths,
-    }
+    })
 }

@@ -29,7 +29,10 @@ pub fn engine(version: RegoVersion) -> Engine {
 /// A module's text as the engine compiles it, and a note per rewrite applied (`line N: ...`).
 /// Every rewrite keeps each line where it was, so errors, coverage and test positions still
 /// point at the file's lines.
-pub fn prepare(text: &str) -> (String, Vec<String>) {
+///
+/// # Errors
+/// When the rewrites cannot apply their edits to the module (see [`rewrite::RewriteError`]).
+pub fn prepare(text: &str) -> Result<(String, Vec<String>), rewrite::RewriteError> {
     rewrite::opa_compatible(text)
 }
 
@@ -40,7 +43,10 @@ pub fn add_module(
     source_name: &str,
     text: &str,
 ) -> Result<(String, Vec<String>), LoadError> {
-    let (prepared, notes) = prepare(text);
+    let (prepared, notes) = prepare(text).map_err(|err| LoadError::Module {
+        source_name: source_name.to_string(),
+        message: format!("{source_name}:{}: {err}", err.line()),
+    })?;
     engine
         .add_policy(source_name.to_string(), prepared)
         .map(|package| (package, notes))
@@ -62,7 +68,8 @@ pub fn evaluate_rule(
 ) -> Result<Value, String> {
     let mut engine = engine(version);
     for (name, source) in modules {
-        let (prepared, _) = prepare(source);
+        let (prepared, _) =
+            prepare(source).map_err(|err| format!("{name}:{}: {err}", err.line()))?;
         engine
             .add_policy(name.clone(), prepared)
             .map_err(|err| format!("{err:#}"))?;

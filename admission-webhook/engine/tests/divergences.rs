@@ -47,6 +47,25 @@ fn divergence_3_not_with_an_undefined_argument_is_undefined() {
     }
 }
 
+/// Divergence 3 nested: a `not` call inside a comprehension that is itself the argument of a
+/// `not` call (the outer argument is bound first, then the inner one inside that binding; the
+/// fuzzer found the two rewrites' edits overlapping). OPA: the inner `not` is undefined (its
+/// argument is), so the comprehension is empty, `nonempty` is undefined and the outer `not`
+/// holds: one violation.
+#[test]
+fn divergence_3_nested_in_the_argument_of_a_not() {
+    let rego = "nonempty(xs) { count(xs) > 0 }
+banned(_) = true
+violation[{\"msg\": \"é: none kept\"}] {\n  not nonempty([c | c := input.review.object.spec.containers[_]; not banned(input.missing)])\n}";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("a"), mode),
+            vec!["é: none kept".to_string()],
+            "{mode:?}"
+        );
+    }
+}
+
 /// Divergence 3 in a template: an optional `exemptPrefix` parameter left out. OPA: the `not`
 /// expression is undefined, so an image without the prefix is not reported by that rule; the
 /// parameter given, the rule works as written.

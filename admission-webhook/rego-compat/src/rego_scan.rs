@@ -59,11 +59,16 @@ pub fn tokenize(src: &str) -> Vec<Token> {
             b'"' => {
                 let start = i;
                 i += 1;
+                // An unterminated string ends at its line's end; the newline is left to count
+                // the line (an escape does not swallow it either).
                 while let Some(&c) = bytes.get(i) {
+                    if c == b'\n' {
+                        break;
+                    }
                     i += 1;
                     match c {
-                        b'\\' => i += 1,
-                        b'"' | b'\n' => break,
+                        b'\\' if bytes.get(i) != Some(&b'\n') => i += 1,
+                        b'"' => break,
                         _ => {}
                     }
                 }
@@ -321,6 +326,27 @@ mod tests {
                     line: 4,
                     root: None
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unterminated_string_ends_at_its_line() {
+        let src = "p { \"a\n  x \"b\\\n  y\n}";
+        let lines: Vec<(usize, &str)> = tokenize(src)
+            .iter()
+            .map(|token| (token.line, text(src, token)))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (1, "p"),
+                (1, "{"),
+                (1, "\"a"),
+                (2, "x"),
+                (2, "\"b\\"),
+                (3, "y"),
+                (4, "}")
             ]
         );
     }

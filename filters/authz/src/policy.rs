@@ -83,7 +83,7 @@ impl Policy {
                 ),
             )
         })?;
-        let modules = opa_semantics(&config.modules);
+        let modules = opa_semantics(&config.modules)?;
         let mut engine = engine(&modules)?;
         let data = Value::from(config.data.clone());
         let program = compile(&mut engine, config, &config.rule)?;
@@ -138,15 +138,20 @@ impl Policy {
     }
 }
 
-/// The modules with the rewrites that make regorus' VM decide as OPA does.
-fn opa_semantics(modules: &[(String, String)]) -> Vec<(String, String)> {
+/// The modules with the rewrites that make regorus' VM decide as OPA does. A module the
+/// rewrites cannot edit safely is refused (see `RewriteError`), naming its line.
+fn opa_semantics(modules: &[(String, String)]) -> Result<Vec<(String, String)>, ConfigError> {
     use meshguard_rego_compat::{rego_scan, rewrite};
     modules
         .iter()
         .map(|(name, source)| {
+            let refused = |err: rewrite::RewriteError| {
+                ConfigError::new(module_field(name), format!("{name}:{}: {err}", err.line()))
+            };
             let (source, _) = rego_scan::compensate(source);
-            let (source, _) = rewrite::opa_semantics(&source);
-            (name.clone(), rewrite::vm_assignment_guards(&source))
+            let (source, _) = rewrite::opa_semantics(&source).map_err(refused)?;
+            let guarded = rewrite::vm_assignment_guards(&source).map_err(refused)?;
+            Ok((name.clone(), guarded))
         })
         .collect()
 }
