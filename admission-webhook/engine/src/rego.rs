@@ -14,8 +14,8 @@
 use regorus::{Engine, Value};
 
 use crate::error::LoadError;
-use crate::rewrite;
 use crate::template::RegoVersion;
+use crate::{rego_scan, rewrite};
 
 /// An engine configured as template engines are: the syntax `version`, and builtin errors
 /// evaluating to undefined (OPA's default, and so Gatekeeper's).
@@ -43,6 +43,16 @@ pub fn add_module(
     source_name: &str,
     text: &str,
 ) -> Result<(String, Vec<String>), LoadError> {
+    // `some` declarations OPA refuses and regorus would run (divergence 11).
+    if let Some(refused) = rego_scan::refused_declarations(text).into_iter().next() {
+        return Err(LoadError::Module {
+            source_name: source_name.to_string(),
+            message: format!(
+                "{source_name}:{}: {} (a compile error in OPA)",
+                refused.line, refused.message
+            ),
+        });
+    }
     let (prepared, notes) = prepare(text).map_err(|err| LoadError::Module {
         source_name: source_name.to_string(),
         message: format!("{source_name}:{}: {err}", err.line()),

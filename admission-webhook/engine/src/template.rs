@@ -403,6 +403,17 @@ fn compile(
                 }
             }
         }
+        // `some` declarations OPA refuses and regorus would run (divergence 11).
+        if let Some(refused) = rego_scan::refused_declarations(text).into_iter().next() {
+            return Err(rego_error(
+                &module,
+                text,
+                format!(
+                    "{module}:{}: {} (a compile error in OPA)",
+                    refused.line, refused.message
+                ),
+            ));
+        }
         // A rewrite that cannot apply its edits refuses the template (see RewriteError); the
         // line is the module's when the rewrite was on the module as written, else the one
         // nearest to it that the rewrites kept.

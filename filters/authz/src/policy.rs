@@ -139,7 +139,8 @@ impl Policy {
 }
 
 /// The modules with the rewrites that make regorus' VM decide as OPA does. A module the
-/// rewrites cannot edit safely is refused (see `RewriteError`), naming its line.
+/// rewrites cannot edit safely (see `RewriteError`), or with a `some` declaration OPA refuses,
+/// is refused, naming its line.
 fn opa_semantics(modules: &[(String, String)]) -> Result<Vec<(String, String)>, ConfigError> {
     use meshguard_rego_compat::{rego_scan, rewrite};
     modules
@@ -148,6 +149,16 @@ fn opa_semantics(modules: &[(String, String)]) -> Result<Vec<(String, String)>, 
             let refused = |err: rewrite::RewriteError| {
                 ConfigError::new(module_field(name), format!("{name}:{}: {err}", err.line()))
             };
+            // `some` declarations OPA refuses and regorus would run.
+            if let Some(declaration) = rego_scan::refused_declarations(source).into_iter().next() {
+                return Err(ConfigError::new(
+                    module_field(name),
+                    format!(
+                        "{name}:{}: {} (a compile error in OPA)",
+                        declaration.line, declaration.message
+                    ),
+                ));
+            }
             let (source, _) = rego_scan::compensate(source);
             let (source, _) = rewrite::opa_semantics(&source).map_err(refused)?;
             let guarded = rewrite::vm_assignment_guards(&source).map_err(refused)?;
