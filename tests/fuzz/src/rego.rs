@@ -34,13 +34,17 @@ use serde_json::{Value as Json, json};
 pub fn rewrite(data: &[u8]) {
     let src = String::from_utf8_lossy(data);
     let _ = fuzzing::token_count(&src);
-    for version in [RegoVersion::V0, RegoVersion::V1] {
-        for main_module in [true, false] {
-            // A refusal (edits that cannot apply: the template does not load) is an answer;
-            // a panic or a wrong rewrite is not.
-            if let Ok(rewritten) = fuzzing::rewrite(&src, version, main_module) {
-                check_rewrite(&src, &rewritten);
-            }
+    let variants = [
+        (RegoVersion::V0, true),
+        (RegoVersion::V0, false),
+        (RegoVersion::V1, true),
+        (RegoVersion::V1, false),
+    ];
+    // A refusal (edits that cannot apply: the template does not load) is an answer; a panic or
+    // a wrong rewrite is not.
+    if let Ok(each) = fuzzing::rewrite_each(&src, &variants) {
+        for rewritten in &each {
+            check_rewrite(&src, rewritten);
         }
     }
 }
