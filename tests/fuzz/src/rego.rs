@@ -302,10 +302,13 @@ pub fn differential(data: &[u8]) {
 }
 
 /// Whether the engine refused the module (its load error `err`) for a rule of Gatekeeper's (a
-/// `data` reference other than `data.lib` and `data.inventory`, no `violation` rule) that raw
-/// regorus does not have. Both are template errors, whatever the constraint's parameters.
+/// `data` reference other than `data.lib` and `data.inventory`, no `violation` rule) or of
+/// OPA's compiler (a `some` declaration repeated or unused: divergence 11) that raw regorus
+/// does not have. All are template errors, whatever the constraint's parameters.
 fn refused_by_gatekeeper(err: &str) -> bool {
-    err.contains("disallowed reference") || err.contains("missing required rule")
+    err.contains("disallowed reference")
+        || err.contains("missing required rule")
+        || err.contains("(a compile error in OPA)")
 }
 
 /// Separates a module from its input in `rego_differential`'s odd mode.
