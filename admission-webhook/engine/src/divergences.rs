@@ -21,6 +21,8 @@
 //! | 7 | no conflict error when definitions of a complete rule disagree | yes (VM only) | VM | the definitions become one partial set; more than one element yields a marker, and the interpreter (which raises OPA's error) decides |
 //! | 8 | `not obj[input.key]` with `input.key` undefined is true | yes (evaluation) | both | not compensated |
 //! | 9 | `sprintf` with a computed format or argument list and missing arguments is undefined | yes (builtin) | both | not compensated (the rewrite of 4 needs literals) |
+//! | 10 | a `some x` declaration after an iteration in the same body raises `duplicated definition of local variable x` (declared again for the iteration's next element) | yes (interpreter only) | interpreter | not compensated: the VM, the default evaluator, decides as OPA; a template on the interpreter reports the error as a violation. Found by `rego_differential`, which tolerates exactly this error when the module declares `x` with `some` |
+//! | 11 | `some x` declared twice in one body (`var x declared above`) or never used (`declared var x unused`) is accepted, where OPA's compiler refuses the module | no check | both | refused at load, naming the line (`rego_scan::refused_declarations` in meshguard-rego-compat; "unused" read conservatively: `x` named nowhere else in the module) |
 //!
 //! Two more differences are speed, not semantics: the VM rebuilds a regex DFA cache on every
 //! `regex.match`, and builds and drops a `VmError` as control flow (about 4.5% of a profile).
@@ -81,4 +83,19 @@
 //! package t
 //! obj := {"a": 1}
 //! p { not obj[input.key] }
+//! ```
+//!
+//! **10.** OPA and regorus' VM: `p` is `{1, 2}` for input `{"list": [1, 2], "y": [1, 2]}`.
+//! regorus' interpreter: `duplicated definition of local variable k`.
+//! ```rego
+//! package t
+//! p[x] { x := input.list[_]; some k; input.y[k] == x }
+//! ```
+//!
+//! **11.** OPA: `rego_compile_error: var k declared above` (for `p`) and `declared var j unused`
+//! (for `q`). regorus' VM: both true for input `{"y": [1]}`.
+//! ```rego
+//! package t
+//! p { some k; some k; input.y[k] == 1 }
+//! q { some j; true }
 //! ```

@@ -32,28 +32,50 @@ pub fn token_count(src: &str) -> usize {
     rego_scan::tokenize(src).len()
 }
 
-/// Runs every scan and rewrite [`crate::Template`] runs on a module's source.
-pub fn rewrite(src: &str, version: RegoVersion, main_module: bool) -> Rewritten {
-    let data_refs = rego_scan::data_refs(src)
+/// Runs every scan and rewrite [`crate::Template`] runs on a module's source; Err when the
+/// rewrites refuse the module (the template would not load).
+pub fn rewrite(
+    src: &str,
+    version: RegoVersion,
+    main_module: bool,
+) -> Result<Rewritten, rewrite::RewriteError> {
+    let mut each = rewrite_each(src, &[(version, main_module)])?;
+    Ok(each.remove(0))
+}
+
+/// [`rewrite`] for each (syntax version, main module or lib) pair, in order: the scans and
+/// rewrites that depend on neither run once.
+pub fn rewrite_each(
+    src: &str,
+    variants: &[(RegoVersion, bool)],
+) -> Result<Vec<Rewritten>, rewrite::RewriteError> {
+    let data_refs: Vec<(Option<String>, usize)> = rego_scan::data_refs(src)
         .into_iter()
         .map(|data_ref| (data_ref.root, data_ref.line))
         .collect();
     let (compensated, mut notes) = rego_scan::compensate(src);
-    let (semantics, opa_notes) = rewrite::opa_semantics(&compensated);
+    let (semantics, opa_notes) = rewrite::opa_semantics(&compensated)?;
     notes.extend(opa_notes);
-    let interpreter = rewrite::deprecated_builtins(&semantics);
-    let vm = vm_rules::single_value_rules(&interpreter, version, main_module).map(|(single, _)| {
-        let (tabled, _) = vm_rules::table_functions(&single, version);
-        rewrite::vm_assignment_guards(&tabled)
-    });
+    let interpreter = rewrite::deprecated_builtins(&semantics)?;
     // The text scan (what the cache falls back to when the parse-tree analysis cannot be used).
     let reads = ReadSet::scan([src]);
     let input_paths = reads.cacheable().then_some(reads.value);
-    Rewritten {
-        interpreter,
-        vm,
-        notes,
-        data_refs,
-        input_paths,
+    let mut each = Vec::with_capacity(variants.len());
+    for &(version, main_module) in variants {
+        let vm = match vm_rules::single_value_rules(&interpreter, version, main_module)? {
+            Ok((single, _)) => {
+                let (tabled, _) = vm_rules::table_functions(&single, version)?;
+                Ok(rewrite::vm_assignment_guards(&tabled)?)
+            }
+            Err(why) => Err(why),
+        };
+        each.push(Rewritten {
+            interpreter: interpreter.clone(),
+            vm,
+            notes: notes.clone(),
+            data_refs: data_refs.clone(),
+            input_paths: input_paths.clone(),
+        });
     }
+    Ok(each)
 }

@@ -14,8 +14,8 @@
 use regorus::{Engine, Value};
 
 use crate::error::LoadError;
-use crate::rewrite;
 use crate::template::RegoVersion;
+use crate::{rego_scan, rewrite};
 
 /// An engine configured as template engines are: the syntax `version`, and builtin errors
 /// evaluating to undefined (OPA's default, and so Gatekeeper's).
@@ -29,7 +29,10 @@ pub fn engine(version: RegoVersion) -> Engine {
 /// A module's text as the engine compiles it, and a note per rewrite applied (`line N: ...`).
 /// Every rewrite keeps each line where it was, so errors, coverage and test positions still
 /// point at the file's lines.
-pub fn prepare(text: &str) -> (String, Vec<String>) {
+///
+/// # Errors
+/// When the rewrites cannot apply their edits to the module (see [`rewrite::RewriteError`]).
+pub fn prepare(text: &str) -> Result<(String, Vec<String>), rewrite::RewriteError> {
     rewrite::opa_compatible(text)
 }
 
@@ -45,7 +48,20 @@ pub fn add_module(
         source_name: source_name.to_string(),
         message: format!("{source_name}:{}: {err}", err.line),
     })?;
-    let (prepared, notes) = prepare(text);
+    // `some` declarations OPA refuses and regorus would run (divergence 11).
+    if let Some(refused) = rego_scan::refused_declarations(text).into_iter().next() {
+        return Err(LoadError::Module {
+            source_name: source_name.to_string(),
+            message: format!(
+                "{source_name}:{}: {} (a compile error in OPA)",
+                refused.line, refused.message
+            ),
+        });
+    }
+    let (prepared, notes) = prepare(text).map_err(|err| LoadError::Module {
+        source_name: source_name.to_string(),
+        message: format!("{source_name}:{}: {err}", err.line()),
+    })?;
     engine
         .add_policy(source_name.to_string(), prepared)
         .map(|package| (package, notes))
@@ -69,7 +85,8 @@ pub fn evaluate_rule(
     for (name, source) in modules {
         meshguard_rego_compat::nesting::check(source)
             .map_err(|err| format!("{name}:{}: {err}", err.line))?;
-        let (prepared, _) = prepare(source);
+        let (prepared, _) =
+            prepare(source).map_err(|err| format!("{name}:{}: {err}", err.line()))?;
         engine
             .add_policy(name.clone(), prepared)
             .map_err(|err| format!("{err:#}"))?;

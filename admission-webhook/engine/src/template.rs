@@ -411,7 +411,24 @@ fn compile(
                 }
             }
         }
-        let (rewritten, module_notes) = rewrite::opa_compatible(text);
+        // `some` declarations OPA refuses and regorus would run (divergence 11).
+        if let Some(refused) = rego_scan::refused_declarations(text).into_iter().next() {
+            return Err(rego_error(
+                &module,
+                text,
+                format!(
+                    "{module}:{}: {} (a compile error in OPA)",
+                    refused.line, refused.message
+                ),
+            ));
+        }
+        // A rewrite that cannot apply its edits refuses the template (see RewriteError); the
+        // line is the module's when the rewrite was on the module as written, else the one
+        // nearest to it that the rewrites kept.
+        let refused = |err: rewrite::RewriteError| {
+            rego_error(&module, text, format!("{module}:{}: {err}", err.line()))
+        };
+        let (rewritten, module_notes) = rewrite::opa_compatible(text).map_err(refused)?;
         notes.extend(
             module_notes
                 .into_iter()
@@ -419,11 +436,15 @@ fn compile(
         );
         // The VM's copy: conflicting-definition checks and lookup tables rewritten (see
         // vm_rules), then the assignment guards.
-        match vm_rules::single_value_rules(&rewritten, source.version, module == "rego") {
+        match vm_rules::single_value_rules(&rewritten, source.version, module == "rego")
+            .map_err(refused)?
+        {
             Ok((single, changed)) => {
                 vm_checks_conflicts |= changed;
-                let (tabled, _) = vm_rules::table_functions(&single, source.version);
-                vm_modules.push((module.clone(), rewrite::vm_assignment_guards(&tabled)));
+                let (tabled, _) =
+                    vm_rules::table_functions(&single, source.version).map_err(refused)?;
+                let guarded = rewrite::vm_assignment_guards(&tabled).map_err(refused)?;
+                vm_modules.push((module.clone(), guarded));
             }
             Err(why) => vm_refused = vm_refused.or(Some(format!("{module}: {why}"))),
         }

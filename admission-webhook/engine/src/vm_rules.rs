@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::rego_scan::{Token, TokenKind, text, tokenize};
-use crate::rewrite::{self, Edit, depths, is_punct, matching_close};
+use crate::rewrite::{self, Edit, RewriteError, depths, is_punct, matching_close};
 use crate::template::RegoVersion;
 
 /// The `msg` of the violation the VM's program reports when a rewritten rule has conflicting
@@ -37,15 +37,15 @@ pub(crate) fn reports_conflict(results: &regorus::Value) -> bool {
 }
 
 /// [`rewrite::apply`], then `appended` on lines of its own at the end.
-fn apply(src: &str, edits: Vec<Edit>, appended: &str) -> String {
-    let mut out = rewrite::apply(src, edits);
+fn apply(src: &str, edits: Vec<Edit>, appended: &str) -> Result<String, RewriteError> {
+    let mut out = rewrite::apply(src, edits)?;
     if !appended.is_empty() {
         if !out.ends_with('\n') {
             out.push('\n');
         }
         out.push_str(appended);
     }
-    out
+    Ok(out)
 }
 
 fn is_ident(src: &str, token: Option<&Token>, name: &str) -> bool {
@@ -154,13 +154,30 @@ fn definition(src: &str, tokens: &[Token], index: usize) -> Result<Definition, S
 }
 
 /// Rewrites every complete rule of the module that has several definitions (see the module
-/// docs). Returns the new source and whether anything changed; Err names what cannot be
-/// rewritten (the template then runs on the interpreter).
+/// docs). Returns the new source and whether anything changed; the inner Err names what cannot
+/// be rewritten (the template then runs on the interpreter), the outer one edits that cannot be
+/// applied (the template is refused: see [`RewriteError`]).
 pub(crate) fn single_value_rules(
     src: &str,
     version: RegoVersion,
     main_module: bool,
-) -> Result<(String, bool), String> {
+) -> Result<Result<(String, bool), String>, RewriteError> {
+    match single_value_edits(src, version, main_module) {
+        Ok((edits, appended)) => {
+            let changed = !edits.is_empty();
+            Ok(Ok((apply(src, edits, &appended)?, changed)))
+        }
+        Err(why) => Ok(Err(why)),
+    }
+}
+
+/// The edits of [`single_value_rules`] and the rules to append; Err says why the module's
+/// complete rules cannot be rewritten.
+fn single_value_edits(
+    src: &str,
+    version: RegoVersion,
+    main_module: bool,
+) -> Result<(Vec<Edit>, String), String> {
     let tokens = tokenize(src);
     let depth = depths(&tokens);
     let mut complete: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -211,8 +228,7 @@ pub(crate) fn single_value_rules(
              {violation}{when} {{ count({defs}) > 1 }}\n"
         ));
     }
-    let changed = !edits.is_empty();
-    Ok((apply(src, edits, &appended), changed))
+    Ok((edits, appended))
 }
 
 /// One clause of a lookup-table function: its first token, key literal, value literal and the
@@ -221,7 +237,10 @@ type Clause = (usize, String, String, usize);
 
 /// Rewrites lookup-table functions (see the module docs); returns the new source and the names
 /// of the functions rewritten.
-pub(crate) fn table_functions(src: &str, version: RegoVersion) -> (String, Vec<String>) {
+pub(crate) fn table_functions(
+    src: &str,
+    version: RegoVersion,
+) -> Result<(String, Vec<String>), RewriteError> {
     let tokens = tokenize(src);
     let depth = depths(&tokens);
     // name -> [(start index, key, value text, end byte)], or None once a clause does not fit.
@@ -317,7 +336,7 @@ pub(crate) fn table_functions(src: &str, version: RegoVersion) -> (String, Vec<S
         appended.push_str(&format!("{table} {assign} {{{}}}\n", entries.join(", ")));
         rewritten.push(name.to_string());
     }
-    (apply(src, edits, &appended), rewritten)
+    Ok((apply(src, edits, &appended)?, rewritten))
 }
 
 #[cfg(test)]

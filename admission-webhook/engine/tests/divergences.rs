@@ -47,6 +47,25 @@ fn divergence_3_not_with_an_undefined_argument_is_undefined() {
     }
 }
 
+/// Divergence 3 nested: a `not` call inside a comprehension that is itself the argument of a
+/// `not` call (the outer argument is bound first, then the inner one inside that binding; the
+/// fuzzer found the two rewrites' edits overlapping). OPA: the inner `not` is undefined (its
+/// argument is), so the comprehension is empty, `nonempty` is undefined and the outer `not`
+/// holds: one violation.
+#[test]
+fn divergence_3_nested_in_the_argument_of_a_not() {
+    let rego = "nonempty(xs) { count(xs) > 0 }
+banned(_) = true
+violation[{\"msg\": \"é: none kept\"}] {\n  not nonempty([c | c := input.review.object.spec.containers[_]; not banned(input.missing)])\n}";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("a"), mode),
+            vec!["é: none kept".to_string()],
+            "{mode:?}"
+        );
+    }
+}
+
 /// Divergence 3 in a template: an optional `exemptPrefix` parameter left out. OPA: the `not`
 /// expression is undefined, so an image without the prefix is not reported by that rule; the
 /// parameter given, the rule works as written.
@@ -247,4 +266,77 @@ fn arithmetic_on_a_non_number_is_undefined_in_opa_and_the_vm_only() {
         interpreter[0].contains("expects numeric argument"),
         "{interpreter:?}"
     );
+}
+
+/// Found by the differential fuzz target (`rego_differential`), divergence 10: a `some k`
+/// declaration after an iteration in the same body. OPA (and regorus' VM) report the
+/// violation; regorus' interpreter declares `k` again for the iteration's second element and
+/// raises `duplicated definition of local variable k`, which the engine reports as a violation
+/// carrying it. Not compensated: the VM is the default evaluator. This test pins both
+/// behaviours, so a regorus upgrade that fixes the interpreter shows here.
+#[test]
+fn a_some_declaration_after_an_iteration_decides_on_the_vm_only() {
+    let rego = "violation[{\"msg\": \"m\"}] {\n  x := input.parameters.list[_]\n  some k\n  input.review.object.spec.y[k] == x\n}";
+    let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                        "spec": {"y": [1, 2]}});
+    let params = json!({"list": [1, 2]});
+    assert_eq!(
+        messages(rego, params.clone(), object.clone(), EvalMode::Vm),
+        vec!["m".to_string()]
+    );
+    let interpreter = messages(rego, params, object, EvalMode::Interpreter);
+    assert_eq!(interpreter.len(), 1, "{interpreter:?}");
+    assert!(
+        interpreter[0].contains("duplicated definition of local variable k"),
+        "{interpreter:?}"
+    );
+}
+
+#[test]
+fn plain_regorus_10_interpreter_declares_some_again_after_an_iteration() {
+    let module = "package t\np[x] { x := input.list[_]; some k; input.y[k] == x }\n";
+    let err = plain_rule(module, json!({"list": [1, 2], "y": [1, 2]}), "p").unwrap_err();
+    assert!(
+        err.contains("duplicated definition of local variable k"),
+        "{FIXED}: {err}"
+    );
+}
+
+/// Divergence 11: OPA's compiler refuses a `some` declaration repeated in one body (`var k
+/// declared above`) or never used (`declared var k unused`); regorus runs both. The engine
+/// refuses them when the template loads, naming the line.
+#[test]
+fn some_declarations_opa_refuses_do_not_load() {
+    let cases = [
+        (
+            "violation[{\"msg\": \"m\"}] {\n  some k\n  some k\n  input.review.object.spec.y[k] == 1\n}",
+            "rego line 4",
+            "var k declared above",
+        ),
+        (
+            "violation[{\"msg\": \"m\"}] {\n  some k\n  input.review.object.spec.y[_] == 1\n}",
+            "rego line 3",
+            "declared var k unused",
+        ),
+    ];
+    for (rego, line, message) in cases {
+        let indented: String = rego.lines().map(|l| format!("        {l}\n")).collect();
+        let yaml = format!(
+            "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: t}}\nspec:\n  crd: {{spec: {{names: {{kind: T}}}}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    rego: |\n        package t\n{indented}"
+        );
+        let docs = document::parse_documents("t.yaml", &yaml).unwrap();
+        let err = PolicySet::from_documents(&docs).unwrap_err().to_string();
+        assert!(err.contains(line) && err.contains(message), "{err}");
+    }
+    // regorus: the VM runs both (its interpreter raises at run time for the first).
+    let twice = "package t\np { some k; some k; input.y[k] == 1 }\n";
+    let unused = "package t\np { some j; true }\n";
+    let input = json!({"y": [1]});
+    for module in [twice, unused] {
+        assert_eq!(
+            plain_vm(module, input.clone()),
+            Ok(regorus::Value::Bool(true)),
+            "{FIXED}: {module}"
+        );
+    }
 }

@@ -9,6 +9,9 @@
 //! - **a body line starting with `(`** after a complete expression: OPA ends the expression at
 //!   the newline, regorus reads a call. Rewritten by inserting `;` before the `(`.
 //!
+//! - **`some` declarations OPA refuses** (declared twice in a body, or never used): regorus runs
+//!   them; [`refused_declarations`] finds them so the module is refused as OPA refuses it.
+//!
 //! Rewrites keep every line where it was, so Rego errors still point at the right line.
 
 /// A token of Rego source.
@@ -59,11 +62,16 @@ pub fn tokenize(src: &str) -> Vec<Token> {
             b'"' => {
                 let start = i;
                 i += 1;
+                // An unterminated string ends at its line's end; the newline is left to count
+                // the line (an escape does not swallow it either).
                 while let Some(&c) = bytes.get(i) {
+                    if c == b'\n' {
+                        break;
+                    }
                     i += 1;
                     match c {
-                        b'\\' => i += 1,
-                        b'"' | b'\n' => break,
+                        b'\\' if bytes.get(i) != Some(&b'\n') => i += 1,
+                        b'"' => break,
                         _ => {}
                     }
                 }
@@ -184,6 +192,105 @@ pub fn data_refs(src: &str) -> Vec<DataRef> {
         });
     }
     refs
+}
+
+/// A `some` declaration that OPA's compiler refuses and regorus accepts (it then decides, where
+/// OPA gives no decision at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDeclaration {
+    /// 1-based line of the declaration.
+    pub line: usize,
+    /// OPA's message: `var x declared above` (declared twice in one body), `declared var x
+    /// unused` (declared and never used).
+    pub message: String,
+}
+
+/// The `some x` declarations OPA refuses at compile time (`v1/ast/compile.go`,
+/// `rewriteDeclaredVar` and `checkUnusedDeclaredVars`) and regorus accepts: `x` declared twice
+/// in the same body or comprehension, and `x` declared and named nowhere else in the module
+/// (a conservative reading of "unused": a name used anywhere else is let through). `some x in
+/// xs` is an iteration, not a declaration, and is not checked.
+pub fn refused_declarations(src: &str) -> Vec<RefusedDeclaration> {
+    let tokens = tokenize(src);
+    let is_field = |index: usize| {
+        index
+            .checked_sub(1)
+            .and_then(|prev| tokens.get(prev))
+            .zip(tokens.get(index))
+            .is_some_and(|(prev, token)| {
+                prev.kind == TokenKind::Punct('.') && prev.end == token.start
+            })
+    };
+    // The innermost open delimiter around each token (its body or comprehension), and how often
+    // each name occurs as a variable.
+    let mut open: Vec<usize> = Vec::new();
+    let mut scope_of = Vec::with_capacity(tokens.len());
+    let mut occurrences: std::collections::HashMap<&str, usize> = Default::default();
+    for (index, token) in tokens.iter().enumerate() {
+        scope_of.push(open.last().copied());
+        match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => open.push(index),
+            TokenKind::Punct('}' | ']' | ')') => {
+                open.pop();
+            }
+            TokenKind::Ident if !is_field(index) => {
+                *occurrences.entry(text(src, token)).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    let mut declared: Vec<(Option<usize>, &str)> = Vec::new();
+    let mut refused = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        if token.kind != TokenKind::Ident || text(src, token) != "some" || is_field(index) {
+            continue;
+        }
+        let mut names = Vec::new();
+        let mut at = index + 1;
+        while let Some(name) = tokens.get(at).filter(|t| t.kind == TokenKind::Ident) {
+            names.push(name);
+            at += 1;
+            if tokens
+                .get(at)
+                .is_some_and(|t| t.kind == TokenKind::Punct(','))
+            {
+                at += 1;
+            } else {
+                break;
+            }
+        }
+        // A declaration ends its expression; anything else (`some x in xs`, a parse error) is
+        // not one.
+        let Some(last) = names.last() else { continue };
+        let ends = tokens.get(at).is_none_or(|next| {
+            next.line != last.line || matches!(next.kind, TokenKind::Punct(';' | '}' | ']'))
+        });
+        if !ends {
+            continue;
+        }
+        let scope = scope_of.get(index).copied().flatten();
+        for name in names {
+            let var = text(src, name);
+            if var == "_" {
+                continue;
+            }
+            if declared.contains(&(scope, var)) {
+                refused.push(RefusedDeclaration {
+                    line: name.line,
+                    message: format!("var {var} declared above"),
+                });
+            } else {
+                declared.push((scope, var));
+                if occurrences.get(var).copied().unwrap_or(0) <= 1 {
+                    refused.push(RefusedDeclaration {
+                        line: name.line,
+                        message: format!("declared var {var} unused"),
+                    });
+                }
+            }
+        }
+    }
+    refused
 }
 
 /// Whether a token ends an expression (so a following `(` on a new line starts a new one in OPA).
@@ -323,6 +430,47 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_unterminated_string_ends_at_its_line() {
+        let src = "p { \"a\n  x \"b\\\n  y\n}";
+        let lines: Vec<(usize, &str)> = tokenize(src)
+            .iter()
+            .map(|token| (token.line, text(src, token)))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (1, "p"),
+                (1, "{"),
+                (1, "\"a"),
+                (2, "x"),
+                (2, "\"b\\"),
+                (3, "y"),
+                (4, "}")
+            ]
+        );
+    }
+
+    #[test]
+    fn declarations_opa_refuses_are_found() {
+        let src = "package t\np {\n  some i\n  some i\n  input.a[i]\n}\nq {\n  some j, k\n  input.b[j]\n}\n";
+        let refused: Vec<(usize, String)> = refused_declarations(src)
+            .into_iter()
+            .map(|r| (r.line, r.message))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (4, "var i declared above".to_string()),
+                (8, "declared var k unused".to_string())
+            ]
+        );
+        // Iterations, comprehensions' own scopes, wildcards and a name used anywhere else (here in
+        // another rule: conservative) are let through.
+        let ok = "package t\np {\n  some x in input.a\n  some y\n  input.b[y]\n  n := [y | some y; input.c[y]]\n  some _\n}\nq { some z; true }\nr { z := 1; z > 0 }\n";
+        assert_eq!(refused_declarations(ok), []);
     }
 
     #[test]

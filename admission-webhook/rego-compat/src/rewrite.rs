@@ -32,16 +32,122 @@ pub struct Edit {
     pub text: String,
 }
 
-/// Applies edits (non-overlapping) to `src`.
-pub fn apply(src: &str, mut edits: Vec<Edit>) -> String {
-    edits.sort_by_key(|edit| std::cmp::Reverse(edit.start));
-    let mut out = src.to_string();
-    for edit in edits {
-        if edit.start <= edit.end && edit.end <= out.len() {
-            out.replace_range(edit.start..edit.end, &edit.text);
+/// Why a rewrite refused a module. Each is a bug of the rewrites, never of the module, but a
+/// rewrite that went ahead would cut a character in two or land inside text another edit
+/// replaced: a panic, or a module that silently says something else. So the module is refused
+/// (a template load error, a refused filter config) instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewriteError {
+    /// An edit's range is reversed or runs past the end of the source.
+    OutOfRange {
+        /// 1-based line of the edit's start (of the end of the source when past it).
+        line: usize,
+        /// The edit's range.
+        range: std::ops::Range<usize>,
+    },
+    /// An edit starts or ends inside a multi-byte character.
+    SplitsCharacter {
+        /// 1-based line of the offset.
+        line: usize,
+        /// The offending byte offset.
+        offset: usize,
+    },
+    /// An edit starts inside text that another edit replaces.
+    Overlap {
+        /// 1-based line where the second edit starts.
+        line: usize,
+        /// The range of the edit applied first.
+        first: std::ops::Range<usize>,
+        /// The range of the edit that starts inside it.
+        second: std::ops::Range<usize>,
+    },
+    /// The `not` rewrites, rescanning the bindings they copied, did not settle within
+    /// [`MAX_PASSES`] passes or grew the module past [`MAX_GROWTH`] times its size.
+    Unsettled {
+        /// 1-based line of the last rewrite made.
+        line: usize,
+    },
+}
+
+impl RewriteError {
+    /// The 1-based line of the module the error is about.
+    pub fn line(&self) -> usize {
+        match self {
+            Self::OutOfRange { line, .. }
+            | Self::SplitsCharacter { line, .. }
+            | Self::Overlap { line, .. }
+            | Self::Unsettled { line } => *line,
         }
     }
-    out
+}
+
+impl std::fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the rewrites for regorus' divergences from OPA cannot rewrite this module: ")?;
+        match self {
+            Self::OutOfRange { range, .. } => {
+                write!(f, "an edit of bytes {range:?} runs past its end")
+            }
+            Self::SplitsCharacter { offset, .. } => {
+                write!(f, "an edit would cut the character at byte {offset} in two")
+            }
+            Self::Overlap { first, second, .. } => write!(
+                f,
+                "an edit of bytes {second:?} starts inside the text that bytes {first:?} are replaced by"
+            ),
+            Self::Unsettled { .. } => f.write_str(
+                "the `not` rewrites nest too deeply (bindings inside bindings) to settle",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RewriteError {}
+
+/// The 1-based line of byte `offset` of `src`.
+pub fn line_of(src: &str, offset: usize) -> usize {
+    let before = src.as_bytes().get(..offset).unwrap_or(src.as_bytes());
+    before.iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Applies `edits` to `src`. Edits may come in any order; edits at the same offset apply in
+/// the order given (an insertion before a replacement starting there). Refused, with nothing
+/// applied, when an edit is out of range, splits a character, or starts inside the text
+/// another edit replaces (it would land in the other's replacement: never what was meant).
+pub fn apply(src: &str, mut edits: Vec<Edit>) -> Result<String, RewriteError> {
+    edits.sort_by_key(|edit| (edit.start, edit.end));
+    let added: usize = edits.iter().map(|edit| edit.text.len()).sum();
+    let mut out = String::with_capacity(src.len() + added);
+    // Bytes of `src` consumed so far (copied or replaced), and the range that consumed them.
+    let mut done = 0usize;
+    let mut previous = 0..0;
+    for edit in edits {
+        let range = edit.start..edit.end;
+        if range.start > range.end || range.end > src.len() {
+            let line = line_of(src, range.start);
+            return Err(RewriteError::OutOfRange { line, range });
+        }
+        if let Some(&offset) = [range.start, range.end]
+            .iter()
+            .find(|&&offset| !src.is_char_boundary(offset))
+        {
+            let line = line_of(src, offset);
+            return Err(RewriteError::SplitsCharacter { line, offset });
+        }
+        if range.start < done {
+            return Err(RewriteError::Overlap {
+                line: line_of(src, range.start),
+                first: previous,
+                second: range,
+            });
+        }
+        out.push_str(src.get(done..range.start).unwrap_or_default());
+        out.push_str(&edit.text);
+        done = range.end;
+        previous = range;
+    }
+    out.push_str(src.get(done..).unwrap_or_default());
+    Ok(out)
 }
 
 /// Whether `token` is the punctuation `c`.
@@ -115,22 +221,66 @@ fn expression_end(src: &str, tokens: &[Token], from: usize) -> Option<usize> {
 /// ([`crate::rego_scan::compensate`]), divergences 3 and 4, and the deprecated builtins. Template
 /// Rego and plain modules (`meshguard policy test`) both go through here; returns the source and
 /// one note per rewrite (`line N: ...`).
-pub fn opa_compatible(src: &str) -> (String, Vec<String>) {
+pub fn opa_compatible(src: &str) -> Result<(String, Vec<String>), RewriteError> {
     let (rewritten, mut notes) = crate::rego_scan::compensate(src);
-    let (rewritten, opa_notes) = opa_semantics(&rewritten);
+    let (rewritten, opa_notes) = opa_semantics(&rewritten)?;
     notes.extend(opa_notes);
-    (deprecated_builtins(&rewritten), notes)
+    Ok((deprecated_builtins(&rewritten)?, notes))
 }
 
+/// At most this many passes of [`opa_semantics`] (one per level of `not` calls nested in the
+/// arguments of `not` calls; real modules need two at most).
+pub const MAX_PASSES: usize = 8;
+
+/// At most this many times its input's size (plus 4 KiB) is the output of [`opa_semantics`]
+/// (`with` modifiers are copied into every binding).
+pub const MAX_GROWTH: usize = 16;
+
 /// Divergences 3 and 4 (applied for both evaluators); returns the source and notes.
-pub fn opa_semantics(src: &str) -> (String, Vec<String>) {
+///
+/// A rewritten `not f(arg)` copies `arg` into a binding before the `not`, so a construct inside
+/// `arg` (a `not` call in a comprehension, a `sprintf`) moves into the binding and is rewritten
+/// there, by the next pass over the output: an edit of the same pass would land inside the
+/// argument's replacement. Passes repeat until one finds nothing to rewrite.
+pub fn opa_semantics(src: &str) -> Result<(String, Vec<String>), RewriteError> {
+    let mut out = src.to_string();
+    let mut notes: Vec<String> = Vec::new();
+    let mut fresh = 0usize;
+    let limit = src.len().saturating_mul(MAX_GROWTH).saturating_add(4096);
+    for _ in 0..MAX_PASSES {
+        let (edits, pass_notes) = opa_semantics_pass(&out, &mut fresh);
+        let Some(last) = edits.iter().map(|edit| edit.start).max() else {
+            return Ok((out, notes));
+        };
+        let line = line_of(&out, last);
+        out = apply(&out, edits)?;
+        for note in pass_notes {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+        if out.len() > limit {
+            return Err(RewriteError::Unsettled { line });
+        }
+    }
+    let line = line_of(&out, out.len());
+    Err(RewriteError::Unsettled { line })
+}
+
+/// One pass of [`opa_semantics`]: the edits and their notes. Constructs inside an argument that
+/// this pass binds are left for the next pass (see [`opa_semantics`]).
+fn opa_semantics_pass(src: &str, fresh: &mut usize) -> (Vec<Edit>, Vec<String>) {
     let tokens = tokenize(src);
     let depth = depths(&tokens);
     let mut edits = Vec::new();
     let mut notes = Vec::new();
-    let mut fresh = 0usize;
+    // The argument ranges this pass replaces with bindings.
+    let mut bound: Vec<std::ops::Range<usize>> = Vec::new();
     for (index, token) in tokens.iter().enumerate() {
         if token.kind != TokenKind::Ident {
+            continue;
+        }
+        if bound.iter().any(|range| range.contains(&token.start)) {
             continue;
         }
         // Rego v1's one-expression body (`p if not f(x)`) sits at depth 0: its bindings need
@@ -154,7 +304,7 @@ pub fn opa_semantics(src: &str) -> (String, Vec<String>) {
                 } else {
                     None
                 };
-                if let Some((bindings, replaced)) = not_call(src, &tokens, index, &mut fresh) {
+                if let Some((bindings, replaced)) = not_call(src, &tokens, index, fresh) {
                     notes.push(format!(
                         "line {}: `not` call arguments bound before the negation (as in OPA)",
                         token.line
@@ -165,6 +315,7 @@ pub fn opa_semantics(src: &str) -> (String, Vec<String>) {
                         end: token.start,
                         text: format!("{open}{bindings}"),
                     });
+                    bound.extend(replaced.iter().map(|edit| edit.start..edit.end));
                     edits.extend(replaced);
                     if let Some(end) = end {
                         edits.push(Edit {
@@ -187,7 +338,7 @@ pub fn opa_semantics(src: &str) -> (String, Vec<String>) {
             _ => {}
         }
     }
-    (apply(src, edits), notes)
+    (edits, notes)
 }
 
 /// `not name(.args)`: the bindings to insert before `not` and the argument replacements.
@@ -353,7 +504,7 @@ pub fn mark_missing(literal: &str, args: usize) -> Option<String> {
 }
 
 /// The VM-only guard after each local `x := expr` in a body (see the module docs).
-pub fn vm_assignment_guards(src: &str) -> String {
+pub fn vm_assignment_guards(src: &str) -> Result<String, RewriteError> {
     let tokens = tokenize(src);
     let depth = depths(&tokens);
     let mut edits = Vec::new();
@@ -392,7 +543,7 @@ pub fn vm_assignment_guards(src: &str) -> String {
 /// OPA's deprecated `any`/`all` builtins (gatekeeper-library's allowed-repos template calls
 /// `any`) are missing from regorus; calls become calls of Rego functions with OPA's definitions,
 /// appended to the module.
-pub fn deprecated_builtins(src: &str) -> String {
+pub fn deprecated_builtins(src: &str) -> Result<String, RewriteError> {
     let tokens = tokenize(src);
     let mut edits = Vec::new();
     let mut used = [false, false];
@@ -421,7 +572,7 @@ pub fn deprecated_builtins(src: &str) -> String {
             });
         }
     }
-    let mut out = apply(src, edits);
+    let mut out = apply(src, edits)?;
     let [any_used, all_used] = used;
     if any_used {
         out.push_str("\n__mg_any(xs) = r { r = count([x | x = xs[_]; x == true]) > 0 }\n");
@@ -429,7 +580,7 @@ pub fn deprecated_builtins(src: &str) -> String {
     if all_used {
         out.push_str("\n__mg_all(xs) = r { r = count([x | x = xs[_]; x != true]) == 0 }\n");
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl Policy {
                 ),
             )
         })?;
-        let modules = opa_semantics(&config.modules);
+        let modules = opa_semantics(&config.modules)?;
         let mut engine = engine(&modules)?;
         let data = Value::from(config.data.clone());
         let program = compile(&mut engine, config, &config.rule)?;
@@ -144,15 +144,31 @@ impl Policy {
     }
 }
 
-/// The modules with the rewrites that make regorus' VM decide as OPA does.
-fn opa_semantics(modules: &[(String, String)]) -> Vec<(String, String)> {
+/// The modules with the rewrites that make regorus' VM decide as OPA does. A module the
+/// rewrites cannot edit safely (see `RewriteError`), or with a `some` declaration OPA refuses,
+/// is refused, naming its line.
+fn opa_semantics(modules: &[(String, String)]) -> Result<Vec<(String, String)>, ConfigError> {
     use meshguard_rego_compat::{rego_scan, rewrite};
     modules
         .iter()
         .map(|(name, source)| {
+            let refused = |err: rewrite::RewriteError| {
+                ConfigError::new(module_field(name), format!("{name}:{}: {err}", err.line()))
+            };
+            // `some` declarations OPA refuses and regorus would run.
+            if let Some(declaration) = rego_scan::refused_declarations(source).into_iter().next() {
+                return Err(ConfigError::new(
+                    module_field(name),
+                    format!(
+                        "{name}:{}: {} (a compile error in OPA)",
+                        declaration.line, declaration.message
+                    ),
+                ));
+            }
             let (source, _) = rego_scan::compensate(source);
-            let (source, _) = rewrite::opa_semantics(&source);
-            (name.clone(), rewrite::vm_assignment_guards(&source))
+            let (source, _) = rewrite::opa_semantics(&source).map_err(refused)?;
+            let guarded = rewrite::vm_assignment_guards(&source).map_err(refused)?;
+            Ok((name.clone(), guarded))
         })
         .collect()
 }

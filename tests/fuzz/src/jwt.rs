@@ -123,15 +123,7 @@ pub fn claims(data: &[u8]) {
         ),
         None => (rest, &[][..]),
     };
-    static KEYS: OnceLock<[TestKey; 3]> = OnceLock::new();
-    let [hmac, ec, rsa] =
-        KEYS.get_or_init(|| [TestKey::hmac(), TestKey::ec256_a(), TestKey::rsa_a()]);
-    let key = match selector {
-        0..=223 => hmac,
-        224..=247 => ec,
-        _ => rsa,
-    };
-    let signed = key.sign_raw(
+    let signed = signer(selector).sign(
         &String::from_utf8_lossy(header),
         &String::from_utf8_lossy(payload),
     );
@@ -145,6 +137,99 @@ pub fn claims(data: &[u8]) {
             .filter(|(name, _)| name == "x-jwt-sub")
             .count();
         assert!(subs <= 1, "x-jwt-sub written {subs} times");
+    }
+}
+
+/// One of the fixed test keys, ready to sign. `TestKey::sign_raw` (jsonwebtoken on pure-Rust
+/// big integers) parses the key on every call, and an RS256 signature cost about 1.5 ms: with
+/// the fuzzer keeping many RSA-selected inputs, signing was most of `jwt_claims`' time. ring
+/// signs from a key parsed once, in assembly that also adds no coverage of its own (so the
+/// corpus does not fill with inputs that only differ inside the signer). The tokens are the
+/// ones jsonwebtoken makes for RSA (PKCS#1 v1.5 is deterministic) and equally valid ES256
+/// ones (`signers_sign_as_the_test_keys_do`).
+pub enum Signer {
+    /// The HMAC secret `hs` (HS256): jsonwebtoken's own signing is already cheap.
+    Hmac(TestKey),
+    /// `ec-a` (ES256).
+    Ec(ring::signature::EcdsaKeyPair),
+    /// `rsa-a` (RS256).
+    Rsa(ring::signature::RsaKeyPair),
+}
+
+impl Signer {
+    /// `header.payload.signature`, the header and payload base64url-encoded as given.
+    pub fn sign(&self, header: &str, payload: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            testing::b64(header.as_bytes()),
+            testing::b64(payload.as_bytes())
+        );
+        let rng = ring::rand::SystemRandom::new();
+        let signature = match self {
+            Self::Hmac(key) => return key.sign_raw(header, payload),
+            Self::Ec(key) => key
+                .sign(&rng, input.as_bytes())
+                .map(|signature| signature.as_ref().to_vec()),
+            Self::Rsa(key) => {
+                let mut signature = vec![0; key.public().modulus_len()];
+                key.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input.as_bytes(),
+                    &mut signature,
+                )
+                .map(|()| signature)
+            }
+        };
+        match signature {
+            Ok(signature) => format!("{input}.{}", testing::b64(&signature)),
+            Err(err) => panic!("a test key does not sign: {err}"),
+        }
+    }
+}
+
+/// The DER inside a PEM file.
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    match base64::engine::general_purpose::STANDARD.decode(body) {
+        Ok(der) => der,
+        Err(err) => panic!("a test key's PEM does not decode: {err}"),
+    }
+}
+
+/// The signer the first byte of a `jwt_claims` input selects (HMAC mostly: it signs in
+/// microseconds).
+pub fn signer(selector: u8) -> &'static Signer {
+    static SIGNERS: OnceLock<[Signer; 3]> = OnceLock::new();
+    let [hmac, ec, rsa] = SIGNERS.get_or_init(|| {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RsaKeyPair};
+        let ec = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &pem_der(include_str!(
+                "../../../filters/jwt-auth/tests/keys/ec256-a.pem"
+            )),
+            &ring::rand::SystemRandom::new(),
+        );
+        let rsa = RsaKeyPair::from_pkcs8(&pem_der(include_str!(
+            "../../../filters/jwt-auth/tests/keys/rsa-a.pem"
+        )));
+        match (ec, rsa) {
+            (Ok(ec), Ok(rsa)) => [
+                Signer::Hmac(TestKey::hmac()),
+                Signer::Ec(ec),
+                Signer::Rsa(rsa),
+            ],
+            (ec, rsa) => panic!("the test keys do not parse: {:?} {:?}", ec.err(), rsa.err()),
+        }
+    });
+    match selector {
+        0..=223 => hmac,
+        224..=247 => ec,
+        _ => rsa,
     }
 }
 
@@ -221,5 +306,38 @@ pub fn jwks_remote(data: &[u8]) {
     root.on_tick(&mut host);
     for (_, token) in tokens {
         let _ = send(&root, &mut host, token, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signers make tokens the filter admits, with each key; RSA's are the very bytes
+    /// jsonwebtoken makes (PKCS#1 v1.5 is deterministic; ECDSA's are randomised in both).
+    #[test]
+    fn signers_sign_as_the_test_keys_do() {
+        let claims = json!({
+            "iss": CORPUS_ISSUER, "aud": CORPUS_AUDIENCE, "sub": "alice",
+            "iat": NOW, "exp": NOW + 600
+        })
+        .to_string();
+        for (selector, alg, kid) in [
+            (0, "HS256", "hs"),
+            (230, "ES256", "ec-a"),
+            (255, "RS256", "rsa-a"),
+        ] {
+            let header = json!({"alg": alg, "kid": kid, "typ": "JWT"}).to_string();
+            let token = signer(selector).sign(&header, &claims);
+            let (root, mut host) = fixed_root();
+            let decision = send(&root, &mut host, &token, 0);
+            assert!(
+                matches!(decision, Decision::Continue),
+                "{alg}: {decision:?}"
+            );
+            if alg == "RS256" {
+                assert_eq!(token, TestKey::rsa_a().sign_raw(&header, &claims));
+            }
+        }
     }
 }

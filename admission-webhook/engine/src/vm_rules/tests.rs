@@ -7,7 +7,9 @@ fn lines(src: &str) -> usize {
 #[test]
 fn several_definitions_become_one_set_and_a_single_value_rule() {
     let src = "package x\nns = n {\n  n := input.a\n}\nns = n { not input.a; n := input.b }\nviolation[{\"msg\": ns}] { ns }\n";
-    let (out, changed) = single_value_rules(src, RegoVersion::V0, true).unwrap();
+    let (out, changed) = single_value_rules(src, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
     assert!(changed);
     let body: Vec<&str> = out.lines().collect();
     assert_eq!(body[1], "__mg_defs_ns[n] {");
@@ -26,7 +28,9 @@ fn several_definitions_become_one_set_and_a_single_value_rule() {
 #[test]
 fn literal_values_bodiless_and_boolean_definitions() {
     let src = "package x\nprobes = [\"a\",\n  \"b\"] { not input.p }\nprobes = input.p\nflag { input.x }\nflag if { input.y }\n";
-    let (out, _) = single_value_rules(src, RegoVersion::V0, true).unwrap();
+    let (out, _) = single_value_rules(src, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
     assert!(
         out.contains("__mg_defs_probes[[\"a\",\n  \"b\"]] { not input.p }"),
         "{out}"
@@ -39,6 +43,7 @@ fn literal_values_bodiless_and_boolean_definitions() {
         RegoVersion::V1,
         true,
     )
+    .unwrap()
     .unwrap();
     assert!(
         v1.contains("__mg_defs_ns contains n if { n := input.a }"),
@@ -51,7 +56,9 @@ fn literal_values_bodiless_and_boolean_definitions() {
 #[test]
 fn single_definitions_functions_and_partial_rules_are_left_alone() {
     let src = "package x\ndefault ns = \"a\"\nns = n { n := input.a }\nf(x) = 1 { x }\nf(x) = 2 { not x }\np[x] { x := 1 }\np[x] { x := 2 }\n";
-    let (out, changed) = single_value_rules(src, RegoVersion::V0, true).unwrap();
+    let (out, changed) = single_value_rules(src, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
     assert!(!changed);
     assert_eq!(out, src);
 }
@@ -59,18 +66,28 @@ fn single_definitions_functions_and_partial_rules_are_left_alone() {
 #[test]
 fn what_cannot_be_rewritten_is_refused_with_the_reason() {
     let else_chain = "package x\nns = 1 { input.a } else = 2 { true }\nns = 3 { input.b }\n";
-    let err = single_value_rules(else_chain, RegoVersion::V0, true).unwrap_err();
+    let err = single_value_rules(else_chain, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap_err();
     assert!(err.contains("else"), "{err}");
     let colon = "package x\nns := 1 { input.a }\nns := 2 { input.b }\n";
-    assert!(single_value_rules(colon, RegoVersion::V0, true).is_err());
+    assert!(
+        single_value_rules(colon, RegoVersion::V0, true)
+            .unwrap()
+            .is_err()
+    );
     let lib = "package lib.x\nns = 1 { input.a }\nns = 2 { input.b }\n";
-    assert!(single_value_rules(lib, RegoVersion::V0, false).is_err());
+    assert!(
+        single_value_rules(lib, RegoVersion::V0, false)
+            .unwrap()
+            .is_err()
+    );
 }
 
 #[test]
 fn lookup_tables_become_one_object() {
     let src = "package x\nm(\"k\") = 1000\nm(\"M\") = 1000000\nm(\"\") = 1\nv { m(\"k\") }\n";
-    let (out, names) = table_functions(src, RegoVersion::V0);
+    let (out, names) = table_functions(src, RegoVersion::V0).unwrap();
     assert_eq!(names, ["m"]);
     let body: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -99,7 +116,7 @@ fn functions_that_are_not_pure_tables_are_left_alone() {
         // A default.
         "package x\ndefault m(_) = 0\nm(\"a\") = 1\nm(\"b\") = 2\nm(\"c\") = 3\n",
     ] {
-        let (out, names) = table_functions(src, RegoVersion::V0);
+        let (out, names) = table_functions(src, RegoVersion::V0).unwrap();
         assert!(names.is_empty(), "{src}");
         assert_eq!(out, src);
     }
@@ -109,8 +126,10 @@ fn functions_that_are_not_pure_tables_are_left_alone() {
 #[test]
 fn rewritten_modules_decide_as_the_originals() {
     let src = "package x\nns = n { n := input.a }\nns = n { not input.a; n := input.b }\nm(\"k\") = 1000\nm(\"M\") = 1000000\nm(\"\") = 1\nviolation[{\"msg\": sprintf(\"%v %v\", [ns, m(input.s)])}] { ns }\n";
-    let (single, _) = single_value_rules(src, RegoVersion::V0, true).unwrap();
-    let (both, _) = table_functions(&single, RegoVersion::V0);
+    let (single, _) = single_value_rules(src, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
+    let (both, _) = table_functions(&single, RegoVersion::V0).unwrap();
     let eval = |module: &str, input: &str| {
         let mut engine = regorus::Engine::new();
         engine.set_rego_v0(true);
@@ -136,7 +155,9 @@ fn rewritten_modules_decide_as_the_originals() {
     // Conflicting definitions: the original is an error; the rewrite reports the marker.
     let conflict =
         "package x\nns = 1 { input.a }\nns = 2 { input.b }\nviolation[{\"msg\": \"v\"}] { ns }\n";
-    let (rewritten, _) = single_value_rules(conflict, RegoVersion::V0, true).unwrap();
+    let (rewritten, _) = single_value_rules(conflict, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
     let input = r#"{"a": true, "b": true}"#;
     assert!(eval(conflict, input).is_err());
     assert!(eval(&rewritten, input).unwrap().contains(CONFLICT_MARKER));

@@ -56,6 +56,21 @@ fn v0_syntax_is_refused_as_opa_1_refuses_it() {
 }
 
 #[test]
+fn some_declarations_opa_refuses_are_refused_at_configure_time() {
+    // OPA: `declared var k unused`; regorus would run it.
+    let err = prepare(
+        json!({"p.rego": "package envoy.authz\nimport rego.v1\n\nallow if {\n  some k\n  input.a\n}\n"}),
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, r#"modules["p.rego"]"#, "{err}");
+    assert!(
+        err.message.contains("p.rego:5: declared var k unused"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_functions_are_refused_at_configure_time() {
     // regorus has no io.jwt.* builtins: policies read the verified claims instead.
     let err = prepare(
