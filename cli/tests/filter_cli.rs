@@ -402,9 +402,9 @@ fn run_shows_which_rule_of_the_rbac_policy_decided() {
     assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
     // Allowed by the customers-read-their-orders rule, denied by the default, refunded by the
     // admin rule: each named by module and line.
-    assert!(stdout.contains("rbac.rego:33"), "{stdout}");
-    assert!(stdout.contains("rbac.rego:23"), "{stdout}");
-    assert!(stdout.contains("rbac.rego:70"), "{stdout}");
+    assert!(stdout.contains("rbac.rego:41"), "{stdout}");
+    assert!(stdout.contains("rbac.rego:20"), "{stdout}");
+    assert!(stdout.contains("rbac.rego:69"), "{stdout}");
 
     let suite = meshguard(&["filter", "test", &example("authz.suite.yaml")]);
     let stdout = text(&suite.stdout);
