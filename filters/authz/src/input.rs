@@ -249,6 +249,13 @@ impl Need {
     fn field(&self, name: &str) -> Option<(Value, &Need)> {
         match self {
             Need::All => Some((Value::from(name), &Need::All)),
+            // The builder asks for every field OPA-Envoy has, and a policy reads a few: most
+            // asks miss, and a scan that compares lengths first answers a miss without
+            // comparing text (a map lookup compares text at every key it passes).
+            Need::Fields(fields) if fields.len() <= 8 => fields
+                .iter()
+                .find(|(key, _)| key.len() == name.len() && key.as_str() == name)
+                .map(|(_, field)| (field.key.clone(), &field.need)),
             Need::Fields(fields) => fields
                 .get(name)
                 .map(|field| (field.key.clone(), &field.need)),
@@ -534,8 +541,13 @@ fn rfc3339(nanos: i64) -> String {
 }
 
 /// An object under construction that only takes the fields its [`Need`] asks for.
+///
+/// Built as regorus' own object and handed over as it is: `Value::from` a map would copy the
+/// entries into regorus' compact read-only form, which costs more than the lookups the
+/// policy makes in an object of a few fields (the form is regorus' private detail: equality,
+/// order and lookups are the same either way).
 #[derive(Default)]
-struct Object(BTreeMap<Value, Value>);
+struct Object(regorus::value::Object);
 
 impl Object {
     /// Computes and adds field `name` if `need` asks for it (`compute` returning `None`: the
@@ -569,7 +581,7 @@ impl Object {
     }
 
     fn into_value(self) -> Value {
-        Value::from(self.0)
+        Value::Object(regorus::Rc::new(self.0))
     }
 }
 

@@ -29,7 +29,12 @@ pub enum PathError {
 
 /// The path part of `:path`: everything before `?` or `#`.
 pub fn path_part(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
+    // Bytes, not chars: both are ASCII, so the cut is a char boundary (and a byte scan is what
+    // every request pays for).
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
     path.get(..end).unwrap_or(path)
 }
 
@@ -83,7 +88,10 @@ pub fn parsed_query(path: &str) -> BTreeMap<String, Vec<String>> {
 
 /// Percent-decodes `text` (`+` as a space in query components); `None` on a bad escape.
 pub(crate) fn decode(text: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
-    if !text.contains(['%', '+']) {
+    if !text
+        .bytes()
+        .any(|b| b == b'%' || (plus_is_space && b == b'+'))
+    {
         return Some(Cow::Borrowed(text));
     }
     let bytes = text.as_bytes();

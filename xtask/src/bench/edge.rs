@@ -86,6 +86,22 @@ const ORDERS: &str = "/api/users/user-000042/orders";
 /// payload in metadata, and an `authz` section with the RBAC policy and a decision cache of
 /// `cache` entries, if given.
 fn pipeline_authz(listener: &str, cache: Option<u64>) -> anyhow::Result<Listener> {
+    let rbac = std::fs::read_to_string(workspace_root().join("policies/envoy-authz/rbac.rego"))?;
+    pipeline_policy(
+        listener,
+        cache.map(|size| ("rbac.rego", rbac.as_str(), size)),
+    )
+}
+
+/// Where a cache-off decision's cost goes: the same pipeline with a policy that reads nothing
+/// (`allow := true`, so what is left is the stage's plumbing) and one that reads only the
+/// method and the path (no claims).
+const TRIVIAL_POLICY: &str = "package envoy.authz\n\nallow := true\n";
+const METHOD_PATH_POLICY: &str = "package envoy.authz\n\ndefault allow := false\n\nallow if {\n\tinput.attributes.request.http.method == \"GET\"\n\tinput.parsed_path == [\"api\", \"users\", \"user-000042\", \"orders\"]\n}\n";
+
+/// The pipeline of the authz rows with `policy` (file name, source, cache size) as its `authz`
+/// section, if given.
+fn pipeline_policy(listener: &str, policy: Option<(&str, &str, u64)>) -> anyhow::Result<Listener> {
     let mut sections = serde_json::Map::new();
     for (_, section, mut config) in stages()? {
         if section == "jwtAuth" {
@@ -93,12 +109,10 @@ fn pipeline_authz(listener: &str, cache: Option<u64>) -> anyhow::Result<Listener
         }
         sections.insert(section.to_string(), config);
     }
-    if let Some(size) = cache {
-        let rbac =
-            std::fs::read_to_string(workspace_root().join("policies/envoy-authz/rbac.rego"))?;
+    if let Some((file, source, size)) = policy {
         sections.insert(
             "authz".to_string(),
-            serde_json::json!({"modules": {"rbac.rego": rbac}, "cacheSize": size}),
+            serde_json::json!({"modules": {file: source}, "cacheSize": size}),
         );
     }
     Ok(Listener::new(listener)
@@ -199,6 +213,17 @@ pub(super) fn rows() -> anyhow::Result<Vec<Row>> {
         orders(
             "authz stage: meshguard_with_authz + authz RBAC, cache on",
             pipeline_authz("edgeazcache", Some(1024))?,
+        ),
+        orders(
+            "authz stage: meshguard_with_authz + authz `allow := true`, cache off",
+            pipeline_policy("edgeaztrivial", Some(("trivial.rego", TRIVIAL_POLICY, 0)))?,
+        ),
+        orders(
+            "authz stage: meshguard_with_authz + authz method and path only, cache off",
+            pipeline_policy(
+                "edgeazmethodpath",
+                Some(("methodpath.rego", METHOD_PATH_POLICY, 0)),
+            )?,
         ),
     ])
 }

@@ -398,3 +398,30 @@ fn a_memo_given_another_need_builds_the_claims_that_need_asks_for() {
     build(&copy, &mut facts, &mut alice(), &mut memo, None).unwrap();
     assert_eq!(memo.len(), 1);
 }
+
+/// A policy reading more fields of one object than the builder scans for (the lookup falls
+/// back to the map): every one of them is built, and the document equals, as a value, the same
+/// document parsed from JSON (regorus' other object form), so comparisons and cache keys see
+/// no difference.
+#[test]
+fn many_fields_of_one_object_are_all_built_and_compare_as_parsed_documents() {
+    let names: Vec<String> = (0..10).map(|i| format!("x-h{i}")).collect();
+    let src = names.iter().fold(String::from("package x\n"), |src, name| {
+        format!("{src}allow if input.attributes.request.http.headers[\"{name}\"]\n")
+    });
+    let mut facts = Fake::request("GET", "/api/users/alice/orders");
+    for (i, name) in names.iter().enumerate() {
+        facts = facts.header(name, &i.to_string());
+    }
+    let input = build_for_alice(&need(&src), &mut facts, None).unwrap();
+    let headers: serde_json::Map<String, Json> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), json!(i.to_string())))
+        .collect();
+    let expected = json!({"attributes": {"request": {"http": {"headers": headers}}}});
+    assert_eq!(json(&input), expected);
+    let parsed = Value::from_json_str(&expected.to_string()).unwrap();
+    assert_eq!(input, parsed);
+    assert_eq!(crate::cache::key_of(&input), crate::cache::key_of(&parsed));
+}

@@ -393,3 +393,43 @@ fn a_body_that_came_in_during_an_earlier_stages_callout_reaches_authz() {
         assert_eq!(got, status, "{}", String::from_utf8_lossy(body));
     }
 }
+
+/// The authz stage's hostcalls on the benchmark's request (a customer reading their own
+/// orders, RBAC policy, cache off): none of its own. The method, the path and the verified
+/// claims it reads come from the request model (the JWT stage's one header-map read) and the
+/// JWT stage's identities; its counts are batched for the tick.
+#[test]
+fn the_rbac_stage_makes_no_hostcall_of_its_own() {
+    let rbac = std::fs::read_to_string(
+        meshguard_testkit::paths::workspace_root().join("policies/envoy-authz/rbac.rego"),
+    )
+    .unwrap();
+    let jwt = jwt();
+    let steady = |config: &Value| {
+        let mut gateway = Gateway::new(config);
+        let bearer = format!(
+            "Bearer {}",
+            TestKey::rsa_a().token(&json!({
+                "iss": ISSUER, "sub": "user-000042", "iat": super::NOW - 5,
+                "exp": super::NOW + 600, "realm_access": {"roles": ["customer"]}
+            }))
+        );
+        let headers = [("authorization", bearer.as_str())];
+        assert_eq!(
+            gateway
+                .send("/api/users/user-000042/orders", &headers, 200)
+                .status(),
+            200
+        );
+        gateway.host.reset_hostcalls();
+        let sent = gateway.send("/api/users/user-000042/orders", &headers, 200);
+        assert_eq!(sent.status(), 200);
+        gateway.host.hostcall_counts()
+    };
+    let without = steady(&json!({"jwtAuth": jwt}));
+    let with = steady(&json!({
+        "jwtAuth": jwt,
+        "authz": {"modules": {"rbac.rego": rbac}, "cacheSize": 0},
+    }));
+    assert_eq!(with, without);
+}
