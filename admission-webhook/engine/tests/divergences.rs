@@ -66,6 +66,46 @@ violation[{\"msg\": \"é: none kept\"}] {\n  not nonempty([c | c := input.review
     }
 }
 
+/// Divergence 3 under a `with` modifier that spans lines (the fuzzer found its copy into each
+/// binding moving every later line): the binding reads the mocked input, as the `not` does in
+/// OPA, so the image is `ok`, `allowed` holds and there is no violation; a raw string and a
+/// comment in the modifier survive the copy onto one line. A line after it that does not
+/// parse is named by its own number.
+#[test]
+fn divergence_3_under_a_with_modifier_spanning_lines() {
+    let rego = "allowed(x) { x == \"ok\" }
+violation[{\"msg\": \"mocked\"}] {
+  not allowed(input.review.object.spec.containers[0].image) with input as {
+    \"review\": {\"object\": {\"spec\": {\"containers\": [{\"image\": \"ok\"}]}}}, # a mock
+    \"parameters\": `two
+lines`
+  }
+}
+violation[{\"msg\": msg}] {
+  msg := sprintf(\"%v\", [input.review.object.spec.containers[0].image])
+  msg == \"nginx\"
+}";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("nginx"), mode),
+            vec!["nginx".to_string()],
+            "{mode:?}"
+        );
+    }
+    let broken = format!("{rego}\nbroken {{ x := }}");
+    let indented: String = broken.lines().map(|l| format!("        {l}\n")).collect();
+    let yaml = format!(
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: t}}\nspec:\n  crd: {{spec: {{names: {{kind: T}}}}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    rego: |\n        package t\n{indented}"
+    );
+    let docs = document::parse_documents("t.yaml", &yaml).unwrap();
+    let err = PolicySet::from_documents(&docs).unwrap_err().to_string();
+    // `package t` is line 1; the broken rule follows the 12 lines of `rego`.
+    assert!(
+        err.contains("rego line 14:") && err.contains("14 | broken { x := }"),
+        "{err}"
+    );
+}
+
 /// Divergence 3 in a template: an optional `exemptPrefix` parameter left out. OPA: the `not`
 /// expression is undefined, so an image without the prefix is not reported by that rule; the
 /// parameter given, the rule works as written.
