@@ -149,6 +149,42 @@ fn divergence_4_in_a_template_message() {
     }
 }
 
+/// Divergence 7 with one definition (found by `rego_differential`): a complete rule whose value
+/// iterates (`r = count(...containers[_].image)`) produces one value per container. OPA raises
+/// `eval_conflict_error: complete rules must not produce multiple outputs` when two differ (see
+/// OPA's error docs, and Regal's `top-level-iteration`), so Gatekeeper reports the error; with
+/// one container, or equal values, the rule has its one value. regorus' interpreter decides as
+/// OPA; its VM took one of the values. The engine checks such a rule on the VM as it checks
+/// several definitions, so both evaluators decide as OPA.
+#[test]
+fn divergence_7_one_definition_with_several_values_is_a_conflict() {
+    let rego = "r = count(input.review.object.spec.containers[_].image)\nviolation[{\"msg\": sprintf(\"%v\", [r])}] { r > 0 }";
+    let two = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "a", "image": "nginx"},
+                                             {"name": "b", "image": "registry.example.com/b"}]}});
+    let same = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                      "spec": {"containers": [{"name": "a", "image": "nginx"},
+                                              {"name": "b", "image": "nginx"}]}});
+    for mode in MODES {
+        let conflict = messages(rego, json!({}), two.clone(), mode);
+        assert_eq!(conflict.len(), 1, "{mode:?}: {conflict:?}");
+        assert!(
+            conflict[0].contains("rules must not produce multiple outputs"),
+            "{mode:?}: {conflict:?}"
+        );
+        assert_eq!(
+            messages(rego, json!({}), pod("nginx"), mode),
+            ["5"],
+            "{mode:?}"
+        );
+        assert_eq!(
+            messages(rego, json!({}), same.clone(), mode),
+            ["5"],
+            "{mode:?}"
+        );
+    }
+}
+
 /// The VM's own divergence (found by the equivalence tests): `x := <undefined>` must fail.
 #[test]
 fn an_undefined_assignment_fails_the_body_on_the_vm() {
@@ -273,6 +309,18 @@ fn plain_regorus_7_vm_raises_no_conflict() {
     let vm = plain_vm(module, json!({"a": 1, "b": 2}));
     assert!(vm.is_ok(), "{FIXED}: {vm:?}");
     let interpreter = plain_rule(module, json!({"a": 1, "b": 2}), "p");
+    assert!(
+        interpreter.is_err(),
+        "the interpreter raises OPA's conflict error"
+    );
+}
+
+#[test]
+fn plain_regorus_7_vm_raises_no_conflict_for_one_iterating_definition() {
+    let module = "package t\np = x { x := input.list[_] }\n";
+    let vm = plain_vm(module, json!({"list": [1, 2]}));
+    assert!(vm.is_ok(), "{FIXED}: {vm:?}");
+    let interpreter = plain_rule(module, json!({"list": [1, 2]}), "p");
     assert!(
         interpreter.is_err(),
         "the interpreter raises OPA's conflict error"
