@@ -180,6 +180,19 @@ fn definition(src: &str, tokens: &[Token], index: usize, only: bool) -> Result<D
         ("true".to_string(), name.end, index + 1)
     } else if assigned || (is_punct(next, '=') && !is_punct(tokens.get(index + 2), '=')) {
         let first = if assigned { index + 3 } else { index + 2 };
+        // The head is replaced by `__mg_defs_name[value]` on the name's line: a value that
+        // starts on a later line (after a comment or a line break) would take the line breaks
+        // before it away, and every later line would move.
+        if tokens
+            .get(first)
+            .is_some_and(|value| value.line != name.line)
+        {
+            return Err(format!(
+                "the value of `{}` on line {} starts on a later line",
+                text(src, name),
+                name.line
+            ));
+        }
         let mut depth = 0usize;
         let mut at = first;
         loop {

@@ -130,6 +130,13 @@ fn what_cannot_be_rewritten_is_refused_with_the_reason() {
             .unwrap()
             .is_err()
     );
+    // Found by `rego_rewrite`: a value after a comment (or a line break) starts on a later
+    // line; replacing the head by `__mg_defs_ns[value]` took the line break away.
+    let later = "package x\nns = # the value follows\n  1 { input.a }\nns = 2 { input.b }\n";
+    let err = single_value_rules(later, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap_err();
+    assert!(err.contains("starts on a later line"), "{err}");
     let lib = "package lib.x\nns = 1 { input.a }\nns = 2 { input.b }\n";
     assert!(
         single_value_rules(lib, RegoVersion::V0, false)
