@@ -451,9 +451,14 @@ pub fn compensate(src: &str) -> (String, Vec<String>) {
         }
         match token.kind {
             TokenKind::Punct(c @ ('{' | '[' | '(')) => {
+                // A body follows a complete head (`p`, `p[x]`, `f(x)`, `= value`, `if`,
+                // `else`); after an operator (`= {1} | {2} {`) or `=` a `{` opens a value.
                 let is_body = c == '{'
                     && stack.is_empty()
-                    && !prev.is_some_and(|p| matches!(p.kind, TokenKind::Punct('=' | ',')));
+                    && prev.is_some_and(|p| {
+                        ends_expression(src, p)
+                            || (p.kind == TokenKind::Ident && matches!(text(src, p), "if" | "else"))
+                    });
                 if is_body && first_body.is_none() {
                     first_body = Some(index);
                 }
@@ -605,6 +610,11 @@ mod tests {
     fn value_literals_are_not_bodies() {
         let src = "package t\np = {\"a\": 1} { input.x }\nq := {1, 2}\n";
         assert_eq!(compensate(src).0, src);
+        // Found by `rego_differential`: a set after an operator was read as the body, so the
+        // real body looked chained and got a copy of the head (the module no longer parsed).
+        let src =
+            "package t\nr = {1} | {2} { input.x }\ns = input.y * {-1.5, \"#\"} {\n  input.z\n}\n";
+        assert_eq!(compensate(src), (src.to_string(), vec![]));
     }
 
     #[test]
