@@ -346,7 +346,7 @@ fn single_value_edits(
             RegoVersion::V1 => format!("violation contains {{\"msg\": \"{CONFLICT_MARKER}\"}}"),
         };
         appended.push_str(&format!(
-            "{name} = __mg_value{when} {{ {defs}[__mg_value]; count({defs}) == 1 }}\n\
+            "{name} = __mg_value{when} {{ __mg_value = {defs}[_]; count({defs}) == 1 }}\n\
              {violation}{when} {{ count({defs}) > 1 }}\n"
         ));
     }

@@ -18,7 +18,9 @@ fn several_definitions_become_one_set_and_a_single_value_rule() {
         body[5], "violation[{\"msg\": ns}] { ns }",
         "other rules keep their lines"
     );
-    assert!(out.contains("ns = __mg_value { __mg_defs_ns[__mg_value]; count(__mg_defs_ns) == 1 }"));
+    assert!(
+        out.contains("ns = __mg_value { __mg_value = __mg_defs_ns[_]; count(__mg_defs_ns) == 1 }")
+    );
     assert!(out.contains(&format!(
         "violation[{{\"msg\": \"{CONFLICT_MARKER}\"}}] {{ count(__mg_defs_ns) > 1 }}"
     )));
@@ -80,7 +82,7 @@ fn a_single_definition_that_may_produce_several_values_is_checked_too() {
     for name in ["r", "s", "t", "u"] {
         assert!(
             out.contains(&format!(
-                "{name} = __mg_value {{ __mg_defs_{name}[__mg_value]; count(__mg_defs_{name}) == 1 }}"
+                "{name} = __mg_value {{ __mg_value = __mg_defs_{name}[_]; count(__mg_defs_{name}) == 1 }}"
             )),
             "{out}"
         );
@@ -213,6 +215,19 @@ fn rewritten_modules_decide_as_the_originals() {
             "{input}"
         );
     }
+    // Found by `rego_differential`: definitions whose value is `false`. Looking the value up
+    // as `__mg_defs_ns[__mg_value]` made the body's expression false (the element's value),
+    // so `ns` was undefined; it is now bound by iterating the set.
+    let falsy = "package x\nc = false { input.a }\nc = false { input.a }\nviolation[{\"msg\": \"v\"}] { x := c; x == false }\n";
+    let (rewritten, _) = single_value_rules(falsy, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
+    let input = r#"{"a": true}"#;
+    assert_eq!(
+        eval(falsy, input).unwrap(),
+        eval(&rewritten, input).unwrap()
+    );
+    assert!(eval(&rewritten, input).unwrap().contains("\"v\""));
     // Conflicting definitions: the original is an error; the rewrite reports the marker.
     let conflict =
         "package x\nns = 1 { input.a }\nns = 2 { input.b }\nviolation[{\"msg\": \"v\"}] { ns }\n";
