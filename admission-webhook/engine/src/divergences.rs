@@ -18,7 +18,7 @@
 //! | 4 | `sprintf` with fewer arguments than verbs is undefined | yes (builtin) | both | literal format and argument array: the verbs without an argument rewritten to print `%!v(MISSING)` as OPA (Go's fmt) does |
 //! | 5 | OPA's deprecated `any` / `all` builtins are missing | no (not implemented) | both | calls redirected to Rego functions with OPA's definitions, appended to the module |
 //! | 6 | `x := <undefined>` succeeds | yes (VM only) | VM | the VM's copy gets `; x == x` after each local assignment |
-//! | 7 | no conflict error when definitions of a complete rule disagree | yes (VM only) | VM | the definitions become one partial set; more than one element yields a marker, and the interpreter (which raises OPA's error) decides |
+//! | 7 | no conflict error when definitions of a complete rule disagree, or when one definition iterates to several values (`r = x { x := input.list[_] }`; found by `rego_differential`) | yes (VM only) | VM | the definitions (or the one that may iterate: its value or body indexes a reference by a non-literal, or uses `some`/`in`/`every`/`walk`, outside a comprehension) become one partial set; more than one element yields a marker, and the interpreter (which raises OPA's error) decides |
 //! | 8 | `not obj[input.key]` with `input.key` undefined is true | yes (evaluation) | both | not compensated |
 //! | 9 | `sprintf` with a computed format or argument list and missing arguments is undefined | yes (builtin) | both | not compensated (the rewrite of 4 needs literals) |
 //! | 10 | a `some x` declaration after an iteration in the same body raises `duplicated definition of local variable x` (declared again for the iteration's next element) | yes (interpreter only) | interpreter | not compensated: the VM, the default evaluator, decides as OPA; a template on the interpreter reports the error as a violation. Found by `rego_differential`, which tolerates exactly this error when the module declares `x` with `some` |
@@ -70,12 +70,13 @@
 //! p { x := input.missing; true }
 //! ```
 //!
-//! **7.** (VM) OPA and the interpreter: `eval_conflict_error` for input `{"a": 1, "b": 2}`.
-//! regorus' VM: `p` is 1.
+//! **7.** (VM) OPA and the interpreter: `eval_conflict_error` for input `{"a": 1, "b": 2,
+//! "list": [1, 2]}`, for `p` and for `q`. regorus' VM: `p` is 1, `q` is one of 1 and 2.
 //! ```rego
 //! package t
 //! p = x { x := input.a }
 //! p = x { x := input.b }
+//! q = x { x := input.list[_] }
 //! ```
 //!
 //! **8.** OPA: `p` is undefined for input `{}`. regorus: true.

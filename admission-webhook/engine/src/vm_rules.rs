@@ -9,7 +9,10 @@
 //!   `ns` is its only element when it has exactly one. When the set has more than one element a
 //!   marker violation ([`CONFLICT_MARKER`]) is produced; the engine then evaluates the template on
 //!   the interpreter, which reports OPA's conflict exactly. Without a conflict the VM's answer is
-//!   OPA's: one value, or undefined (and `default` still applies).
+//!   OPA's: one value, or undefined (and `default` still applies). A rule with one definition
+//!   conflicts with itself when it iterates to two values (`r = count(input.xs[_])`), so a
+//!   single definition that may iterate is rewritten the same way
+//!   ([`may_produce_several_values`]; the repository's templates have none).
 //! - **Lookup-table functions** (`mem_multiple("Ki") = 1024000`, fourteen clauses, as in the
 //!   gatekeeper-library's container-limits templates): each call tries every clause in the VM.
 //!   A function whose every clause maps one distinct string literal to a scalar literal becomes
@@ -68,6 +71,92 @@ fn rule_starts<'a>(
     })
 }
 
+/// Whether the one definition of a complete rule, `tokens` (its head, body and any `else`
+/// chain), may produce more than one value: OPA raises `eval_conflict_error: complete rules
+/// must not produce multiple outputs` when it does with two distinct values (`r = x { x :=
+/// input.list[_] }`, `r = count(input.xs[_])`), and regorus' VM instead takes one of them
+/// (divergence 7). A boolean rule (`p { ... }`) or one whose value is a scalar literal, without
+/// `else`, has one value however often its body holds. Otherwise it may vary only by iterating
+/// outside a comprehension (which is closed): a reference indexed by anything but a string or
+/// number literal (`xs[_]`, `xs[i]`, read conservatively: `i` may be bound), `some`, `in`,
+/// `every` or `walk`. Conservative: a false "may" only costs the VM a set and a count.
+fn may_produce_several_values(src: &str, tokens: &[Token]) -> bool {
+    let has_else = tokens.iter().any(|t| is_ident(src, Some(t), "else"));
+    let constant = match tokens.get(1) {
+        Some(next) if next.kind == TokenKind::Punct('{') || is_ident(src, Some(next), "if") => true,
+        _ => {
+            // `name = v {`, `name := v {`, `name = v` alone: v is the token before the body.
+            let value_at = if is_punct(tokens.get(1), ':') { 3 } else { 2 };
+            let value = tokens.get(value_at);
+            let scalar = value.is_some_and(|v| {
+                matches!(v.kind, TokenKind::Number | TokenKind::String)
+                    || matches!(text(src, v), "true" | "false" | "null")
+            });
+            let ends = tokens.get(value_at + 1).is_none_or(|after| {
+                is_punct(Some(after), '{')
+                    || is_ident(src, Some(after), "if")
+                    || value.is_some_and(|v| v.line != after.line)
+            });
+            scalar && ends
+        }
+    };
+    if constant && !has_else {
+        return false;
+    }
+    // The delimiters that open a comprehension (a `|` at their own level).
+    let mut comprehension = vec![false; tokens.len()];
+    let mut open: Vec<usize> = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => open.push(index),
+            TokenKind::Punct('}' | ']' | ')') => {
+                open.pop();
+            }
+            TokenKind::Punct('|') => {
+                if let Some(flag) = open.last().and_then(|&at| comprehension.get_mut(at)) {
+                    *flag = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut open: Vec<usize> = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        let closed = open
+            .iter()
+            .any(|&at| comprehension.get(at).copied().unwrap_or(false));
+        let iterates = match token.kind {
+            TokenKind::Punct('[') => {
+                let indexes = index
+                    .checked_sub(1)
+                    .and_then(|i| tokens.get(i))
+                    .is_some_and(|prev| {
+                        prev.end == token.start
+                            && matches!(prev.kind, TokenKind::Ident | TokenKind::Punct(']' | ')'))
+                    });
+                let literal_key = tokens
+                    .get(index + 1)
+                    .is_some_and(|key| matches!(key.kind, TokenKind::String | TokenKind::Number))
+                    && is_punct(tokens.get(index + 2), ']');
+                indexes && !literal_key
+            }
+            TokenKind::Ident => matches!(text(src, token), "some" | "in" | "every" | "walk"),
+            _ => false,
+        };
+        if iterates && !closed {
+            return true;
+        }
+        match token.kind {
+            TokenKind::Punct('{' | '[' | '(') => open.push(index),
+            TokenKind::Punct('}' | ']' | ')') => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// One definition of a complete rule: the head's span to replace and its value text.
 struct Definition {
     head_start: usize,
@@ -77,14 +166,33 @@ struct Definition {
 }
 
 /// Reads the definition starting at `index` (`name = value {`, `name {`, `name if {`,
-/// `name = value` alone on its lines); Err says why it cannot be rewritten.
-fn definition(src: &str, tokens: &[Token], index: usize) -> Result<Definition, String> {
+/// `name = value` alone on its lines; `name := value` too when it is the `only` definition: OPA
+/// refuses a rule assigned with `:=` and defined again); Err says why it cannot be rewritten.
+fn definition(src: &str, tokens: &[Token], index: usize, only: bool) -> Result<Definition, String> {
     let name = tokens.get(index).ok_or("no token")?;
     let next = tokens.get(index + 1);
+    let assigned = only
+        && is_punct(next, ':')
+        && tokens.get(index + 2).is_some_and(|eq| {
+            eq.kind == TokenKind::Punct('=') && next.is_some_and(|n| n.end == eq.start)
+        });
     let (value, value_end, body_at) = if is_punct(next, '{') || is_ident(src, next, "if") {
         ("true".to_string(), name.end, index + 1)
-    } else if is_punct(next, '=') && !is_punct(tokens.get(index + 2), '=') {
-        let first = index + 2;
+    } else if assigned || (is_punct(next, '=') && !is_punct(tokens.get(index + 2), '=')) {
+        let first = if assigned { index + 3 } else { index + 2 };
+        // The head is replaced by `__mg_defs_name[value]` on the name's line: a value that
+        // starts on a later line (after a comment or a line break) would take the line breaks
+        // before it away, and every later line would move.
+        if tokens
+            .get(first)
+            .is_some_and(|value| value.line != name.line)
+        {
+            return Err(format!(
+                "the value of `{}` on line {} starts on a later line",
+                text(src, name),
+                name.line
+            ));
+        }
         let mut depth = 0usize;
         let mut at = first;
         loop {
@@ -180,8 +288,9 @@ fn single_value_edits(
 ) -> Result<(Vec<Edit>, String), String> {
     let tokens = tokenize(src);
     let depth = depths(&tokens);
+    let starts: Vec<usize> = rule_starts(src, &tokens, &depth).collect();
     let mut complete: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for index in rule_starts(src, &tokens, &depth) {
+    for &index in &starts {
         let next = tokens.get(index + 1);
         let assigned = is_punct(next, ':') && is_punct(tokens.get(index + 2), '=');
         if is_punct(next, '=') || is_punct(next, '{') || is_ident(src, next, "if") || assigned {
@@ -193,15 +302,28 @@ fn single_value_edits(
     }
     let mut edits = Vec::new();
     let mut appended = String::new();
-    for (name, starts) in complete.iter().filter(|(_, starts)| starts.len() > 1) {
+    for (name, definitions) in &complete {
+        if let [only] = definitions.as_slice() {
+            // One definition: rewritten only when it may produce several values.
+            let end = starts
+                .iter()
+                .find(|&&start| start > *only)
+                .copied()
+                .unwrap_or(tokens.len());
+            if !may_produce_several_values(src, tokens.get(*only..end).unwrap_or_default()) {
+                continue;
+            }
+        }
         if !main_module {
-            return Err(format!(
-                "the complete rule `{name}` has several definitions in a lib"
-            ));
+            let what = match definitions.len() {
+                1 => "a definition that may produce several values",
+                _ => "several definitions",
+            };
+            return Err(format!("the complete rule `{name}` has {what} in a lib"));
         }
         let defs = format!("__mg_defs_{name}");
-        for &index in starts {
-            let def = definition(src, &tokens, index)
+        for &index in definitions {
+            let def = definition(src, &tokens, index, definitions.len() == 1)
                 .map_err(|why| format!("the complete rule `{name}`: {why}"))?;
             let head = match (version, def.has_body) {
                 (RegoVersion::V0, true) => format!("{defs}[{}]", def.value),
@@ -224,7 +346,7 @@ fn single_value_edits(
             RegoVersion::V1 => format!("violation contains {{\"msg\": \"{CONFLICT_MARKER}\"}}"),
         };
         appended.push_str(&format!(
-            "{name} = __mg_value{when} {{ {defs}[__mg_value]; count({defs}) == 1 }}\n\
+            "{name} = __mg_value{when} {{ __mg_value = {defs}[_]; count({defs}) == 1 }}\n\
              {violation}{when} {{ count({defs}) > 1 }}\n"
         ));
     }

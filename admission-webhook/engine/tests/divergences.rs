@@ -66,6 +66,46 @@ violation[{\"msg\": \"é: none kept\"}] {\n  not nonempty([c | c := input.review
     }
 }
 
+/// Divergence 3 under a `with` modifier that spans lines (the fuzzer found its copy into each
+/// binding moving every later line): the binding reads the mocked input, as the `not` does in
+/// OPA, so the image is `ok`, `allowed` holds and there is no violation; a raw string and a
+/// comment in the modifier survive the copy onto one line. A line after it that does not
+/// parse is named by its own number.
+#[test]
+fn divergence_3_under_a_with_modifier_spanning_lines() {
+    let rego = "allowed(x) { x == \"ok\" }
+violation[{\"msg\": \"mocked\"}] {
+  not allowed(input.review.object.spec.containers[0].image) with input as {
+    \"review\": {\"object\": {\"spec\": {\"containers\": [{\"image\": \"ok\"}]}}}, # a mock
+    \"parameters\": `two
+lines`
+  }
+}
+violation[{\"msg\": msg}] {
+  msg := sprintf(\"%v\", [input.review.object.spec.containers[0].image])
+  msg == \"nginx\"
+}";
+    for mode in MODES {
+        assert_eq!(
+            messages(rego, json!({}), pod("nginx"), mode),
+            vec!["nginx".to_string()],
+            "{mode:?}"
+        );
+    }
+    let broken = format!("{rego}\nbroken {{ x := }}");
+    let indented: String = broken.lines().map(|l| format!("        {l}\n")).collect();
+    let yaml = format!(
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: t}}\nspec:\n  crd: {{spec: {{names: {{kind: T}}}}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    rego: |\n        package t\n{indented}"
+    );
+    let docs = document::parse_documents("t.yaml", &yaml).unwrap();
+    let err = PolicySet::from_documents(&docs).unwrap_err().to_string();
+    // `package t` is line 1; the broken rule follows the 12 lines of `rego`.
+    assert!(
+        err.contains("rego line 14:") && err.contains("14 | broken { x := }"),
+        "{err}"
+    );
+}
+
 /// Divergence 3 in a template: an optional `exemptPrefix` parameter left out. OPA: the `not`
 /// expression is undefined, so an image without the prefix is not reported by that rule; the
 /// parameter given, the rule works as written.
@@ -105,6 +145,42 @@ fn divergence_4_in_a_template_message() {
         assert_eq!(
             messages(rego, json!({}), pod("nginx:latest"), mode),
             vec!["container <app> uses image <nginx:latest> with tag %!s(MISSING)".to_string()]
+        );
+    }
+}
+
+/// Divergence 7 with one definition (found by `rego_differential`): a complete rule whose value
+/// iterates (`r = count(...containers[_].image)`) produces one value per container. OPA raises
+/// `eval_conflict_error: complete rules must not produce multiple outputs` when two differ (see
+/// OPA's error docs, and Regal's `top-level-iteration`), so Gatekeeper reports the error; with
+/// one container, or equal values, the rule has its one value. regorus' interpreter decides as
+/// OPA; its VM took one of the values. The engine checks such a rule on the VM as it checks
+/// several definitions, so both evaluators decide as OPA.
+#[test]
+fn divergence_7_one_definition_with_several_values_is_a_conflict() {
+    let rego = "r = count(input.review.object.spec.containers[_].image)\nviolation[{\"msg\": sprintf(\"%v\", [r])}] { r > 0 }";
+    let two = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "a", "image": "nginx"},
+                                             {"name": "b", "image": "registry.example.com/b"}]}});
+    let same = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                      "spec": {"containers": [{"name": "a", "image": "nginx"},
+                                              {"name": "b", "image": "nginx"}]}});
+    for mode in MODES {
+        let conflict = messages(rego, json!({}), two.clone(), mode);
+        assert_eq!(conflict.len(), 1, "{mode:?}: {conflict:?}");
+        assert!(
+            conflict[0].contains("rules must not produce multiple outputs"),
+            "{mode:?}: {conflict:?}"
+        );
+        assert_eq!(
+            messages(rego, json!({}), pod("nginx"), mode),
+            ["5"],
+            "{mode:?}"
+        );
+        assert_eq!(
+            messages(rego, json!({}), same.clone(), mode),
+            ["5"],
+            "{mode:?}"
         );
     }
 }
@@ -233,6 +309,18 @@ fn plain_regorus_7_vm_raises_no_conflict() {
     let vm = plain_vm(module, json!({"a": 1, "b": 2}));
     assert!(vm.is_ok(), "{FIXED}: {vm:?}");
     let interpreter = plain_rule(module, json!({"a": 1, "b": 2}), "p");
+    assert!(
+        interpreter.is_err(),
+        "the interpreter raises OPA's conflict error"
+    );
+}
+
+#[test]
+fn plain_regorus_7_vm_raises_no_conflict_for_one_iterating_definition() {
+    let module = "package t\np = x { x := input.list[_] }\n";
+    let vm = plain_vm(module, json!({"list": [1, 2]}));
+    assert!(vm.is_ok(), "{FIXED}: {vm:?}");
+    let interpreter = plain_rule(module, json!({"list": [1, 2]}), "p");
     assert!(
         interpreter.is_err(),
         "the interpreter raises OPA's conflict error"

@@ -151,6 +151,81 @@ pub fn text<'a>(src: &'a str, token: &Token) -> &'a str {
     src.get(token.start..token.end).unwrap_or("")
 }
 
+/// Whether a [`TokenKind::String`] token's text is a whole literal (the tokenizer ends an
+/// unterminated string at its line's end, or a raw string at the end of the source).
+pub fn is_terminated_string(text: &str) -> bool {
+    if let Some(raw) = text.strip_prefix('`') {
+        return raw.ends_with('`');
+    }
+    let mut chars = text.chars().skip(1);
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '"' => return chars.next().is_none(),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The source text of the consecutive `tokens` of `src` on one line, for a rewrite that copies
+/// it elsewhere (a `with` modifier into each binding, a rule head before a chained body): a
+/// copy must add no line, or every later line moves and errors name the wrong line. Comments
+/// and line breaks between tokens become one space (whitespace in OPA's grammar, and a comment
+/// copied onto one line would comment out the rest of it); other whitespace is kept as written.
+/// A raw string spanning lines becomes the double-quoted string of the same value. None
+/// when a string in `tokens` is unterminated: the module does not parse, and a copy onto one
+/// line would pair its quote with another.
+pub fn one_line(src: &str, tokens: &[Token]) -> Option<String> {
+    let mut out = String::new();
+    let mut previous: Option<&Token> = None;
+    for token in tokens {
+        if let Some(previous) = previous {
+            let gap = src.get(previous.end..token.start).unwrap_or(" ");
+            if gap.contains(['\n', '#']) {
+                out.push(' ');
+            } else {
+                out.push_str(gap);
+            }
+        }
+        let literal = text(src, token);
+        if token.kind == TokenKind::String {
+            if !is_terminated_string(literal) {
+                return None;
+            }
+            if literal.starts_with('`') && literal.contains('\n') {
+                out.push_str(&quoted(literal.trim_matches('`')));
+                previous = Some(token);
+                continue;
+            }
+        }
+        out.push_str(literal);
+        previous = Some(token);
+    }
+    Some(out)
+}
+
+/// `value` as a Rego (JSON) double-quoted string literal, on one line.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A reference to `data` found in Rego source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataRef {
@@ -325,12 +400,12 @@ pub fn compensate(src: &str) -> (String, Vec<String>) {
     // Open delimiters; for `{` at top level, whether it opens a rule body (not a value literal).
     let mut stack: Vec<(char, bool)> = Vec::new();
     let mut last_top_close_was_body = false;
-    // Start of the current top-level statement and the offset of its first body `{`.
+    // The indexes of the current top-level statement's first token and of its first body `{`.
     let mut statement_start: Option<usize> = None;
     let mut first_body: Option<usize> = None;
     let mut statement_has_else = false;
     let mut prev: Option<&Token> = None;
-    for token in &tokens {
+    for (index, token) in tokens.iter().enumerate() {
         let new_line = prev.is_some_and(|p| p.line != token.line);
         if stack.is_empty() {
             let continues = prev.is_some_and(|p| {
@@ -343,11 +418,12 @@ pub fn compensate(src: &str) -> (String, Vec<String>) {
                 && prev.is_some_and(|p| p.kind == TokenKind::Punct('}'));
             let else_keyword = token.kind == TokenKind::Ident && text(src, token) == "else";
             if chained_body {
+                // The head is copied onto the line of the second body: as written, its strings
+                // and raw strings kept whole, a comment in it dropped (see `one_line`).
                 if let (Some(start), Some(body)) = (statement_start, first_body)
                     && !statement_has_else
+                    && let Some(head) = tokens.get(start..body).and_then(|head| one_line(src, head))
                 {
-                    let head = src.get(start..body).unwrap_or("").trim_end();
-                    let head = head.split_whitespace().collect::<Vec<_>>().join(" ");
                     inserts.push((token.start, format!("{head} ")));
                     notes.push(format!(
                             "line {}: chained rule body `{{ ... }} {{ ... }}` split into two rules with the head `{head}`",
@@ -357,7 +433,7 @@ pub fn compensate(src: &str) -> (String, Vec<String>) {
             } else if else_keyword {
                 statement_has_else = true;
             } else if (new_line && !continues) || statement_start.is_none() {
-                statement_start = Some(token.start);
+                statement_start = Some(index);
                 first_body = None;
                 statement_has_else = false;
             }
@@ -375,11 +451,16 @@ pub fn compensate(src: &str) -> (String, Vec<String>) {
         }
         match token.kind {
             TokenKind::Punct(c @ ('{' | '[' | '(')) => {
+                // A body follows a complete head (`p`, `p[x]`, `f(x)`, `= value`, `if`,
+                // `else`); after an operator (`= {1} | {2} {`) or `=` a `{` opens a value.
                 let is_body = c == '{'
                     && stack.is_empty()
-                    && !prev.is_some_and(|p| matches!(p.kind, TokenKind::Punct('=' | ',')));
+                    && prev.is_some_and(|p| {
+                        ends_expression(src, p)
+                            || (p.kind == TokenKind::Ident && matches!(text(src, p), "if" | "else"))
+                    });
                 if is_body && first_body.is_none() {
-                    first_body = Some(token.start);
+                    first_body = Some(index);
                 }
                 stack.push((c, is_body));
             }
@@ -493,9 +574,47 @@ mod tests {
     }
 
     #[test]
+    fn a_chained_body_gets_its_head_as_written_on_one_line() {
+        // Copied as written (the old copy joined whitespace-separated words: a string with two
+        // spaces lost one, silently changing the value), strings whole, a comment dropped (on
+        // one line it would comment out the second body) and a raw string spanning lines
+        // quoted on one line (its line break would move every later line).
+        let src = "package t\np = {\n  \"k\": \"a  b\", # why\n  \"r\": `x\ny`\n} { input.x } { input.y }\nq { true }\n";
+        let (out, notes) = compensate(src);
+        assert_eq!(
+            out,
+            "package t\np = {\n  \"k\": \"a  b\", # why\n  \"r\": `x\ny`\n} { input.x } p = { \"k\": \"a  b\", \"r\": \"x\\ny\" } { input.y }\nq { true }\n"
+        );
+        assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn strings_are_terminated_or_not() {
+        for (literal, whole) in [
+            ("\"a\"", true),
+            ("\"a\\\"\"", true),
+            ("\"\"", true),
+            ("``", true),
+            ("`a\nb`", true),
+            ("\"", false),
+            ("\"a", false),
+            ("\"a\\\"", false),
+            ("\"a\\", false),
+            ("`a", false),
+        ] {
+            assert_eq!(is_terminated_string(literal), whole, "{literal}");
+        }
+    }
+
+    #[test]
     fn value_literals_are_not_bodies() {
         let src = "package t\np = {\"a\": 1} { input.x }\nq := {1, 2}\n";
         assert_eq!(compensate(src).0, src);
+        // Found by `rego_differential`: a set after an operator was read as the body, so the
+        // real body looked chained and got a copy of the head (the module no longer parsed).
+        let src =
+            "package t\nr = {1} | {2} { input.x }\ns = input.y * {-1.5, \"#\"} {\n  input.z\n}\n";
+        assert_eq!(compensate(src), (src.to_string(), vec![]));
     }
 
     #[test]

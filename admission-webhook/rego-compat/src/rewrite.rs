@@ -20,7 +20,7 @@
 //! - **`any`/`all`** (OPA's deprecated builtins, still used by gatekeeper-library templates) are
 //!   missing from regorus: calls are redirected to Rego functions appended to the module.
 
-use crate::rego_scan::{Token, TokenKind, ends_expression, text, tokenize};
+use crate::rego_scan::{Token, TokenKind, ends_expression, one_line, text, tokenize};
 
 /// An edit: replace `start..end` with `text` (an insertion when `start == end`).
 pub struct Edit {
@@ -384,11 +384,13 @@ fn not_call(
     if start < close {
         args.push((start, close));
     }
-    // `not f(x) with input as y`: the bindings are evaluated under the same modifiers.
+    // `not f(x) with input as y`: the bindings are evaluated under the same modifiers, copied
+    // onto the `not`'s line (a modifier spanning lines, copied as written, would add its line
+    // breaks once per binding and move every later line).
     let modifiers = match tokens.get(close + 1) {
         Some(with) if with.kind == TokenKind::Ident && text(src, with) == "with" => {
             let last = expression_end(src, tokens, close + 1)?;
-            format!(" {}", src.get(with.start..tokens.get(last)?.end)?)
+            format!(" {}", one_line(src, tokens.get(close + 1..=last)?)?)
         }
         _ => String::new(),
     };

@@ -25,7 +25,7 @@ use meshguard_filter_core::{
 use crate::body::Body;
 use crate::input::{Claims, RequestFacts, VerifiedClaims};
 use crate::metrics::Metrics;
-use crate::stage::{Action, Authorizer, prepare};
+use crate::stage::{Action, Authorizer, Prepared, prepare};
 
 /// How often roots add the batched counts to Envoy's stats.
 pub const METRICS_FLUSH_PERIOD: Duration = Duration::from_secs(1);
@@ -94,7 +94,24 @@ impl AuthzRoot {
         config: &[u8],
         claims_from: ClaimsFrom,
     ) -> Result<Self, ConfigError> {
-        let prepared = prepare(config)?;
+        Self::with_prepared(host, env, prepare(config)?, claims_from)
+    }
+
+    /// A root from a configuration already parsed and compiled ([`prepare`]): the checks that
+    /// depend on the module around the filter, the log line, the counters and a fresh worker
+    /// (its own VM and decision cache). What configuring does after compiling, so a caller that
+    /// configures many roots from one configuration (the fuzz harness, a fresh root per input)
+    /// compiles it once.
+    ///
+    /// # Errors
+    /// The policy reads the verified claims and, as a pipeline stage, no `jwtAuth` stage
+    /// publishes them.
+    pub fn with_prepared(
+        host: &mut dyn Host,
+        env: &Env,
+        prepared: Rc<Prepared>,
+        claims_from: ClaimsFrom,
+    ) -> Result<Self, ConfigError> {
         if claims_from == ClaimsFrom::Identities
             && !env.claims
             && let Some(path) = prepared.policy.reads_claims()

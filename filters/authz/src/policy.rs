@@ -15,7 +15,10 @@
 //! local `x := <undefined>` fails its body in the VM as in OPA. Rewrites keep every line where
 //! it was, so errors name the author's lines. Not compensated: when the definitions of a
 //! complete rule disagree OPA raises a conflict error and the VM reads the rule as undefined
-//! (for the decision rule both end in `onError`). regorus has no
+//! (for the decision rule both end in `onError`); when one definition iterates to several
+//! values (`role := r if { r := input.roles[_] }`) OPA raises the same error and the VM takes
+//! one of the values, so a rule built on it can decide where OPA gives `onError` (the
+//! admission engine compensates both; see its divergence 7). regorus has no
 //! `io.jwt.*` builtins and the proxy makes no network calls: policies use the verified claims
 //! the JWT stage put in the input (see [`crate::input`]), and `http.send` is refused.
 

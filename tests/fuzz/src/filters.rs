@@ -124,14 +124,33 @@ pub fn jwt_auth_request(data: &[u8]) {
 
 /// Target `authz_request`: requests (paths, queries, headers, verified-claims filter state,
 /// JSON bodies) through the authz filter on the RBAC and the repository's other policies.
+///
+/// Each input still gets a fresh root (its own VM, decision cache, claims memo and counters),
+/// but from a configuration compiled once per process ([`meshguard_authz::prepare`]: parsing,
+/// the rewrites and regorus' compiler were more than half of an input's time, and the
+/// configurations are fixed, not fuzzed; `authz_config` fuzzes that path).
 pub fn authz_request(data: &[u8]) {
+    use meshguard_authz::{AuthzRoot, ClaimsFrom, Prepared};
     static CONFIGS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    thread_local! {
+        static PREPARED: RefCell<HashMap<usize, Rc<Prepared>>> = RefCell::new(HashMap::new());
+    }
     let configs = CONFIGS.get_or_init(|| {
         let mut configs = accepted::<meshguard_authz::Authz>("authz");
         configs.extend(crate::seeds::authz_extra_configs());
         configs
     });
-    exchanges::<meshguard_authz::Authz>(configs, data);
+    exchanges_with::<meshguard_authz::Authz>(configs, data, |host, index, config| {
+        let prepared = PREPARED.with_borrow_mut(|prepared| {
+            if let Some(done) = prepared.get(&index) {
+                return Ok(Rc::clone(done));
+            }
+            let done = meshguard_authz::prepare(config)?;
+            prepared.insert(index, Rc::clone(&done));
+            Ok(done)
+        })?;
+        AuthzRoot::with_prepared(host, &env(), prepared, ClaimsFrom::FilterState)
+    });
 }
 
 /// Target `pipeline_request`: requests through the `meshguard` module's stages in one pass.
@@ -165,14 +184,30 @@ pub fn accepted<F: Filter>(dir: &str) -> Vec<Vec<u8>> {
 /// # Panics
 /// When a configuration the repository ships is refused, or when the filter panics.
 pub fn exchanges<F: Filter>(configs: &[Vec<u8>], data: &[u8]) {
+    exchanges_with::<F>(configs, data, |host, _, config| {
+        F::configure(host, &env(), config)
+    });
+}
+
+/// [`exchanges`] with the root made by `configure` from the host, the index of the chosen
+/// configuration in `configs` and its bytes (a target that prepares a configuration once).
+///
+/// # Panics
+/// As [`exchanges`].
+pub fn exchanges_with<F: Filter>(
+    configs: &[Vec<u8>],
+    data: &[u8],
+    configure: impl FnOnce(&mut MockHost, usize, &[u8]) -> Result<F::Root, ConfigError>,
+) {
     let scenario = lines::parse(data);
-    let Some(config) = configs.get(scenario.config % configs.len().max(1)) else {
+    let index = scenario.config % configs.len().max(1);
+    let Some(config) = configs.get(index) else {
         return;
     };
     let mut host = MockHost::new()
         .with_property("plugin_name", b"fuzz")
         .with_shared(shared_after_configure::<F>(config));
-    let mut root = match F::configure(&mut host, &env(), config) {
+    let mut root = match configure(&mut host, index, config) {
         Ok(root) => root,
         Err(err) => panic!("a shipped configuration is refused: {err}"),
     };

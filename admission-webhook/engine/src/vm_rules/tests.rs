@@ -18,7 +18,9 @@ fn several_definitions_become_one_set_and_a_single_value_rule() {
         body[5], "violation[{\"msg\": ns}] { ns }",
         "other rules keep their lines"
     );
-    assert!(out.contains("ns = __mg_value { __mg_defs_ns[__mg_value]; count(__mg_defs_ns) == 1 }"));
+    assert!(
+        out.contains("ns = __mg_value { __mg_value = __mg_defs_ns[_]; count(__mg_defs_ns) == 1 }")
+    );
     assert!(out.contains(&format!(
         "violation[{{\"msg\": \"{CONFLICT_MARKER}\"}}] {{ count(__mg_defs_ns) > 1 }}"
     )));
@@ -64,6 +66,60 @@ fn single_definitions_functions_and_partial_rules_are_left_alone() {
 }
 
 #[test]
+fn a_single_definition_that_may_produce_several_values_is_checked_too() {
+    // The fuzzer's find: one definition iterating (in its value or its body) has a conflict of
+    // its own in OPA, which the VM did not raise. Rewritten as several definitions are.
+    let src = "package x\nr = count(input.xs[_])\ns = x { x := input.ys[i] }\nt := input.zs[_] { true }\nu = x { some x in input.us }\n";
+    let (out, changed) = single_value_rules(src, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
+    assert!(changed);
+    let body: Vec<&str> = out.lines().collect();
+    assert_eq!(body[1], "__mg_defs_r[count(input.xs[_])] { true }");
+    assert_eq!(body[2], "__mg_defs_s[x] { x := input.ys[i] }");
+    assert_eq!(body[3], "__mg_defs_t[input.zs[_]] { true }");
+    assert_eq!(body[4], "__mg_defs_u[x] { some x in input.us }");
+    for name in ["r", "s", "t", "u"] {
+        assert!(
+            out.contains(&format!(
+                "{name} = __mg_value {{ __mg_value = __mg_defs_{name}[_]; count(__mg_defs_{name}) == 1 }}"
+            )),
+            "{out}"
+        );
+    }
+    // An `else` chain cannot be rewritten: the template runs on the interpreter.
+    let else_chain = "package x\nv = 1 { input.a } else = x { x := input.vs[_] }\n";
+    let err = single_value_rules(else_chain, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap_err();
+    assert!(err.contains("`v`") && err.contains("else"), "{err}");
+    // In a lib it cannot be checked either.
+    let lib = "package lib.x\nr = count(input.xs[_])\n";
+    let err = single_value_rules(lib, RegoVersion::V0, false)
+        .unwrap()
+        .unwrap_err();
+    assert!(err.contains("may produce several values"), "{err}");
+}
+
+#[test]
+fn a_single_definition_with_one_value_is_left_alone() {
+    let src = "package x\n\
+        p { input.xs[_] == 1 }\n\
+        q = 1 { input.xs[_] }\n\
+        q2 := \"a\" if { input.xs[i] }\n\
+        n = count([x | x := input.xs[_]])\n\
+        m = {k: v | some k; v := input.o[k]}\n\
+        o = input.obj[\"k\"].list[0] { input.a }\n\
+        w = f(input.a)[\"b\"]\n\
+        ns = n { n := input.a }\n";
+    let (out, changed) = single_value_rules(src, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
+    assert!(!changed, "{out}");
+    assert_eq!(out, src);
+}
+
+#[test]
 fn what_cannot_be_rewritten_is_refused_with_the_reason() {
     let else_chain = "package x\nns = 1 { input.a } else = 2 { true }\nns = 3 { input.b }\n";
     let err = single_value_rules(else_chain, RegoVersion::V0, true)
@@ -76,6 +132,13 @@ fn what_cannot_be_rewritten_is_refused_with_the_reason() {
             .unwrap()
             .is_err()
     );
+    // Found by `rego_rewrite`: a value after a comment (or a line break) starts on a later
+    // line; replacing the head by `__mg_defs_ns[value]` took the line break away.
+    let later = "package x\nns = # the value follows\n  1 { input.a }\nns = 2 { input.b }\n";
+    let err = single_value_rules(later, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap_err();
+    assert!(err.contains("starts on a later line"), "{err}");
     let lib = "package lib.x\nns = 1 { input.a }\nns = 2 { input.b }\n";
     assert!(
         single_value_rules(lib, RegoVersion::V0, false)
@@ -152,6 +215,19 @@ fn rewritten_modules_decide_as_the_originals() {
             "{input}"
         );
     }
+    // Found by `rego_differential`: definitions whose value is `false`. Looking the value up
+    // as `__mg_defs_ns[__mg_value]` made the body's expression false (the element's value),
+    // so `ns` was undefined; it is now bound by iterating the set.
+    let falsy = "package x\nc = false { input.a }\nc = false { input.a }\nviolation[{\"msg\": \"v\"}] { x := c; x == false }\n";
+    let (rewritten, _) = single_value_rules(falsy, RegoVersion::V0, true)
+        .unwrap()
+        .unwrap();
+    let input = r#"{"a": true}"#;
+    assert_eq!(
+        eval(falsy, input).unwrap(),
+        eval(&rewritten, input).unwrap()
+    );
+    assert!(eval(&rewritten, input).unwrap().contains("\"v\""));
     // Conflicting definitions: the original is an error; the rewrite reports the marker.
     let conflict =
         "package x\nns = 1 { input.a }\nns = 2 { input.b }\nviolation[{\"msg\": \"v\"}] { ns }\n";

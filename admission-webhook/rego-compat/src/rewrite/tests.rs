@@ -191,3 +191,29 @@ fn nesting_without_end_is_refused() {
     let two = "package t\np { not f([y | not g(input.a) with input as {}]) }\n";
     assert!(opa_semantics(two).is_ok());
 }
+
+#[test]
+fn a_with_modifier_spanning_lines_is_copied_onto_the_not_line() {
+    // The fuzzer's crash, reduced: each binding copied the modifier as written, line breaks
+    // included, so every line after it moved (by two per binding here); and its comment, copied
+    // onto one line, would have commented out the rest of that line.
+    let src = "package t\ntest_p {\n  not f(input.x, input.y) with input as {\n    \"x\": 1, # the mock\n    \"y\": `a\n\"b\"`\n  }\n  input.z\n}\n";
+    let (out, notes) = opa_semantics(src).unwrap();
+    let modifier = r#"with input as { "x": 1, "y": "a\n\"b\"" }"#;
+    assert_eq!(
+        out,
+        format!(
+            "package t\ntest_p {{\n  __mg_not_1 = input.x {modifier}; __mg_not_2 = input.y {modifier}; not f(__mg_not_1, __mg_not_2) with input as {{\n    \"x\": 1, # the mock\n    \"y\": `a\n\"b\"`\n  }}\n  input.z\n}}\n"
+        )
+    );
+    assert_eq!(notes.len(), 1);
+    assert_eq!(out.matches('\n').count(), src.matches('\n').count());
+}
+
+#[test]
+fn a_with_modifier_with_an_unterminated_string_is_not_copied() {
+    // The module does not parse (in OPA or regorus), so it is left as it is: copied onto one
+    // line, the quote would pair with one on a later line.
+    let src = "package t\np {\n  not f(input.x) with input as g(\"a)\n  x := \"b\"\n}\n";
+    assert_eq!(opa_semantics(src).unwrap().0, src);
+}

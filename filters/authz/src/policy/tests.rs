@@ -280,3 +280,21 @@ fn a_local_assignment_of_undefined_fails_its_body_as_in_opa() {
         Value::from(false)
     );
 }
+
+#[test]
+fn one_definition_iterating_to_several_values_is_not_compensated() {
+    // OPA raises eval_conflict_error (complete rules must not produce multiple outputs), so the
+    // decision is `onError`. regorus' VM takes one of the values: here the last, so `allow`
+    // holds for one order of the same roles. The admission engine compensates this (divergence
+    // 7, its `vm_rules`); the proxy does not yet. Pinned so a fix (or a regorus upgrade) shows.
+    let src = "package envoy.authz\nimport rego.v1\nrole := r if { r := input.roles[_] }\nallow if role == \"admin\"";
+    let policy = prepare(json!({"p.rego": src}), json!({})).unwrap();
+    assert_eq!(
+        eval(&policy, json!({"roles": ["user", "admin"]})).unwrap(),
+        Value::from(true)
+    );
+    assert_eq!(
+        eval(&policy, json!({"roles": ["admin", "user"]})).unwrap(),
+        Value::Undefined
+    );
+}
