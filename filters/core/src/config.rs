@@ -56,6 +56,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     Ok(value)
 }
 
+/// A member's key as a field path: the key itself, or `""` for the empty key, which would
+/// otherwise name no field at all.
+pub fn key_field(key: &str) -> String {
+    if key.is_empty() {
+        r#""""#.to_string()
+    } else {
+        key.to_string()
+    }
+}
+
 /// A path as `limits[2].rate`, `.` for the document itself. Unlike the path's own `Display`,
 /// an empty key is written `""`, so a field named `""` still gets a path an operator can read
 /// (found by the `*_config` fuzz targets: `{"": 1}` was refused "at ``").
@@ -68,8 +78,7 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
         }
         match segment {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } if key.is_empty() => out.push_str(r#""""#),
-            Segment::Map { key } | Segment::Enum { variant: key } => out.push_str(key),
+            Segment::Map { key } | Segment::Enum { variant: key } => out.push_str(&key_field(key)),
             Segment::Unknown => out.push('?'),
         }
     }

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use meshguard_filter_core::config::parse_json;
+use meshguard_filter_core::config::{key_field, parse_json};
 use meshguard_filter_core::{ConfigError, Env, Host, RouteKnowledge};
 use serde_json::{Map, Value};
 
@@ -60,10 +60,12 @@ pub fn configure(
         .keys()
         .find(|key| !stages.iter().any(|stage| stage.section == key.as_str()))
     {
+        // An empty key is named `""` (found by the pipeline_config fuzz target).
+        let field = key_field(unknown);
         return Err(ConfigError::new(
-            unknown.as_str(),
+            field.as_str(),
             format!(
-                "`{unknown}` is not a stage of the meshguard module (stages: {})",
+                "`{field}` is not a stage of the meshguard module (stages: {})",
                 known()
             ),
         ));

@@ -56,6 +56,10 @@ fn at_least_one_known_section() {
     assert!(err.message.contains("`jwtAuth`"), "{err}");
     let err = error(&json!({"rateLimit": [1]}));
     assert_eq!(err.field, "rateLimit");
+    // The empty key still names a field (found by the pipeline_config fuzz target).
+    let err = error(&json!({"": {}}));
+    assert_eq!(err.field, r#""""#);
+    assert!(err.message.starts_with(r#"`""` is not a stage"#), "{err}");
 }
 
 #[test]
