@@ -43,10 +43,11 @@ pub fn add_module(
     source_name: &str,
     text: &str,
 ) -> Result<(String, Vec<String>), LoadError> {
-    // Before regorus parses it: its parse time doubles per bracket level.
-    meshguard_rego_compat::nesting::check(text).map_err(|err| LoadError::Module {
+    // Before regorus parses it: its parse time doubles per bracket level and grows with a
+    // number's exponent.
+    meshguard_rego_compat::check_parse_cost(text).map_err(|err| LoadError::Module {
         source_name: source_name.to_string(),
-        message: format!("{source_name}:{}: {err}", err.line),
+        message: format!("{source_name}:{}: {err}", err.line()),
     })?;
     // `some` declarations OPA refuses and regorus would run (divergence 11).
     if let Some(refused) = rego_scan::refused_declarations(text).into_iter().next() {
@@ -83,8 +84,8 @@ pub fn evaluate_rule(
 ) -> Result<Value, String> {
     let mut engine = engine(version);
     for (name, source) in modules {
-        meshguard_rego_compat::nesting::check(source)
-            .map_err(|err| format!("{name}:{}: {err}", err.line))?;
+        meshguard_rego_compat::check_parse_cost(source)
+            .map_err(|err| format!("{name}:{}: {err}", err.line()))?;
         let (prepared, _) =
             prepare(source).map_err(|err| format!("{name}:{}: {err}", err.line()))?;
         engine

@@ -110,15 +110,12 @@ impl AdmissionRequest {
 
     /// Parses an AdmissionRequest from JSON.
     pub fn from_json(json: &str) -> Result<Self, ReviewError> {
-        let value =
-            Value::from_json_str(json).map_err(|err| ReviewError::Malformed(err.to_string()))?;
-        Self::from_value(value)
+        Self::from_value(parse_json(json)?)
     }
 
     /// Parses an AdmissionReview (`admission.k8s.io/v1` or `v1beta1`) and takes its `request`.
     pub fn from_review_json(json: &str) -> Result<Self, ReviewError> {
-        let review =
-            Value::from_json_str(json).map_err(|err| ReviewError::Malformed(err.to_string()))?;
+        let review = parse_json(json)?;
         let request = review["request"].clone();
         if request == Value::Undefined {
             return Err(ReviewError::Malformed(
@@ -237,5 +234,35 @@ impl AdmissionRequest {
             }
         }
         self
+    }
+}
+
+/// regorus' JSON reader, after the exponent bound: it would expand `1E111111111` into a big
+/// integer for minutes (found by the `policy_review` fuzz target).
+fn parse_json(json: &str) -> Result<Value, ReviewError> {
+    meshguard_rego_compat::numbers::check_json(json)
+        .map_err(|err| ReviewError::Malformed(format!("line {}: {err}", err.line)))?;
+    Value::from_json_str(json).map_err(|err| ReviewError::Malformed(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_with_a_huge_exponent_is_malformed_not_expanded() {
+        // Found by the `policy_review` fuzz target: regorus spent 87 s on such a number.
+        let review = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "1", "operation": "CREATE",
+                "object": {"spec": {"replicas": 5121111111E111111111}}}}"#;
+        let Err(ReviewError::Malformed(why)) = AdmissionRequest::from_review_json(review) else {
+            panic!("accepted a number regorus would expand for minutes");
+        };
+        assert!(
+            why.starts_with("line 3: the number `5121111111E111111111`"),
+            "{why}"
+        );
+        let fine = review.replace("E111111111", "E3");
+        assert!(AdmissionRequest::from_review_json(&fine).is_ok());
     }
 }

@@ -385,12 +385,13 @@ fn compile(
     let mut vm_checks_conflicts = false;
     let mut vm_refused: Option<String> = None;
     for (module, text) in modules {
-        // Before regorus parses it: its parse time doubles per bracket level.
-        if let Err(err) = meshguard_rego_compat::nesting::check(text) {
+        // Before regorus parses it: its parse time doubles per bracket level and grows with
+        // a number's exponent.
+        if let Err(err) = meshguard_rego_compat::check_parse_cost(text) {
             return Err(rego_error(
                 &module,
                 text,
-                format!("{module}:{}: {err}", err.line),
+                format!("{module}:{}: {err}", err.line()),
             ));
         }
         for data_ref in rego_scan::data_refs(text) {

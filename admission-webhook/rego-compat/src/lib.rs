@@ -13,6 +13,8 @@
 //! - [`rego_scan`]: a Rego tokenizer (strings, raw strings, comments) and the parse
 //!   compensations (a line starting with `(`, chained rule bodies).
 //! - [`nesting`]: a bound on bracket nesting, whose parse cost doubles per level in regorus.
+//! - [`numbers`]: a bound on number exponents, which regorus expands into big integers (in
+//!   modules and in JSON documents); [`check_parse_cost`] runs both bounds on a module.
 //! - [`rewrite`]: OPA's `not f(args)` expansion, `sprintf` with missing arguments, the VM's
 //!   assignment guard, and OPA's deprecated `any`/`all`.
 //!
@@ -28,5 +30,42 @@
 )]
 
 pub mod nesting;
+pub mod numbers;
 pub mod rego_scan;
 pub mod rewrite;
+
+/// Why regorus' parser would spend seconds or more on a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TooCostly {
+    /// Brackets nest too deep ([`nesting`]).
+    Nesting(nesting::TooDeep),
+    /// A number's exponent is too large ([`numbers`]).
+    Number(numbers::HugeNumber),
+}
+
+impl TooCostly {
+    /// The 1-based line to name.
+    pub fn line(&self) -> usize {
+        match self {
+            Self::Nesting(err) => err.line,
+            Self::Number(err) => err.line,
+        }
+    }
+}
+
+impl std::fmt::Display for TooCostly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nesting(err) => err.fmt(f),
+            Self::Number(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TooCostly {}
+
+/// The bounds every caller checks before regorus parses a module (Rego text).
+pub fn check_parse_cost(text: &str) -> Result<(), TooCostly> {
+    nesting::check(text).map_err(TooCostly::Nesting)?;
+    numbers::check_rego(text).map_err(TooCostly::Number)
+}

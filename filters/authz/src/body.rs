@@ -52,8 +52,11 @@ impl Body {
             return Ok(Value::Null);
         }
         if content_type.contains("application/json") {
-            return Value::from_json_str(self.text()?)
-                .map_err(|err| BodyError::Json(err.to_string()));
+            let text = self.text()?;
+            // regorus would expand `1e999999999` into a big integer for minutes.
+            meshguard_rego_compat::numbers::check_json(text)
+                .map_err(|err| BodyError::Json(err.to_string()))?;
+            return Value::from_json_str(text).map_err(|err| BodyError::Json(err.to_string()));
         }
         if content_type.contains("application/x-www-form-urlencoded") {
             return form(self.text()?);
@@ -124,6 +127,14 @@ mod tests {
             body(&deep).parsed(Some("application/json")),
             Err(BodyError::Json(_))
         ));
+        // regorus would expand the exponent into a big integer for minutes.
+        let err = body(r#"{"amount": 1e999999999}"#)
+            .parsed(Some("application/json"))
+            .unwrap_err();
+        assert!(
+            matches!(&err, BodyError::Json(why) if why.contains("exponent")),
+            "{err:?}"
+        );
         assert_eq!(
             Body(vec![0xff, 0xfe]).parsed(Some("application/json")),
             Err(BodyError::NotText)

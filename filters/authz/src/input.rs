@@ -136,6 +136,8 @@ impl ClaimsMemo {
         }
         let payloads = std::str::from_utf8(&json)
             .ok()
+            // The exponent bound first: regorus would expand `1e999999999` for minutes.
+            .filter(|text| meshguard_rego_compat::numbers::check_json(text).is_ok())
             .and_then(|text| Value::from_json_str(text).ok())
             .and_then(valid_claims);
         let Some(payloads) = payloads else {

@@ -71,10 +71,11 @@ impl Policy {
     /// Compiles the configured modules for the decision rule. Errors name the module and line
     /// (syntax, unknown functions, refused builtins) or the field (`data`, `decisionPath`).
     pub fn prepare(config: &Config) -> Result<Self, ConfigError> {
-        // Before anything parses the modules: regorus' parse time doubles per bracket level.
+        // Before anything parses the modules: regorus' parse time doubles per bracket level
+        // and grows with a number's exponent.
         for (name, source) in &config.modules {
-            meshguard_rego_compat::nesting::check(source).map_err(|err| {
-                ConfigError::new(module_field(name), format!("{name}:{}: {err}", err.line))
+            meshguard_rego_compat::check_parse_cost(source).map_err(|err| {
+                ConfigError::new(module_field(name), format!("{name}:{}: {err}", err.line()))
             })?;
         }
         let reads = ReadSet::scan(

@@ -116,6 +116,23 @@ fn brackets_nested_too_deep_for_the_parser_are_refused_before_it_runs() {
 }
 
 #[test]
+fn a_number_with_a_huge_exponent_is_refused_before_the_parser_expands_it() {
+    // Found by the authz_config fuzz target: regorus read this literal for minutes.
+    let source = "package envoy.authz\n\nallow if input.n < 0e000000000000000000000000204906761\n";
+    let started = std::time::Instant::now();
+    let err = prepare(json!({"p.rego": source}), json!({})).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(err.field, r#"modules["p.rego"]"#);
+    assert!(
+        err.message
+            .contains("p.rego:3: the number `0e000000000000000000000000204906761`"),
+        "{err}"
+    );
+    let fine = source.replace("204906761", "30");
+    assert!(prepare(json!({"p.rego": fine}), json!({})).is_ok());
+}
+
+#[test]
 fn a_missing_decision_rule_names_the_decision_path() {
     let err = prepare(
         json!({"p.rego": RBAC}),

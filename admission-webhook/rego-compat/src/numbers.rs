@@ -1,0 +1,197 @@
+//! A bound on number exponents, checked before regorus reads a Rego module or a JSON document.
+//!
+//! Why: regorus 0.14 reads a number with an exponent (`5e3`, `0.1E+20`) as an exact integer
+//! where it can, multiplying the digits by `10^exponent` as a big integer. The cost grows
+//! faster than the exponent: `0e2049067` takes 0.16 s, and `0e204906761` ran for minutes
+//! (release build). Fuzzing found both ends of it: the `authz_config` target held a filter's
+//! `on_configure` with a Rego literal `0e000000000000000000000000204906761`, and
+//! `policy_review` held the webhook's AdmissionReview decoding for 87 s with an object field
+//! `5121…1E111111111`. The same decoding reads the proxy's buffered JSON bodies
+//! (`input.parsed_body`) and the verified JWT payload, so one request could stall an Envoy
+//! worker. OPA keeps such numbers unexpanded, so nothing else bounds them.
+//!
+//! A number whose exponent exceeds [`MAX_EXPONENT`] in magnitude is refused. The bound is far
+//! past anything real: float64, the widest number Kubernetes accepts in an object, ends at
+//! `1.8e308`, and a JWT's claims are JSON numbers of the same range.
+
+use crate::rego_scan::{TokenKind, tokenize};
+
+/// The largest exponent magnitude read (`1e1000` costs regorus microseconds).
+pub const MAX_EXPONENT: u64 = 1000;
+
+/// A number literal whose exponent is over [`MAX_EXPONENT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HugeNumber {
+    /// 1-based line of the literal.
+    pub line: usize,
+    /// The literal, cut to 40 characters.
+    pub literal: String,
+}
+
+impl std::fmt::Display for HugeNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the number `{}` has an exponent beyond ±{MAX_EXPONENT}, which regorus would expand \
+             digit by digit: write it without the exponent or within float64's range",
+            self.literal
+        )
+    }
+}
+
+impl std::error::Error for HugeNumber {}
+
+/// Checks every number literal of a Rego module (outside strings and comments).
+pub fn check_rego(text: &str) -> Result<(), HugeNumber> {
+    let tokens = tokenize(text);
+    for (at, token) in tokens.iter().enumerate() {
+        if token.kind != TokenKind::Number {
+            continue;
+        }
+        let mut end = token.end;
+        // The tokenizer splits a signed exponent (`1e+300`: `1e`, `+`, `300`); regorus reads
+        // one number.
+        if let [_, sign, digits, ..] = tokens.get(at..).unwrap_or_default()
+            && text
+                .get(token.start..token.end)
+                .is_some_and(|t| t.ends_with(['e', 'E']))
+            && matches!(sign.kind, TokenKind::Punct('+' | '-'))
+            && sign.start == token.end
+            && digits.kind == TokenKind::Number
+            && digits.start == sign.end
+        {
+            end = digits.end;
+        }
+        check_literal(text.get(token.start..end).unwrap_or_default(), token.line)?;
+    }
+    Ok(())
+}
+
+/// Checks every number of a JSON document (outside strings). Not a validator: text that is not
+/// JSON is left to the parser, which refuses it.
+pub fn check_json(text: &str) -> Result<(), HugeNumber> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut line = 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\n' => {
+                line += 1;
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    match c {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        b'\n' => {
+                            line += 1;
+                            i += 1;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'-'))
+                {
+                    i += 1;
+                }
+                check_literal(text.get(start..i).unwrap_or_default(), line)?;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// `literal` is a number's text (`-12.5e+300`); only its exponent is looked at.
+fn check_literal(literal: &str, line: usize) -> Result<(), HugeNumber> {
+    let Some(at) = literal.find(['e', 'E']) else {
+        return Ok(());
+    };
+    let exponent = literal.get(at + 1..).unwrap_or_default();
+    let digits = exponent.trim_start_matches(['+', '-']).replace('_', "");
+    let digits = digits.trim_start_matches('0');
+    let all_digits = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
+    let huge = all_digits
+        && (digits.len() > 19
+            || digits
+                .parse::<u64>()
+                .is_ok_and(|value| value > MAX_EXPONENT));
+    if huge {
+        return Err(HugeNumber {
+            line,
+            literal: literal.chars().take(40).collect(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponents_up_to_the_bound_pass() {
+        assert_eq!(
+            check_rego("package p\nx := 1e308\ny := 2.5E-1000\nz := 1e+1000\n"),
+            Ok(())
+        );
+        assert_eq!(
+            check_json(r#"{"a": [1e308, -2.5E-1000, 0.1e+1000, 12, -3.5]}"#),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_huge_exponent_is_refused_with_its_line() {
+        let err =
+            check_rego("package p\n\nx := 0e000000000000000000000000204906761\n").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(
+            err.to_string()
+                .contains("`0e000000000000000000000000204906761`"),
+            "{err}"
+        );
+        assert!(check_rego("package p\nx := 1e1001\n").is_err());
+        assert!(
+            check_rego("package p\nx := 1e+1001\n").is_err(),
+            "a signed exponent"
+        );
+        assert!(check_rego("package p\nx := 2.5E-204906761 + 1\n").is_err());
+        assert_eq!(
+            check_rego("package p\nx := 1e + 1001\n"),
+            Ok(()),
+            "not one literal"
+        );
+        assert!(
+            check_rego("package p\nx := 1E-99999999999999999999999\n").is_err(),
+            "past u64"
+        );
+        let err = check_json("{\n\"a\": {\"b\": 5121111111E111111111}}").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(check_json("[-1e+1001]").is_err());
+    }
+
+    #[test]
+    fn strings_and_comments_are_not_numbers() {
+        assert_eq!(
+            check_rego("package p\n# 1e99999\nx := \"1e99999\"\ny := `1e99999`\n"),
+            Ok(())
+        );
+        assert_eq!(check_json(r#"{"1e99999": "1e99999 \" 1e99999"}"#), Ok(()));
+        assert_eq!(
+            check_rego("package p\nx := e99999\n"),
+            Ok(()),
+            "a name, not a number"
+        );
+    }
+}
