@@ -372,10 +372,11 @@ fn single_value_edits(
     for &index in &starts {
         let next = tokens.get(index + 1);
         let assigned = is_punct(next, ':') && is_punct(tokens.get(index + 2), '=');
-        if is_punct(next, '=') || is_punct(next, '{') || is_ident(src, next, "if") || assigned {
-            if let Some(name) = tokens.get(index) {
-                complete.entry(text(src, name)).or_default().push(index);
-            }
+        let head = is_punct(next, '=') || is_punct(next, '{') || is_ident(src, next, "if");
+        if (head || assigned)
+            && let Some(name) = tokens.get(index)
+        {
+            complete.entry(text(src, name)).or_default().push(index);
         }
     }
     let mut edits = Vec::new();

@@ -302,7 +302,7 @@ fn a_local_assignment_of_undefined_fails_its_body_as_in_opa() {
 /// Complete rules that may produce several values, in the shapes OPA raises
 /// `eval_conflict_error` for, and `(input, OPA's decision)`: a value, or `None` for the
 /// conflict error (`onError`).
-pub(crate) const CONFLICT_CASES: &[(&str, &str, &[(&str, Option<bool>)])] = &[
+const CONFLICT_CASES: &[ConflictCase] = &[
     (
         "several definitions",
         "role = \"admin\" if input.a\nrole = \"user\" if input.b\nallow if role == \"admin\"",
@@ -365,8 +365,15 @@ pub(crate) const CONFLICT_CASES: &[(&str, &str, &[(&str, Option<bool>)])] = &[
     ),
 ];
 
+/// A shape's name, its rules, and its inputs with OPA's decision (`None`: the conflict error).
+type ConflictCase = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, Option<bool>)],
+);
+
 /// The Rego module of a [`CONFLICT_CASES`] policy.
-pub(crate) fn conflict_module(rules: &str) -> String {
+fn conflict_module(rules: &str) -> String {
     format!("package envoy.authz\nimport rego.v1\n\ndefault allow := false\n\n{rules}\n")
 }
 

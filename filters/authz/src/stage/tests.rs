@@ -278,7 +278,12 @@ allow if role == "admin"
     let config = json!({"modules": {"policy.rego": policy}});
     let mut authz = Authorizer::new(prepare(config.to_string().as_bytes()).unwrap());
     for _ in 0..2 {
-        let both = decide(&mut authz, "GET", "/", &mut User("alice", &["user", "admin"]));
+        let both = decide(
+            &mut authz,
+            "GET",
+            "/",
+            &mut User("alice", &["user", "admin"]),
+        );
         assert_eq!(status(&both), 403);
         let (kind, reason) = both.error.as_ref().unwrap();
         assert_eq!(*kind, ErrorKind::Evaluation);
