@@ -17,7 +17,7 @@
 //!   answer is OPA's: one value, or undefined (and `default` still applies). A rule with one
 //!   definition conflicts with itself when it iterates to two values
 //!   (`r = count(input.xs[_])`), so a single definition that may iterate is rewritten the same
-//!   way ([`may_produce_several_values`]; the repository's templates and proxy policies have
+//!   way (`may_produce_several_values`; the repository's templates and proxy policies have
 //!   none).
 //! - **Lookup-table functions** (`mem_multiple("Ki") = 1024000`, fourteen clauses, as in the
 //!   gatekeeper-library's container-limits templates): each call tries every clause in the VM.
