@@ -411,7 +411,7 @@ fn run_shows_which_rule_of_the_rbac_policy_decided() {
     assert_eq!(code(&suite), 0, "{stdout}{}", text(&suite.stderr));
     assert_eq!(
         stdout.lines().last(),
-        Some("5 passed, 0 failed"),
+        Some("6 passed, 0 failed"),
         "{stdout}"
     );
 }

@@ -1,6 +1,6 @@
 //! Where regorus 0.14.1 decides differently from OPA (and so from Gatekeeper), and what this
 //! engine does about each; the table of record for the rewrites in `rewrite.rs`, `rego_scan.rs`
-//! and `vm_rules.rs`.
+//! and `vm_rules.rs` (all in `meshguard-rego-compat`, shared with the proxy's authz filter).
 //!
 //! Every template's Rego, and every plain module `meshguard policy test` loads, goes through the
 //! same rewrites ([`crate::rego::prepare`]) before regorus compiles it. Each rewrite keeps every
@@ -18,7 +18,7 @@
 //! | 4 | `sprintf` with fewer arguments than verbs is undefined | yes (builtin) | both | literal format and argument array: the verbs without an argument rewritten to print `%!v(MISSING)` as OPA (Go's fmt) does |
 //! | 5 | OPA's deprecated `any` / `all` builtins are missing | no (not implemented) | both | calls redirected to Rego functions with OPA's definitions, appended to the module |
 //! | 6 | `x := <undefined>` succeeds | yes (VM only) | VM | the VM's copy gets `; x == x` after each local assignment |
-//! | 7 | no conflict error when definitions of a complete rule disagree, or when one definition iterates to several values (`r = x { x := input.list[_] }`; found by `rego_differential`) | yes (VM only) | VM | the definitions (or the one that may iterate: its value or body indexes a reference by a non-literal, or uses `some`/`in`/`every`/`walk`, outside a comprehension) become one partial set; more than one element yields a marker, and the interpreter (which raises OPA's error) decides |
+//! | 7 | no conflict error when definitions of a complete rule disagree, or when one definition iterates to several values (`r = x { x := input.list[_] }`; found by `rego_differential`) | yes (VM only) | VM | the definitions (or the one that may iterate: its value or body indexes a reference by a non-literal, or uses `some`/`in`/`every`/`walk`, outside a comprehension) become one partial set; more than one element yields a marker, and the interpreter (which raises OPA's error) decides. The proxy's authz filter (VM only, no interpreter) applies the same rewrite with the rule's name in a `__mg_conflicts` set instead, checked after each decision: a conflict is the decision's error (`onError`) |
 //! | 8 | `not obj[input.key]` with `input.key` undefined is true | yes (evaluation) | both | not compensated |
 //! | 9 | `sprintf` with a computed format or argument list and missing arguments is undefined | yes (builtin) | both | not compensated (the rewrite of 4 needs literals) |
 //! | 10 | a `some x` declaration after an iteration in the same body raises `duplicated definition of local variable x` (declared again for the iteration's next element) | yes (interpreter only) | interpreter | not compensated: the VM, the default evaluator, decides as OPA; a template on the interpreter reports the error as a violation. Found by `rego_differential`, which tolerates exactly this error when the module declares `x` with `some` |

@@ -113,7 +113,8 @@
 //! benchmark's larger set; a template the VM compiler refuses runs on the interpreter
 //! ([`Template::vm_unavailable`]). Two VM-only rewrites keep templates on the VM and fast there:
 //! complete rules with several definitions (checked for conflicts as above) and lookup-table
-//! functions (`mem_multiple("Ki") = 1024000`, one clause per unit) turned into one object lookup.
+//! functions (`mem_multiple("Ki") = 1024000`, one clause per unit) turned into one object lookup
+//! (`vm_rules` in `meshguard-rego-compat`, which the proxy's authz filter uses too).
 
 pub mod constraint;
 pub mod corpus;

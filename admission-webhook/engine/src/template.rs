@@ -33,14 +33,8 @@ pub const TEMPLATES_GROUP: &str = "templates.gatekeeper.sh";
 /// The only target Gatekeeper's validating webhook evaluates.
 pub const ADMISSION_TARGET: &str = "admission.k8s.gatekeeper.sh";
 
-/// Which Rego syntax a template is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegoVersion {
-    /// Rego v0 (Gatekeeper's default).
-    V0,
-    /// Rego v1 (`code[engine: Rego].source.version: "v1"`).
-    V1,
-}
+/// Which Rego syntax a template is written in (shared with the rewrites).
+pub use meshguard_rego_compat::vm_rules::RegoVersion;
 
 /// A compiled ConstraintTemplate.
 #[derive(Debug)]

@@ -1,33 +1,11 @@
-//! Rewrites applied only to the VM's copy of a template, so that more templates run on regorus'
-//! bytecode VM and run faster there, with the interpreter's decisions (checked by
-//! `tests/vm_equivalence.rs` and the unit tests below). Like the other rewrites, they keep every
-//! line of the template where it was; new rules go at the end of the module.
-//!
-//! - **Complete rules with several definitions** (`ns = x { a }` and `ns = y { b }`): OPA raises a
-//!   conflict error when two definitions give different values; regorus' VM does not. The
-//!   definitions become one partial set (`__mg_defs_ns[x] { a }`, `__mg_defs_ns[y] { b }`) and
-//!   `ns` is its only element when it has exactly one. When the set has more than one element a
-//!   marker violation ([`CONFLICT_MARKER`]) is produced; the engine then evaluates the template on
-//!   the interpreter, which reports OPA's conflict exactly. Without a conflict the VM's answer is
-//!   OPA's: one value, or undefined (and `default` still applies). A rule with one definition
-//!   conflicts with itself when it iterates to two values (`r = count(input.xs[_])`), so a
-//!   single definition that may iterate is rewritten the same way
-//!   ([`may_produce_several_values`]; the repository's templates have none).
-//! - **Lookup-table functions** (`mem_multiple("Ki") = 1024000`, fourteen clauses, as in the
-//!   gatekeeper-library's container-limits templates): each call tries every clause in the VM.
-//!   A function whose every clause maps one distinct string literal to a scalar literal becomes
-//!   one lookup in an object rule, which the VM evaluates once per evaluation. Undefined for any
-//!   other argument, as before.
+//! The VM-only rewrites of complete rules and lookup-table functions live in
+//! `meshguard-rego-compat` ([`meshguard_rego_compat::vm_rules`], shared with the proxy's
+//! authorization filter); this module reads their conflict marker from the VM's results and
+//! checks, on regorus' interpreter, that the rewritten modules decide as the originals.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use crate::rego_scan::{Token, TokenKind, text, tokenize};
-use crate::rewrite::{self, Edit, RewriteError, depths, is_punct, matching_close};
-use crate::template::RegoVersion;
-
-/// The `msg` of the violation the VM's program reports when a rewritten rule has conflicting
-/// definitions; the engine then uses the interpreter's decision.
-pub(crate) const CONFLICT_MARKER: &str = "__meshguard_vm_rule_conflict__";
+pub(crate) use meshguard_rego_compat::vm_rules::{
+    CONFLICT_MARKER, single_value_rules, table_functions,
+};
 
 /// Whether a `violation` result from the VM holds the conflict marker.
 pub(crate) fn reports_conflict(results: &regorus::Value) -> bool {
@@ -39,427 +17,61 @@ pub(crate) fn reports_conflict(results: &regorus::Value) -> bool {
     }
 }
 
-/// [`rewrite::apply`], then `appended` on lines of its own at the end.
-fn apply(src: &str, edits: Vec<Edit>, appended: &str) -> Result<String, RewriteError> {
-    let mut out = rewrite::apply(src, edits)?;
-    if !appended.is_empty() {
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str(appended);
-    }
-    Ok(out)
-}
-
-fn is_ident(src: &str, token: Option<&Token>, name: &str) -> bool {
-    token.is_some_and(|t| t.kind == TokenKind::Ident && text(src, t) == name)
-}
-
-/// Indices of tokens that start a rule at the top level: an identifier at depth 0 that begins
-/// its line (keywords excluded).
-fn rule_starts<'a>(
-    src: &'a str,
-    tokens: &'a [Token],
-    depth: &'a [usize],
-) -> impl Iterator<Item = usize> + 'a {
-    tokens.iter().enumerate().filter_map(move |(index, token)| {
-        let prev = index.checked_sub(1).and_then(|i| tokens.get(i));
-        let starts_line = prev.is_none_or(|p| p.line != token.line);
-        let top = depth.get(index).copied() == Some(0);
-        let keyword = matches!(text(src, token), "package" | "import" | "default");
-        (token.kind == TokenKind::Ident && starts_line && top && !keyword).then_some(index)
-    })
-}
-
-/// Whether the one definition of a complete rule, `tokens` (its head, body and any `else`
-/// chain), may produce more than one value: OPA raises `eval_conflict_error: complete rules
-/// must not produce multiple outputs` when it does with two distinct values (`r = x { x :=
-/// input.list[_] }`, `r = count(input.xs[_])`), and regorus' VM instead takes one of them
-/// (divergence 7). A boolean rule (`p { ... }`) or one whose value is a scalar literal, without
-/// `else`, has one value however often its body holds. Otherwise it may vary only by iterating
-/// outside a comprehension (which is closed): a reference indexed by anything but a string or
-/// number literal (`xs[_]`, `xs[i]`, read conservatively: `i` may be bound), `some`, `in`,
-/// `every` or `walk`. Conservative: a false "may" only costs the VM a set and a count.
-fn may_produce_several_values(src: &str, tokens: &[Token]) -> bool {
-    let has_else = tokens.iter().any(|t| is_ident(src, Some(t), "else"));
-    let constant = match tokens.get(1) {
-        Some(next) if next.kind == TokenKind::Punct('{') || is_ident(src, Some(next), "if") => true,
-        _ => {
-            // `name = v {`, `name := v {`, `name = v` alone: v is the token before the body.
-            let value_at = if is_punct(tokens.get(1), ':') { 3 } else { 2 };
-            let value = tokens.get(value_at);
-            let scalar = value.is_some_and(|v| {
-                matches!(v.kind, TokenKind::Number | TokenKind::String)
-                    || matches!(text(src, v), "true" | "false" | "null")
-            });
-            let ends = tokens.get(value_at + 1).is_none_or(|after| {
-                is_punct(Some(after), '{')
-                    || is_ident(src, Some(after), "if")
-                    || value.is_some_and(|v| v.line != after.line)
-            });
-            scalar && ends
-        }
-    };
-    if constant && !has_else {
-        return false;
-    }
-    // The delimiters that open a comprehension (a `|` at their own level).
-    let mut comprehension = vec![false; tokens.len()];
-    let mut open: Vec<usize> = Vec::new();
-    for (index, token) in tokens.iter().enumerate() {
-        match token.kind {
-            TokenKind::Punct('{' | '[' | '(') => open.push(index),
-            TokenKind::Punct('}' | ']' | ')') => {
-                open.pop();
-            }
-            TokenKind::Punct('|') => {
-                if let Some(flag) = open.last().and_then(|&at| comprehension.get_mut(at)) {
-                    *flag = true;
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut open: Vec<usize> = Vec::new();
-    for (index, token) in tokens.iter().enumerate() {
-        let closed = open
-            .iter()
-            .any(|&at| comprehension.get(at).copied().unwrap_or(false));
-        let iterates = match token.kind {
-            TokenKind::Punct('[') => {
-                let indexes = index
-                    .checked_sub(1)
-                    .and_then(|i| tokens.get(i))
-                    .is_some_and(|prev| {
-                        prev.end == token.start
-                            && matches!(prev.kind, TokenKind::Ident | TokenKind::Punct(']' | ')'))
-                    });
-                let literal_key = tokens
-                    .get(index + 1)
-                    .is_some_and(|key| matches!(key.kind, TokenKind::String | TokenKind::Number))
-                    && is_punct(tokens.get(index + 2), ']');
-                indexes && !literal_key
-            }
-            TokenKind::Ident => matches!(text(src, token), "some" | "in" | "every" | "walk"),
-            _ => false,
-        };
-        if iterates && !closed {
-            return true;
-        }
-        match token.kind {
-            TokenKind::Punct('{' | '[' | '(') => open.push(index),
-            TokenKind::Punct('}' | ']' | ')') => {
-                open.pop();
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
-/// One definition of a complete rule: the head's span to replace and its value text.
-struct Definition {
-    head_start: usize,
-    head_end: usize,
-    value: String,
-    has_body: bool,
-}
-
-/// Reads the definition starting at `index` (`name = value {`, `name {`, `name if {`,
-/// `name = value` alone on its lines; `name := value` too when it is the `only` definition: OPA
-/// refuses a rule assigned with `:=` and defined again); Err says why it cannot be rewritten.
-fn definition(src: &str, tokens: &[Token], index: usize, only: bool) -> Result<Definition, String> {
-    let name = tokens.get(index).ok_or("no token")?;
-    let next = tokens.get(index + 1);
-    let assigned = only
-        && is_punct(next, ':')
-        && tokens.get(index + 2).is_some_and(|eq| {
-            eq.kind == TokenKind::Punct('=') && next.is_some_and(|n| n.end == eq.start)
-        });
-    let (value, value_end, body_at) = if is_punct(next, '{') || is_ident(src, next, "if") {
-        ("true".to_string(), name.end, index + 1)
-    } else if assigned || (is_punct(next, '=') && !is_punct(tokens.get(index + 2), '=')) {
-        let first = if assigned { index + 3 } else { index + 2 };
-        // The head is replaced by `__mg_defs_name[value]` on the name's line: a value that
-        // starts on a later line (after a comment or a line break) would take the line breaks
-        // before it away, and every later line would move.
-        if tokens
-            .get(first)
-            .is_some_and(|value| value.line != name.line)
-        {
-            return Err(format!(
-                "the value of `{}` on line {} starts on a later line",
-                text(src, name),
-                name.line
-            ));
-        }
-        let mut depth = 0usize;
-        let mut at = first;
-        loop {
-            let token = tokens.get(at).ok_or("the rule's value runs to the end")?;
-            match token.kind {
-                TokenKind::Punct('{' | '[' | '(') => depth += 1,
-                TokenKind::Punct('}' | ']' | ')') => {
-                    depth = depth.checked_sub(1).ok_or("unbalanced value")?;
-                }
-                _ => {}
-            }
-            let following = tokens.get(at + 1);
-            if depth == 0
-                && (is_punct(following, '{')
-                    || is_ident(src, following, "if")
-                    || following.is_none_or(|f| f.line != token.line))
-            {
-                break;
-            }
-            at += 1;
-        }
-        let (start, end) = (
-            tokens.get(first).ok_or("empty value")?.start,
-            tokens.get(at).ok_or("empty value")?.end,
-        );
-        (src.get(start..end).unwrap_or("").to_string(), end, at + 1)
-    } else {
-        return Err(format!(
-            "the definition of `{}` on line {} is not `name = value {{ ... }}`",
-            text(src, name),
-            name.line
-        ));
-    };
-    let has_body = match tokens.get(body_at) {
-        Some(t) if t.kind == TokenKind::Punct('{') && t.line == tokens[body_at - 1].line => true,
-        Some(t) if is_ident(src, Some(t), "if") => {
-            if !is_punct(tokens.get(body_at + 1), '{') {
-                return Err(format!("`if` without braces on line {}", t.line));
-            }
-            true
-        }
-        Some(t) if t.line == tokens[body_at - 1].line => {
-            return Err(format!("unexpected text after the head on line {}", t.line));
-        }
-        Some(t) if t.kind == TokenKind::Punct('{') => {
-            return Err(format!("a body on its own line ({})", t.line));
-        }
-        _ => false,
-    };
-    if has_body {
-        let open = if is_ident(src, tokens.get(body_at), "if") {
-            body_at + 1
-        } else {
-            body_at
-        };
-        let close = matching_close(tokens, open).ok_or("unclosed body")?;
-        if is_ident(src, tokens.get(close + 1), "else") {
-            return Err(format!("an `else` chain on line {}", name.line));
-        }
-    }
-    Ok(Definition {
-        head_start: name.start,
-        head_end: value_end,
-        value,
-        has_body,
-    })
-}
-
-/// Rewrites every complete rule of the module that has several definitions (see the module
-/// docs). Returns the new source and whether anything changed; the inner Err names what cannot
-/// be rewritten (the template then runs on the interpreter), the outer one edits that cannot be
-/// applied (the template is refused: see [`RewriteError`]).
-pub(crate) fn single_value_rules(
-    src: &str,
-    version: RegoVersion,
-    main_module: bool,
-) -> Result<Result<(String, bool), String>, RewriteError> {
-    match single_value_edits(src, version, main_module) {
-        Ok((edits, appended)) => {
-            let changed = !edits.is_empty();
-            Ok(Ok((apply(src, edits, &appended)?, changed)))
-        }
-        Err(why) => Ok(Err(why)),
-    }
-}
-
-/// The edits of [`single_value_rules`] and the rules to append; Err says why the module's
-/// complete rules cannot be rewritten.
-fn single_value_edits(
-    src: &str,
-    version: RegoVersion,
-    main_module: bool,
-) -> Result<(Vec<Edit>, String), String> {
-    let tokens = tokenize(src);
-    let depth = depths(&tokens);
-    let starts: Vec<usize> = rule_starts(src, &tokens, &depth).collect();
-    let mut complete: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for &index in &starts {
-        let next = tokens.get(index + 1);
-        let assigned = is_punct(next, ':') && is_punct(tokens.get(index + 2), '=');
-        if is_punct(next, '=') || is_punct(next, '{') || is_ident(src, next, "if") || assigned {
-            complete
-                .entry(text(src, &tokens[index]))
-                .or_default()
-                .push(index);
-        }
-    }
-    let mut edits = Vec::new();
-    let mut appended = String::new();
-    for (name, definitions) in &complete {
-        if let [only] = definitions.as_slice() {
-            // One definition: rewritten only when it may produce several values.
-            let end = starts
-                .iter()
-                .find(|&&start| start > *only)
-                .copied()
-                .unwrap_or(tokens.len());
-            if !may_produce_several_values(src, tokens.get(*only..end).unwrap_or_default()) {
-                continue;
-            }
-        }
-        if !main_module {
-            let what = match definitions.len() {
-                1 => "a definition that may produce several values",
-                _ => "several definitions",
-            };
-            return Err(format!("the complete rule `{name}` has {what} in a lib"));
-        }
-        let defs = format!("__mg_defs_{name}");
-        for &index in definitions {
-            let def = definition(src, &tokens, index, definitions.len() == 1)
-                .map_err(|why| format!("the complete rule `{name}`: {why}"))?;
-            let head = match (version, def.has_body) {
-                (RegoVersion::V0, true) => format!("{defs}[{}]", def.value),
-                (RegoVersion::V0, false) => format!("{defs}[{}] {{ true }}", def.value),
-                (RegoVersion::V1, _) => format!("{defs} contains {}", def.value),
-            };
-            edits.push(Edit {
-                start: def.head_start,
-                end: def.head_end,
-                text: head,
-            });
-        }
-        let when = if version == RegoVersion::V1 {
-            " if"
-        } else {
-            ""
-        };
-        let violation = match version {
-            RegoVersion::V0 => format!("violation[{{\"msg\": \"{CONFLICT_MARKER}\"}}]"),
-            RegoVersion::V1 => format!("violation contains {{\"msg\": \"{CONFLICT_MARKER}\"}}"),
-        };
-        appended.push_str(&format!(
-            "{name} = __mg_value{when} {{ __mg_value = {defs}[_]; count({defs}) == 1 }}\n\
-             {violation}{when} {{ count({defs}) > 1 }}\n"
-        ));
-    }
-    Ok((edits, appended))
-}
-
-/// One clause of a lookup-table function: its first token, key literal, value literal and the
-/// byte where it ends.
-type Clause = (usize, String, String, usize);
-
-/// Rewrites lookup-table functions (see the module docs); returns the new source and the names
-/// of the functions rewritten.
-pub(crate) fn table_functions(
-    src: &str,
-    version: RegoVersion,
-) -> Result<(String, Vec<String>), RewriteError> {
-    let tokens = tokenize(src);
-    let depth = depths(&tokens);
-    // name -> [(start index, key, value text, end byte)], or None once a clause does not fit.
-    let mut clauses: BTreeMap<&str, Option<Vec<Clause>>> = BTreeMap::new();
-    let mut defaults: BTreeSet<&str> = BTreeSet::new();
-    for (index, token) in tokens.iter().enumerate() {
-        if is_ident(src, Some(token), "default")
-            && let Some(next) = tokens.get(index + 1)
-        {
-            defaults.insert(text(src, next));
-        }
-    }
-    for index in rule_starts(src, &tokens, &depth) {
-        let name = text(src, &tokens[index]);
-        if !is_punct(tokens.get(index + 1), '(') {
-            if clauses.contains_key(name) {
-                clauses.insert(name, None);
-            }
-            continue;
-        }
-        let line = tokens[index].line;
-        let fits = (|| {
-            let key = tokens
-                .get(index + 2)
-                .filter(|t| t.kind == TokenKind::String)?;
-            let key = text(src, key);
-            if key.contains('\\') || !key.starts_with('"') {
-                return None;
-            }
-            if !(is_punct(tokens.get(index + 3), ')')
-                && is_punct(tokens.get(index + 4), '=')
-                && !is_punct(tokens.get(index + 5), '='))
-            {
-                return None;
-            }
-            let value = tokens.get(index + 5)?;
-            let scalar = matches!(value.kind, TokenKind::Number | TokenKind::String)
-                || matches!(text(src, value), "true" | "false" | "null");
-            let alone = tokens.get(index + 6).is_none_or(|t| t.line != line);
-            (scalar && alone && value.line == line).then(|| {
-                (
-                    index,
-                    key.to_string(),
-                    text(src, value).to_string(),
-                    value.end,
-                )
-            })
-        })();
-        let entry = clauses.entry(name).or_insert_with(|| Some(Vec::new()));
-        match (entry.as_mut(), fits) {
-            (Some(list), Some(clause)) => list.push(clause),
-            _ => *entry = None,
-        }
-    }
-    let mut edits = Vec::new();
-    let mut appended = String::new();
-    let mut rewritten = Vec::new();
-    for (name, list) in clauses {
-        let Some(list) = list else { continue };
-        let keys: BTreeSet<&str> = list.iter().map(|(_, key, _, _)| key.as_str()).collect();
-        if list.len() < 3 || keys.len() != list.len() || defaults.contains(name) {
-            continue;
-        }
-        let table = format!("__mg_table_{name}");
-        for (position, (index, _, _, end)) in list.iter().enumerate() {
-            let text = if position == 0 {
-                match version {
-                    RegoVersion::V0 => {
-                        format!("{name}(__mg_key) = __mg_out {{ __mg_out := {table}[__mg_key] }}")
-                    }
-                    RegoVersion::V1 => format!(
-                        "{name}(__mg_key) := __mg_out if {{ __mg_out := {table}[__mg_key] }}"
-                    ),
-                }
-            } else {
-                String::new()
-            };
-            edits.push(Edit {
-                start: tokens[*index].start,
-                end: *end,
-                text,
-            });
-        }
-        let entries: Vec<String> = list
-            .iter()
-            .map(|(_, key, value, _)| format!("{key}: {value}"))
-            .collect();
-        let assign = if version == RegoVersion::V1 {
-            ":="
-        } else {
-            "="
-        };
-        appended.push_str(&format!("{table} {assign} {{{}}}\n", entries.join(", ")));
-        rewritten.push(name.to_string());
-    }
-    Ok((apply(src, edits, &appended)?, rewritten))
-}
-
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+    use crate::template::RegoVersion;
+
+    /// Both rewrites decide as the original module on the interpreter.
+    #[test]
+    fn rewritten_modules_decide_as_the_originals() {
+        let src = "package x\nns = n { n := input.a }\nns = n { not input.a; n := input.b }\nm(\"k\") = 1000\nm(\"M\") = 1000000\nm(\"\") = 1\nviolation[{\"msg\": sprintf(\"%v %v\", [ns, m(input.s)])}] { ns }\n";
+        let (single, _) = single_value_rules(src, RegoVersion::V0, true)
+            .unwrap()
+            .unwrap();
+        let (both, _) = table_functions(&single, RegoVersion::V0).unwrap();
+        let eval = |module: &str, input: &str| {
+            let mut engine = regorus::Engine::new();
+            engine.set_rego_v0(true);
+            engine.add_policy("t.rego".into(), module.into()).unwrap();
+            engine.set_input(regorus::Value::from_json_str(input).unwrap());
+            engine
+                .eval_rule("data.x.violation".into())
+                .map(|v| v.to_string())
+        };
+        for input in [
+            r#"{"a": "one", "s": "k"}"#,
+            r#"{"b": "two", "s": "M"}"#,
+            r#"{"a": "one", "s": "Q"}"#,
+            r#"{"s": ""}"#,
+            r#"{"a": "one", "s": 5}"#,
+        ] {
+            assert_eq!(
+                eval(src, input).unwrap(),
+                eval(&both, input).unwrap(),
+                "{input}"
+            );
+        }
+        // Found by `rego_differential`: definitions whose value is `false`. Looking the value up
+        // as `__mg_defs_ns[__mg_value]` made the body's expression false (the element's value),
+        // so `ns` was undefined; it is now bound by iterating the set.
+        let falsy = "package x\nc = false { input.a }\nc = false { input.a }\nviolation[{\"msg\": \"v\"}] { x := c; x == false }\n";
+        let (rewritten, _) = single_value_rules(falsy, RegoVersion::V0, true)
+            .unwrap()
+            .unwrap();
+        let input = r#"{"a": true}"#;
+        assert_eq!(
+            eval(falsy, input).unwrap(),
+            eval(&rewritten, input).unwrap()
+        );
+        assert!(eval(&rewritten, input).unwrap().contains("\"v\""));
+        // Conflicting definitions: the original is an error; the rewrite reports the marker.
+        let conflict = "package x\nns = 1 { input.a }\nns = 2 { input.b }\nviolation[{\"msg\": \"v\"}] { ns }\n";
+        let (rewritten, _) = single_value_rules(conflict, RegoVersion::V0, true)
+            .unwrap()
+            .unwrap();
+        let input = r#"{"a": true, "b": true}"#;
+        assert!(eval(conflict, input).is_err());
+        assert!(eval(&rewritten, input).unwrap().contains(CONFLICT_MARKER));
+    }
+}

@@ -17,6 +17,8 @@
 //!   modules and in JSON documents); [`check_parse_cost`] runs both bounds on a module.
 //! - [`rewrite`]: OPA's `not f(args)` expansion, `sprintf` with missing arguments, the VM's
 //!   assignment guard, and OPA's deprecated `any`/`all`.
+//! - [`vm_rules`]: complete rules that may produce several values, checked for OPA's conflict
+//!   error on regorus' VM, and lookup-table functions made one lookup.
 //!
 //! Every rewrite keeps each line where it was, so Rego errors still point at the author's lines.
 #![cfg_attr(
@@ -33,6 +35,7 @@ pub mod nesting;
 pub mod numbers;
 pub mod rego_scan;
 pub mod rewrite;
+pub mod vm_rules;
 
 /// Why regorus' parser would spend seconds or more on a module.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,12 +13,19 @@
 //! both decide as OPA does where regorus does not: most importantly `not f(x)` with `x`
 //! undefined is undefined (regorus says true, which could turn a deny into an allow), and a
 //! local `x := <undefined>` fails its body in the VM as in OPA. Rewrites keep every line where
-//! it was, so errors name the author's lines. Not compensated: when the definitions of a
-//! complete rule disagree OPA raises a conflict error and the VM reads the rule as undefined
-//! (for the decision rule both end in `onError`); when one definition iterates to several
-//! values (`role := r if { r := input.roles[_] }`) OPA raises the same error and the VM takes
-//! one of the values, so a rule built on it can decide where OPA gives `onError` (the
-//! admission engine compensates both; see its divergence 7). regorus has no
+//! it was, so errors name the author's lines. A complete rule that may produce several values
+//! (several definitions that may disagree, or one that iterates:
+//! `role := r if { r := input.roles[_] }`) raises OPA's `eval_conflict_error` when it does,
+//! and the decision is `onError`; regorus' VM alone would make it undefined or take one of the
+//! values, so a rule built on it could allow. Such a rule becomes a partial set with the rule
+//! its only element (the admission engine's divergence 7, `vm_rules` in rego-compat), and names
+//! itself in its package's `__mg_conflicts` when the set has several; [`Policy::evaluate`]
+//! checks those sets after the decision and makes a conflict [`EvalError::Conflict`]. Without
+//! a conflict the VM's answer is OPA's (one value, or undefined and `default` applies). A policy
+//! without such rules is compiled as written, with no check per request. Stricter than OPA in
+//! one way: OPA evaluates only what the decision reads, so a conflict in a rule the decision
+//! did not reach is no error there, and is one here (fail closed). Such a rule with an `else`
+//! chain cannot be rewritten and is refused at configure time, naming its line. regorus has no
 //! `io.jwt.*` builtins and the proxy makes no network calls: policies use the verified claims
 //! the JWT stage put in the input (see [`crate::input`]), and `http.send` is refused.
 
@@ -29,6 +36,8 @@ use regorus::Value;
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::vm::VmError;
 use regorus::rvm::{Program, RegoVM};
+
+use meshguard_rego_compat::vm_rules::{CONFLICT_ERROR, CONFLICTS_RULE, OnConflict, RegoVersion};
 
 use crate::config::{Config, module_field};
 use crate::explain::Explainer;
@@ -41,9 +50,12 @@ pub enum EvalError {
     /// The evaluation ran out of its instruction budget.
     #[error("the evaluation exceeded maxInstructions ({0})")]
     Limit(usize),
-    /// A run-time error (a conflict, a type error in strict builtins, ...).
+    /// A run-time error (a type error in strict builtins, ...).
     #[error("evaluation error: {0}")]
     Runtime(String),
+    /// A complete rule produced several values (OPA's `eval_conflict_error`); holds the rule.
+    #[error("{CONFLICT_ERROR}: `{0}`")]
+    Conflict(String),
 }
 
 /// A policy ready to evaluate.
@@ -63,6 +75,9 @@ pub struct Policy {
     pub reads_body: bool,
     /// The instruction budget of one evaluation.
     pub max_instructions: usize,
+    /// The conflict checks to run after the decision (`data.<package>.__mg_conflicts` of each
+    /// package with a complete rule that may produce several values); empty for most policies.
+    pub conflict_checks: Vec<String>,
     /// Which rule decided, when `explain` is on.
     pub explainer: Option<Explainer>,
 }
@@ -93,10 +108,18 @@ impl Policy {
                 ),
             )
         })?;
-        let modules = opa_semantics(&config.modules)?;
-        let mut engine = engine(&modules)?;
+        let prepared = opa_semantics(&config.modules)?;
+        let mut engine = engine(&prepared.modules)?;
         let data = Value::from(config.data.clone());
-        let program = compile(&mut engine, config, &config.rule)?;
+        let conflict_checks: Vec<String> = prepared
+            .checked
+            .iter()
+            .filter_map(|source| package_of(source))
+            .map(|package| format!("{package}.{CONFLICTS_RULE}"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let program = compile_entries(&mut engine, config, &config.rule, &conflict_checks)?;
         // A fresh VM with the program and data: the same checks every worker's VM will make.
         new_vm(&program, &data).map_err(|err| ConfigError::new("data", err))?;
         let need = Need::of(&reads);
@@ -104,7 +127,18 @@ impl Policy {
         let reads_body = reads.touches(&["attributes", "request", "http", "body"])
             || reads.touches(&["parsed_body"]);
         let explainer = if config.explain {
-            Some(Explainer::prepare(&mut engine, &modules, config, &data)?)
+            // On the author's definitions: the conflict checks are the decision's business.
+            let mut unchecked = if prepared.checked.is_empty() {
+                engine
+            } else {
+                self::engine(&prepared.unchecked)?
+            };
+            Some(Explainer::prepare(
+                &mut unchecked,
+                &prepared.unchecked,
+                config,
+                &data,
+            )?)
         } else {
             None
         };
@@ -117,6 +151,7 @@ impl Policy {
             uncacheable,
             reads_body,
             max_instructions: config.max_instructions,
+            conflict_checks,
             explainer,
         })
     }
@@ -142,39 +177,118 @@ impl Policy {
         new_vm(&self.program, &self.data).unwrap_or_default()
     }
 
-    /// Evaluates the decision rule on `input` within the instruction budget.
+    /// Evaluates the decision rule on `input` within the instruction budget (and each conflict
+    /// check within its own): a complete rule with several values is OPA's conflict error.
     pub fn evaluate(&self, vm: &mut RegoVM, input: Value) -> Result<Value, EvalError> {
-        evaluate(vm, input, self.max_instructions, None)
+        let value = evaluate(vm, input, self.max_instructions, None)?;
+        for check in &self.conflict_checks {
+            let conflicts = run(vm, self.max_instructions, Some(check))?;
+            let first = match &conflicts {
+                Value::Set(rules) => rules.iter().next(),
+                _ => None,
+            };
+            if let Some(rule) = first {
+                let rule = rule
+                    .as_string()
+                    .map_or_else(|_| rule.to_string(), |r| r.to_string());
+                return Err(EvalError::Conflict(rule));
+            }
+        }
+        Ok(value)
     }
 }
 
 /// The modules with the rewrites that make regorus' VM decide as OPA does. A module the
 /// rewrites cannot edit safely (see `RewriteError`), or with a `some` declaration OPA refuses,
-/// is refused, naming its line.
-fn opa_semantics(modules: &[(String, String)]) -> Result<Vec<(String, String)>, ConfigError> {
-    use meshguard_rego_compat::{rego_scan, rewrite};
-    modules
+/// is refused, naming its line. So is one with a complete rule that may produce several values
+/// (OPA's conflict error) in a shape the conflict check cannot take (an `else` chain, a body on
+/// its own line): the proxy has no interpreter to fall back on.
+fn opa_semantics(modules: &[(String, String)]) -> Result<Prepared, ConfigError> {
+    let mut prepared = Prepared::default();
+    for (name, source) in modules {
+        let (checked, unchecked) = opa_module(name, source)?;
+        if let Some(unchecked) = unchecked {
+            prepared.checked.push(checked.clone());
+            prepared.unchecked.push((name.clone(), unchecked));
+        } else {
+            prepared.unchecked.push((name.clone(), checked.clone()));
+        }
+        prepared.modules.push((name.clone(), checked));
+    }
+    Ok(prepared)
+}
+
+/// The modules as the VM runs them, and what else [`opa_semantics`] found.
+#[derive(Debug, Default)]
+struct Prepared {
+    /// Every module, rewritten.
+    modules: Vec<(String, String)>,
+    /// The rewritten sources that got conflict checks.
+    checked: Vec<String>,
+    /// Every module without the conflict checks (what `explain` renames the decision's
+    /// definitions in: there they are the author's).
+    unchecked: Vec<(String, String)>,
+}
+
+/// The package path (`data.envoy.authz`) a module declares.
+fn package_of(source: &str) -> Option<String> {
+    use meshguard_rego_compat::rego_scan::{TokenKind, text, tokenize};
+    let tokens = tokenize(source);
+    let at = tokens
         .iter()
-        .map(|(name, source)| {
-            let refused = |err: rewrite::RewriteError| {
-                ConfigError::new(module_field(name), format!("{name}:{}: {err}", err.line()))
-            };
-            // `some` declarations OPA refuses and regorus would run.
-            if let Some(declaration) = rego_scan::refused_declarations(source).into_iter().next() {
-                return Err(ConfigError::new(
+        .position(|t| t.kind == TokenKind::Ident && text(source, t) == "package")?;
+    let line = tokens.get(at)?.line;
+    let path: String = tokens
+        .iter()
+        .skip(at + 1)
+        .take_while(|t| t.line == line)
+        .map(|t| text(source, t))
+        .collect();
+    (!path.is_empty()).then(|| format!("data.{path}"))
+}
+
+/// One module with the rewrites of [`opa_semantics`], and the same without the conflict checks
+/// when it got some.
+fn opa_module(name: &str, source: &str) -> Result<(String, Option<String>), ConfigError> {
+    use meshguard_rego_compat::{rego_scan, rewrite, vm_rules};
+    let refused = |err: rewrite::RewriteError| {
+        ConfigError::new(module_field(name), format!("{name}:{}: {err}", err.line()))
+    };
+    // `some` declarations OPA refuses and regorus would run.
+    if let Some(declaration) = rego_scan::refused_declarations(source).into_iter().next() {
+        return Err(ConfigError::new(
+            module_field(name),
+            format!(
+                "{name}:{}: {} (a compile error in OPA)",
+                declaration.line, declaration.message
+            ),
+        ));
+    }
+    let (source, _) = rego_scan::compensate(source);
+    let (semantics, _) = rewrite::opa_semantics(&source).map_err(refused)?;
+    // Complete rules that may produce several values: each names itself in the package's
+    // `__mg_conflicts` when it has several, which `Policy::evaluate` makes OPA's conflict error
+    // (see `vm_rules`). Policies without such rules are left as they are.
+    let (source, changed) =
+        vm_rules::single_value_rules_with(&semantics, RegoVersion::V1, Some(OnConflict::Report))
+            .map_err(refused)?
+            .map_err(|why| {
+                ConfigError::new(
                     module_field(name),
                     format!(
-                        "{name}:{}: {} (a compile error in OPA)",
-                        declaration.line, declaration.message
+                        "{name}: {why}: OPA raises a conflict error when such a rule produces \
+                 several values, which the proxy can only check for `name = value if \
+                 {{ ... }}` definitions (give the rule one value, or make it a set)"
                     ),
-                ));
-            }
-            let (source, _) = rego_scan::compensate(source);
-            let (source, _) = rewrite::opa_semantics(&source).map_err(refused)?;
-            let guarded = rewrite::vm_assignment_guards(&source).map_err(refused)?;
-            Ok((name.clone(), guarded))
-        })
-        .collect()
+                )
+            })?;
+    let guarded = rewrite::vm_assignment_guards(&source).map_err(refused)?;
+    let unchecked = if changed {
+        Some(rewrite::vm_assignment_guards(&semantics).map_err(refused)?)
+    } else {
+        None
+    };
+    Ok((guarded, unchecked))
 }
 
 /// An engine holding `modules` (Rego v1, builtin errors undefined as in OPA).
@@ -227,14 +341,6 @@ pub(crate) fn compile_entries(
     Compiler::compile_from_policy(&compiled, &entries).map_err(|err| located(format!("{err:#}")))
 }
 
-fn compile(
-    engine: &mut regorus::Engine,
-    config: &Config,
-    rule: &str,
-) -> Result<Arc<Program>, ConfigError> {
-    compile_entries(engine, config, rule, &[])
-}
-
 /// A VM loaded with `program` and `data`.
 pub(crate) fn new_vm(program: &Arc<Program>, data: &Value) -> Result<RegoVM, String> {
     let mut vm = RegoVM::new();
@@ -252,8 +358,13 @@ pub(crate) fn evaluate(
     max_instructions: usize,
     entry: Option<&str>,
 ) -> Result<Value, EvalError> {
-    vm.set_max_instructions(max_instructions);
     vm.set_input(input);
+    run(vm, max_instructions, entry)
+}
+
+/// Runs the main entry point (or `entry`) on the VM's input within `max_instructions`.
+fn run(vm: &mut RegoVM, max_instructions: usize, entry: Option<&str>) -> Result<Value, EvalError> {
+    vm.set_max_instructions(max_instructions);
     let result = match entry {
         None => vm.execute(),
         Some(name) => vm.execute_entry_point_by_name(name),

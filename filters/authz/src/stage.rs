@@ -213,7 +213,7 @@ impl Authorizer {
                 self.vm = policy.vm();
                 let kind = match err {
                     EvalError::Limit(_) => ErrorKind::Limit,
-                    EvalError::Runtime(_) => ErrorKind::Evaluation,
+                    EvalError::Runtime(_) | EvalError::Conflict(_) => ErrorKind::Evaluation,
                 };
                 return self.on_error(kind, err.to_string());
             }

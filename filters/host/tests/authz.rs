@@ -662,4 +662,34 @@ allow := {"allowed": false, "http_status": 402} if {
                 .header("x-tier", "free"),
         ],
     );
+    // Complete rules with several values: OPA's conflict error (the engine's interpreter
+    // reports it; the module checks it after the decision), so `onError`; one value decides.
+    let roles = "claims := input.attributes.metadataContext.filterMetadata[\"envoy.filters.http.jwt_authn\"].verified_jwt\nroles := claims.realm_access.roles\n";
+    for rules in [
+        // Several definitions.
+        "role = \"admin\" if \"admin\" in roles\nrole = \"user\" if \"user\" in roles\nallow if role == \"admin\"",
+        // One definition iterating.
+        "role := r if { r := roles[_] }\nallow if role == \"admin\"",
+        // Object-valued.
+        "grant := {\"role\": r} if { some r in roles }\nallow if grant.role == \"admin\"",
+        // With `default`.
+        "default role := \"admin\"\nrole := r if { r := roles[_] }\nallow if role == \"admin\"",
+        // The decision with `else`.
+        "role := r if { r := roles[_] }\nallow if { role == \"admin\" } else := false",
+    ] {
+        let module = format!(
+            "package envoy.authz\nimport rego.v1\n\ndefault allow := false\n\n{roles}{rules}\n"
+        );
+        differential(
+            json!({"modules": {"p.rego": module}}),
+            vec![
+                Case::new("GET", "/", Some(("alice", &["user", "admin"]))),
+                Case::new("GET", "/", Some(("alice", &["admin", "user"]))),
+                Case::new("GET", "/", Some(("alice", &["admin", "admin"]))),
+                Case::new("GET", "/", Some(("alice", &["admin"]))),
+                Case::new("GET", "/", Some(("alice", &["user"]))),
+                Case::new("GET", "/", Some(("alice", &[]))),
+            ],
+        );
+    }
 }

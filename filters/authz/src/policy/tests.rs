@@ -247,16 +247,17 @@ fn reading_the_body_is_found() {
 }
 
 #[test]
-fn conflicting_definitions_are_undefined_not_a_decision() {
-    // OPA raises a conflict error; regorus' VM makes the rule undefined. For the decision rule
-    // both end in `onError` (an undefined decision is an error, as in OPA-Envoy).
+fn conflicting_definitions_of_the_decision_rule_are_an_error() {
+    // OPA raises a conflict error (for the decision: `onError`); regorus' VM would make the rule
+    // undefined. With the conflict check both are the same error.
     let conflict =
-        "package envoy.authz\nimport rego.v1\nallow := true if input.a\nallow := false if input.b";
+        "package envoy.authz\nimport rego.v1\nallow = true if input.a\nallow = false if input.b";
     let policy = prepare(json!({"p.rego": conflict}), json!({})).unwrap();
     assert_eq!(eval(&policy, json!({"a": 1})).unwrap(), Value::from(true));
+    assert_eq!(eval(&policy, json!({"b": 1})).unwrap(), Value::from(false));
     assert_eq!(
-        eval(&policy, json!({"a": 1, "b": 1})).unwrap(),
-        Value::Undefined
+        eval(&policy, json!({"a": 1, "b": 1})),
+        Err(EvalError::Conflict("allow".into()))
     );
 }
 
@@ -298,20 +299,141 @@ fn a_local_assignment_of_undefined_fails_its_body_as_in_opa() {
     );
 }
 
+/// Complete rules that may produce several values, in the shapes OPA raises
+/// `eval_conflict_error` for, and `(input, OPA's decision)`: a value, or `None` for the
+/// conflict error (`onError`).
+const CONFLICT_CASES: &[ConflictCase] = &[
+    (
+        "several definitions",
+        "role = \"admin\" if input.a\nrole = \"user\" if input.b\nallow if role == \"admin\"",
+        &[
+            (r#"{"a": 1}"#, Some(true)),
+            (r#"{"b": 1}"#, Some(false)),
+            (r#"{"a": 1, "b": 1}"#, None),
+            (r#"{}"#, Some(false)),
+        ],
+    ),
+    (
+        "one definition iterating",
+        "role := r if { r := input.roles[_] }\nallow if role == \"admin\"",
+        &[
+            (r#"{"roles": ["user", "admin"]}"#, None),
+            (r#"{"roles": ["admin", "user"]}"#, None),
+            (r#"{"roles": ["admin", "admin"]}"#, Some(true)),
+            (r#"{"roles": ["user"]}"#, Some(false)),
+            (r#"{"roles": []}"#, Some(false)),
+        ],
+    ),
+    (
+        "object-valued",
+        "grant := {\"role\": r, \"scope\": \"orders\"} if { some r in input.roles }\n\
+         allow if grant.role == \"admin\"",
+        &[
+            (r#"{"roles": ["admin", "user"]}"#, None),
+            (r#"{"roles": ["admin", "admin"]}"#, Some(true)),
+            (r#"{"roles": ["user"]}"#, Some(false)),
+        ],
+    ),
+    (
+        "with default",
+        "default role := \"guest\"\nrole := r if { r := input.roles[_] }\nallow if role == \"guest\"",
+        &[
+            (r#"{"roles": []}"#, Some(true)),
+            (r#"{"roles": ["guest", "guest"]}"#, Some(true)),
+            (r#"{"roles": ["guest", "admin"]}"#, None),
+            (r#"{"roles": ["admin"]}"#, Some(false)),
+        ],
+    ),
+    (
+        "decision with else",
+        "role := r if { r := input.roles[_] }\nallow if { role == \"admin\" } else := false",
+        &[
+            (r#"{"roles": ["user", "admin"]}"#, None),
+            (r#"{"roles": ["admin"]}"#, Some(true)),
+            (r#"{"roles": ["user", "user"]}"#, Some(false)),
+        ],
+    ),
+    (
+        // OPA evaluates only what the query needs, so it would allow here; the proxy checks
+        // every rule that may conflict after each decision, so it fails closed instead.
+        "a conflict the decision does not read (stricter than OPA)",
+        "role := r if { r := input.roles[_] }\nallow if input.ok",
+        &[
+            (r#"{"roles": ["user", "admin"], "ok": true}"#, None),
+            (r#"{"roles": ["admin"], "ok": true}"#, Some(true)),
+        ],
+    ),
+];
+
+/// A shape's name, its rules, and its inputs with OPA's decision (`None`: the conflict error).
+type ConflictCase = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, Option<bool>)],
+);
+
+/// The Rego module of a [`CONFLICT_CASES`] policy.
+fn conflict_module(rules: &str) -> String {
+    format!("package envoy.authz\nimport rego.v1\n\ndefault allow := false\n\n{rules}\n")
+}
+
 #[test]
-fn one_definition_iterating_to_several_values_is_not_compensated() {
+fn rules_producing_several_values_decide_as_opa() {
     // OPA raises eval_conflict_error (complete rules must not produce multiple outputs), so the
-    // decision is `onError`. regorus' VM takes one of the values: here the last, so `allow`
-    // holds for one order of the same roles. The admission engine compensates this (divergence
-    // 7, its `vm_rules`); the proxy does not yet. Pinned so a fix (or a regorus upgrade) shows.
-    let src = "package envoy.authz\nimport rego.v1\nrole := r if { r := input.roles[_] }\nallow if role == \"admin\"";
-    let policy = prepare(json!({"p.rego": src}), json!({})).unwrap();
-    assert_eq!(
-        eval(&policy, json!({"roles": ["user", "admin"]})).unwrap(),
-        Value::from(true)
+    // decision is `onError`; regorus' VM alone took one of the values (`allow` held for
+    // ["user", "admin"] and not for ["admin", "user"]). The conflict check makes it the error.
+    for (shape, rules, cases) in CONFLICT_CASES {
+        let policy = prepare(json!({"p.rego": conflict_module(rules)}), json!({})).unwrap();
+        for (input, expected) in *cases {
+            let input: serde_json::Value = serde_json::from_str(input).unwrap();
+            let got = eval(&policy, input.clone());
+            match expected {
+                Some(allow) => assert_eq!(got, Ok(Value::from(*allow)), "{shape}: {input}"),
+                None => assert!(
+                    matches!(&got, Err(EvalError::Conflict(_))),
+                    "{shape}: {input}: {got:?}"
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rule_whose_conflict_cannot_be_checked_is_refused_with_its_line() {
+    // An `else` chain on a rule that iterates: the proxy has no interpreter to fall back on.
+    let src = "package envoy.authz\nimport rego.v1\n\nrole := r if { r := input.roles[_] } else := \"none\"\nallow if role == \"admin\"\n";
+    let err = prepare(json!({"p.rego": src}), json!({})).unwrap_err();
+    assert!(err.to_string().contains("p.rego"), "{err}");
+    assert!(err.to_string().contains("line 4"), "{err}");
+    assert!(err.to_string().contains("conflict"), "{err}");
+}
+
+#[test]
+fn policies_without_such_rules_are_compiled_as_written() {
+    // No rewrite, so no extra rule per request: several `allow if` definitions give one value.
+    let edge = include_str!("../../../../policies/envoy-authz/edge.rego");
+    let rbac = include_str!("../../../../policies/envoy-authz/rbac.rego");
+    for src in [RBAC, edge, rbac] {
+        let (out, changed) = meshguard_rego_compat::vm_rules::single_value_rules_with(
+            src,
+            RegoVersion::V1,
+            Some(OnConflict::Report),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!changed, "{src}");
+        assert_eq!(out, src);
+    }
+    for (name, src) in [("p.rego", RBAC), ("rbac.rego", rbac)] {
+        let policy = prepare(json!({ name: src }), json!({})).unwrap();
+        assert!(policy.conflict_checks.is_empty(), "{name}");
+    }
+    // A second definition of `order_owner` (the path with an order id) would be one: OPA
+    // raises the conflict error only if both held, which the text does not show.
+    let two = rbac.replace(
+        "order_owner := user if {",
+        "order_owner := user if [\"api\", \"users\", user, \"orders\", _] = input.parsed_path\norder_owner := user if {",
     );
-    assert_eq!(
-        eval(&policy, json!({"roles": ["admin", "user"]})).unwrap(),
-        Value::Undefined
-    );
+    let policy = prepare(json!({"rbac.rego": two}), json!({})).unwrap();
+    assert_eq!(policy.conflict_checks, ["data.envoy.authz.__mg_conflicts"]);
 }

@@ -259,3 +259,40 @@ allow if input.parsed_body.amount < 100
     .unwrap();
     assert!(!no_body.waits_for_body());
 }
+
+#[test]
+fn a_conflict_is_an_evaluation_error_and_never_cached() {
+    // OPA's eval_conflict_error for `role` with two roles: `onError` (deny) and the evaluation
+    // stat, every time; one role decides, and that decision is cached as before.
+    let policy = r#"package envoy.authz
+import rego.v1
+
+default allow := false
+
+claims := input.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"].verified_jwt
+
+role := r if { r := claims.realm_access.roles[_] }
+
+allow if role == "admin"
+"#;
+    let config = json!({"modules": {"policy.rego": policy}});
+    let mut authz = Authorizer::new(prepare(config.to_string().as_bytes()).unwrap());
+    for _ in 0..2 {
+        let both = decide(
+            &mut authz,
+            "GET",
+            "/",
+            &mut User("alice", &["user", "admin"]),
+        );
+        assert_eq!(status(&both), 403);
+        let (kind, reason) = both.error.as_ref().unwrap();
+        assert_eq!(*kind, ErrorKind::Evaluation);
+        assert!(reason.contains("eval_conflict_error"), "{reason}");
+        assert!(reason.contains("`role`"), "{reason}");
+        assert_ne!(both.cache_hit, Some(true));
+    }
+    let admin = decide(&mut authz, "GET", "/", &mut User("alice", &["admin"]));
+    assert_eq!((status(&admin), admin.cache_hit), (200, Some(false)));
+    let again = decide(&mut authz, "GET", "/", &mut User("alice", &["admin"]));
+    assert_eq!((status(&again), again.cache_hit), (200, Some(true)));
+}

@@ -185,56 +185,79 @@ fn functions_that_are_not_pure_tables_are_left_alone() {
     }
 }
 
-/// Both rewrites decide as the original module on the interpreter.
 #[test]
-fn rewritten_modules_decide_as_the_originals() {
-    let src = "package x\nns = n { n := input.a }\nns = n { not input.a; n := input.b }\nm(\"k\") = 1000\nm(\"M\") = 1000000\nm(\"\") = 1\nviolation[{\"msg\": sprintf(\"%v %v\", [ns, m(input.s)])}] { ns }\n";
-    let (single, _) = single_value_rules(src, RegoVersion::V0, true)
+fn the_proxy_form_names_the_rule_in_a_set() {
+    // The proxy's form: no marker violation; the rule's name in `__mg_conflicts`.
+    let src = "package x\nrole := r if { r := input.roles[_] }\nallow if role == \"admin\"\n";
+    let (out, changed) = single_value_rules_with(src, RegoVersion::V1, Some(OnConflict::Report))
         .unwrap()
         .unwrap();
-    let (both, _) = table_functions(&single, RegoVersion::V0).unwrap();
-    let eval = |module: &str, input: &str| {
-        let mut engine = regorus::Engine::new();
-        engine.set_rego_v0(true);
-        engine.add_policy("t.rego".into(), module.into()).unwrap();
-        engine.set_input(regorus::Value::from_json_str(input).unwrap());
-        engine
-            .eval_rule("data.x.violation".into())
-            .map(|v| v.to_string())
-    };
-    for input in [
-        r#"{"a": "one", "s": "k"}"#,
-        r#"{"b": "two", "s": "M"}"#,
-        r#"{"a": "one", "s": "Q"}"#,
-        r#"{"s": ""}"#,
-        r#"{"a": "one", "s": 5}"#,
-    ] {
-        assert_eq!(
-            eval(src, input).unwrap(),
-            eval(&both, input).unwrap(),
-            "{input}"
-        );
-    }
-    // Found by `rego_differential`: definitions whose value is `false`. Looking the value up
-    // as `__mg_defs_ns[__mg_value]` made the body's expression false (the element's value),
-    // so `ns` was undefined; it is now bound by iterating the set.
-    let falsy = "package x\nc = false { input.a }\nc = false { input.a }\nviolation[{\"msg\": \"v\"}] { x := c; x == false }\n";
-    let (rewritten, _) = single_value_rules(falsy, RegoVersion::V0, true)
-        .unwrap()
-        .unwrap();
-    let input = r#"{"a": true}"#;
+    assert!(changed);
+    let body: Vec<&str> = out.lines().collect();
     assert_eq!(
-        eval(falsy, input).unwrap(),
-        eval(&rewritten, input).unwrap()
+        body[1],
+        "__mg_defs_role contains r if { r := input.roles[_] }"
     );
-    assert!(eval(&rewritten, input).unwrap().contains("\"v\""));
-    // Conflicting definitions: the original is an error; the rewrite reports the marker.
-    let conflict =
-        "package x\nns = 1 { input.a }\nns = 2 { input.b }\nviolation[{\"msg\": \"v\"}] { ns }\n";
-    let (rewritten, _) = single_value_rules(conflict, RegoVersion::V0, true)
+    assert_eq!(
+        body[2], "allow if role == \"admin\"",
+        "other rules keep their lines"
+    );
+    assert!(out.contains(
+        "role = __mg_value if { __mg_value = __mg_defs_role[_]; count(__mg_defs_role) == 1 }"
+    ));
+    assert!(out.contains("__mg_conflicts contains \"role\" if { count(__mg_defs_role) > 1 }"));
+    assert!(!out.contains("violation"), "{out}");
+    assert_eq!(lines(&out), lines(src) + 2);
+    // A module without such rules is left as it is.
+    let plain = "package x\ndefault allow := false\nallow if input.a == 1\nallow if input.b\n";
+    let (same, changed) = single_value_rules_with(plain, RegoVersion::V1, Some(OnConflict::Report))
         .unwrap()
         .unwrap();
-    let input = r#"{"a": true, "b": true}"#;
-    assert!(eval(conflict, input).is_err());
-    assert!(eval(&rewritten, input).unwrap().contains(CONFLICT_MARKER));
+    assert!(!changed);
+    assert_eq!(same, plain);
+    // `None`: the module cannot report a conflict.
+    assert!(
+        single_value_rules_with(src, RegoVersion::V1, None)
+            .unwrap()
+            .is_err()
+    );
+}
+
+#[test]
+fn the_proxy_form_takes_braceless_bodies_and_assignments_and_skips_equal_literals() {
+    // `if expr` bodies and `:=` definitions, as the proxy's policies write them.
+    let src = "package x\nowner := u if [\"users\", u] = input.path\nowner := u if [\"users\", u, _] = input.path\n";
+    let (out, changed) = single_value_rules_with(src, RegoVersion::V1, Some(OnConflict::Report))
+        .unwrap()
+        .unwrap();
+    assert!(changed);
+    let body: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        body[1],
+        "__mg_defs_owner contains u if [\"users\", u] = input.path"
+    );
+    assert_eq!(
+        body[2],
+        "__mg_defs_owner contains u if [\"users\", u, _] = input.path"
+    );
+    // The engine's form keeps refusing them (its VM-equivalence tests pin its shapes).
+    assert!(
+        single_value_rules(src, RegoVersion::V1, true)
+            .unwrap()
+            .is_err()
+    );
+    // An `else` after a braceless body is still refused.
+    let chained = "package x\nr := 1 if input.a else := 2\nr := 3 if input.b\n";
+    assert!(
+        single_value_rules_with(chained, RegoVersion::V1, Some(OnConflict::Report))
+            .unwrap()
+            .is_err()
+    );
+    // Definitions that all give the same literal cannot conflict.
+    let same = "package x\nlevel := \"high\" if input.a\nlevel := \"high\" if { input.b }\nok if input.c\nok if { input.d }\n";
+    let (out, changed) = single_value_rules_with(same, RegoVersion::V1, Some(OnConflict::Report))
+        .unwrap()
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(out, same);
 }
