@@ -72,8 +72,10 @@ impl Iterator for Tokens<'_> {
     fn next(&mut self) -> Option<Token> {
         let bytes = self.src.as_bytes();
         let mut i = self.at;
-        let token = loop {
+        // The token's kind, first byte and line; it ends at `i`.
+        let (kind, start, line) = loop {
             let &b = bytes.get(i)?;
+            let (start, line) = (i, self.line);
             match b {
                 b'\n' => {
                     self.line += 1;
@@ -82,72 +84,28 @@ impl Iterator for Tokens<'_> {
                 b' ' | b'\t' | b'\r' => i += 1,
                 b'#' => i = skip_to(bytes, i, [b'\n']),
                 b'"' => {
-                    let start = i;
                     i = string_end(bytes, i);
-                    break Token {
-                        kind: TokenKind::String,
-                        start,
-                        end: i,
-                        line: self.line,
-                    };
+                    break (TokenKind::String, start, line);
                 }
                 b'`' => {
-                    let (start, start_line) = (i, self.line);
-                    i += 1;
-                    while let Some(&c) = bytes.get(i) {
-                        i += 1;
-                        if c == b'\n' {
-                            self.line += 1;
-                        }
-                        if c == b'`' {
-                            break;
-                        }
-                    }
-                    break Token {
-                        kind: TokenKind::String,
-                        start,
-                        end: i,
-                        line: start_line,
-                    };
+                    i = skip_to(bytes, i + 1, [b'`'])
+                        .saturating_add(1)
+                        .min(bytes.len());
+                    let raw = bytes.get(start..i).unwrap_or_default();
+                    self.line += raw.iter().filter(|&&c| c == b'\n').count();
+                    break (TokenKind::String, start, line);
                 }
                 b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                    let start = i;
-                    while bytes
-                        .get(i)
-                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                    {
-                        i += 1;
-                    }
-                    break Token {
-                        kind: TokenKind::Ident,
-                        start,
-                        end: i,
-                        line: self.line,
-                    };
+                    i = skip_while(bytes, i, |c| c.is_ascii_alphanumeric() || c == b'_');
+                    break (TokenKind::Ident, start, line);
                 }
                 b'0'..=b'9' => {
-                    let start = i;
-                    while bytes
-                        .get(i)
-                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.')
-                    {
-                        i += 1;
-                    }
-                    break Token {
-                        kind: TokenKind::Number,
-                        start,
-                        end: i,
-                        line: self.line,
-                    };
+                    i = skip_while(bytes, i, |c| c.is_ascii_alphanumeric() || c == b'.');
+                    break (TokenKind::Number, start, line);
                 }
                 c @ 0..=0x7f => {
                     i += 1;
-                    break Token {
-                        kind: TokenKind::Punct(char::from(c)),
-                        start: i - 1,
-                        end: i,
-                        line: self.line,
-                    };
+                    break (TokenKind::Punct(char::from(c)), start, line);
                 }
                 _ => {
                     let ch = self
@@ -155,20 +113,27 @@ impl Iterator for Tokens<'_> {
                         .get(i..)
                         .and_then(|s| s.chars().next())
                         .unwrap_or(' ');
-                    let start = i;
                     i += ch.len_utf8();
-                    break Token {
-                        kind: TokenKind::Punct(ch),
-                        start,
-                        end: i,
-                        line: self.line,
-                    };
+                    break (TokenKind::Punct(ch), start, line);
                 }
             }
         };
         self.at = i;
-        Some(token)
+        Some(Token {
+            kind,
+            start,
+            end: i,
+            line,
+        })
     }
+}
+
+/// The index of the first byte from `at` on that `keep` does not hold for, or the end.
+fn skip_while(bytes: &[u8], at: usize, keep: impl Fn(u8) -> bool) -> usize {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&c| !keep(c)))
+        .map_or(bytes.len(), |found| at + found)
 }
 
 /// The end of the double-quoted string that starts at `start` (just past its closing quote). An
@@ -626,6 +591,25 @@ mod tests {
                 "{src:?}"
             );
         }
+    }
+
+    #[test]
+    fn raw_strings_span_lines_and_an_unterminated_one_ends_the_source() {
+        let src = "a `x\n[\n` b\nc `y\nz";
+        let tokens: Vec<(TokenKind, usize, &str)> = tokenize(src)
+            .iter()
+            .map(|token| (token.kind, token.line, text(src, token)))
+            .collect();
+        assert_eq!(
+            tokens,
+            [
+                (TokenKind::Ident, 1, "a"),
+                (TokenKind::String, 1, "`x\n[\n`"),
+                (TokenKind::Ident, 3, "b"),
+                (TokenKind::Ident, 4, "c"),
+                (TokenKind::String, 4, "`y\nz"),
+            ]
+        );
     }
 
     #[test]
