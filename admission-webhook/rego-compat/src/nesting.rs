@@ -9,20 +9,23 @@
 //! The `authz_config` fuzz target found a 788-byte configuration (21 nested `[`) that held the
 //! filter's `on_configure` for over 20 seconds; a ConstraintTemplate would hold the webhook the
 //! same way. The doubling applies to everything inside, not only to brackets: ten nested `[`
-//! around an array of 4,000 numbers parse in 1 s (each number is read 2^9 times), and twelve
-//! around 8,000 in 8 s, though their brackets alone cost little. An unclosed bracket is worse
-//! still: every attempt reads on to the end of the module before it fails (the
-//! `rego_differential` hang: `obj[[[[…` with 70 `[` never closed, in a 4 KB template). OPA's
-//! parser is linear, so nothing else bounds it.
+//! around an array of 4,000 numbers parse in 1.3 s (each number is read 2^9 times), and sixteen
+//! around 1,000 in 18 s, though their brackets alone cost little. Unclosed brackets double too:
+//! each attempt reads on to the first parse error (the `rego_differential` hang: `obj[[[[…`
+//! with 73 `[` never closed, in a 4 KB template). OPA's parser is linear, so nothing else
+//! bounds it.
 //!
 //! The check sums, over the module's tokens outside strings and comments, `2^k` for each token
 //! that is the first element of `k` open brackets (the parser's work, in token parses), and
-//! refuses a module above [`MAX_WORK`], naming the line of the token that crossed it. A rule
-//! body `{ … }` has no `,` at its level, so its text counts twice, although regorus parses a
-//! body once: the bound errs on the side of the parser. Parentheses do not backtrack and do not
-//! double (a `,` inside them ends no bracket's first element). The budget is far above real
-//! Rego: the costliest file in the repository (pinned by a test below) is within 1/16 of it,
-//! while a single nest of 21 brackets exceeds it.
+//! refuses a module above [`MAX_WORK`], naming the line of the token that crossed it. It errs
+//! on the side of the parser: a rule body `{ … }` has no `,` at its level, so its text counts
+//! twice, although regorus parses a body once; and all the text after an unclosed bracket
+//! counts, although regorus stops at the first parse error (so a module with some 17 unclosed
+//! brackets or more is refused here rather than by regorus' parse error). Parentheses do not
+//! backtrack and do not double (a `,` inside them ends no bracket's first element). The budget
+//! is far above real Rego: the costliest file in the repository, a test whose `with input as`
+//! reviews nest deepest (`policies/capabilities/src_test.rego`), costs 15,980, about 1/262 of
+//! it (a test below pins it within 1/16), while a single nest of 21 brackets exceeds it.
 
 use crate::rego_scan::{Token, TokenKind, Tokens};
 
