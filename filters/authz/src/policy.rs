@@ -172,6 +172,18 @@ fn opa_semantics(modules: &[(String, String)]) -> Result<Vec<(String, String)>, 
             let (source, _) = rego_scan::compensate(source);
             let (source, _) = rewrite::opa_semantics(&source).map_err(refused)?;
             let guarded = rewrite::vm_assignment_guards(&source).map_err(refused)?;
+            // The rewrites copy text (a head onto each chained body, a `with` onto each
+            // binding): what regorus parses is bounded too, lines kept.
+            meshguard_rego_compat::check_parse_cost(&guarded).map_err(|err| {
+                ConfigError::new(
+                    module_field(name),
+                    format!(
+                        "{name}:{}: {err} (in the module as rewritten for regorus, which copies \
+                         a rule's head onto each chained body and a `with` onto each binding)",
+                        err.line()
+                    ),
+                )
+            })?;
             Ok((name.clone(), guarded))
         })
         .collect()
