@@ -36,6 +36,12 @@ pub fn prepare(text: &str) -> Result<(String, Vec<String>), rewrite::RewriteErro
     rewrite::opa_compatible(text)
 }
 
+/// Said of a parse-cost refusal ([`meshguard_rego_compat::check_parse_cost`]) found only in the
+/// module as the rewrites left it: they copy text, so a module within the bounds can leave them
+/// with more than the bounds allow.
+pub(crate) const REWRITTEN: &str = "(in the module as rewritten for regorus, which copies a \
+     rule's head onto each chained body and a `with` onto each binding)";
+
 /// Adds a module to an engine after [`prepare`]; returns the package (`data.x`) and the notes.
 /// The error names the file and the line (regorus' message carries `file:line:col`).
 pub fn add_module(
@@ -63,6 +69,11 @@ pub fn add_module(
         source_name: source_name.to_string(),
         message: format!("{source_name}:{}: {err}", err.line()),
     })?;
+    // The rewrites copy text; what regorus parses is bounded too.
+    meshguard_rego_compat::check_parse_cost(&prepared).map_err(|err| LoadError::Module {
+        source_name: source_name.to_string(),
+        message: format!("{source_name}:{}: {err} {REWRITTEN}", err.line()),
+    })?;
     engine
         .add_policy(source_name.to_string(), prepared)
         .map(|package| (package, notes))
@@ -88,6 +99,8 @@ pub fn evaluate_rule(
             .map_err(|err| format!("{name}:{}: {err}", err.line()))?;
         let (prepared, _) =
             prepare(source).map_err(|err| format!("{name}:{}: {err}", err.line()))?;
+        meshguard_rego_compat::check_parse_cost(&prepared)
+            .map_err(|err| format!("{name}:{}: {err} {REWRITTEN}", err.line()))?;
         engine
             .add_policy(name.clone(), prepared)
             .map_err(|err| format!("{err:#}"))?;
@@ -111,6 +124,28 @@ mod tests {
             Value::from_json_str(input).unwrap(),
             Value::new_object(),
         )
+    }
+
+    #[test]
+    fn the_module_as_rewritten_is_bounded_too() {
+        // Within the bounds as written; beyond them once each chained body gets a copy of the
+        // head (60 copies parse for about 3 s, release build).
+        let head = format!("allow = {}1{}", "[".repeat(16), "]".repeat(16));
+        let src = format!(
+            "package p\nimport rego.v0\n\n{head} {}\n",
+            "{\n  input.x\n}".repeat(60)
+        );
+        assert_eq!(meshguard_rego_compat::check_parse_cost(&src), Ok(()));
+        let err = eval(&src, "{}").unwrap_err();
+        assert!(
+            err.starts_with("p.rego:") && err.ends_with(REWRITTEN),
+            "{err}"
+        );
+        let mut engine = crate::rego::engine(RegoVersion::V0);
+        let Err(LoadError::Module { message, .. }) = add_module(&mut engine, "p.rego", &src) else {
+            panic!("loaded");
+        };
+        assert!(message.ends_with(REWRITTEN), "{message}");
     }
 
     #[test]

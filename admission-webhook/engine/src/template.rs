@@ -424,6 +424,16 @@ fn compile(
             rego_error(&module, text, format!("{module}:{}: {err}", err.line()))
         };
         let (rewritten, module_notes) = rewrite::opa_compatible(text).map_err(refused)?;
+        // The rewrites copy text (a head onto each chained body, a `with` onto each binding):
+        // what regorus parses is bounded too, lines kept.
+        let too_costly = |err: meshguard_rego_compat::TooCostly| {
+            rego_error(
+                &module,
+                text,
+                format!("{module}:{}: {err} {}", err.line(), crate::rego::REWRITTEN),
+            )
+        };
+        meshguard_rego_compat::check_parse_cost(&rewritten).map_err(too_costly)?;
         notes.extend(
             module_notes
                 .into_iter()
@@ -439,6 +449,7 @@ fn compile(
                 let (tabled, _) =
                     vm_rules::table_functions(&single, source.version).map_err(refused)?;
                 let guarded = rewrite::vm_assignment_guards(&tabled).map_err(refused)?;
+                meshguard_rego_compat::check_parse_cost(&guarded).map_err(too_costly)?;
                 vm_modules.push((module.clone(), guarded));
             }
             Err(why) => vm_refused = vm_refused.or(Some(format!("{module}: {why}"))),

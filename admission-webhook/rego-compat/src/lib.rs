@@ -12,7 +12,8 @@
 //!
 //! - [`rego_scan`]: a Rego tokenizer (strings, raw strings, comments) and the parse
 //!   compensations (a line starting with `(`, chained rule bodies).
-//! - [`nesting`]: a bound on bracket nesting, whose parse cost doubles per level in regorus.
+//! - [`nesting`]: a bound on the text inside nested brackets, whose parse cost doubles per
+//!   level in regorus.
 //! - [`numbers`]: a bound on number exponents, which regorus expands into big integers (in
 //!   modules and in JSON documents); [`check_parse_cost`] runs both bounds on a module.
 //! - [`rewrite`]: OPA's `not f(args)` expansion, `sprintf` with missing arguments, the VM's
@@ -67,8 +68,40 @@ impl std::fmt::Display for TooCostly {
 
 impl std::error::Error for TooCostly {}
 
-/// The bounds every caller checks before regorus parses a module (Rego text).
+/// The bounds every caller checks before regorus parses a module (Rego text), in one pass over
+/// its tokens; the first token that breaks one is named.
 pub fn check_parse_cost(text: &str) -> Result<(), TooCostly> {
-    nesting::check(text).map_err(TooCostly::Nesting)?;
-    numbers::check_rego(text).map_err(TooCostly::Number)
+    let mut brackets = nesting::Walk::default();
+    let mut literals = numbers::Literals::default();
+    rego_scan::Tokens::new(text).try_for_each(|token| {
+        brackets.step(&token).map_err(TooCostly::Nesting)?;
+        literals.step(text, &token).map_err(TooCostly::Number)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_names_the_first_bound_broken() {
+        let deep = format!("x := {}1{}", "[".repeat(24), "]".repeat(24));
+        let text = format!("package p\n\ny := 1e+5000\n{deep}\n");
+        let err = check_parse_cost(&text).unwrap_err();
+        assert!(matches!(err, TooCostly::Number(_)), "{err}");
+        assert_eq!(err.line(), 3);
+        let text = format!("package p\n\n{deep}\ny := 1e+5000\n");
+        let err = check_parse_cost(&text).unwrap_err();
+        assert!(matches!(err, TooCostly::Nesting(_)), "{err}");
+        assert_eq!(err.line(), 3);
+        assert_eq!(
+            check_parse_cost("package p\n\nx := [1e1000, {\"a\": [2.5E-3]}]\n"),
+            Ok(())
+        );
+        // A signed exponent split over three tokens is joined in the single pass too.
+        assert!(matches!(
+            check_parse_cost("package p\nx := [1E-1001]\n"),
+            Err(TooCostly::Number(_))
+        ));
+    }
 }

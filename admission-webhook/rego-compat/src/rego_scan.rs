@@ -43,107 +43,142 @@ pub enum TokenKind {
 /// Tokenizes Rego; comments and whitespace are dropped, newlines are not tokens (tokens carry
 /// their line).
 pub fn tokenize(src: &str) -> Vec<Token> {
-    let bytes = src.as_bytes();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    let mut line = 1;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'\n' => {
-                line += 1;
-                i += 1;
-            }
-            b' ' | b'\t' | b'\r' => i += 1,
-            b'#' => {
-                while bytes.get(i).is_some_and(|&c| c != b'\n') {
-                    i += 1;
-                }
-            }
-            b'"' => {
-                let start = i;
-                i += 1;
-                // An unterminated string ends at its line's end; the newline is left to count
-                // the line (an escape does not swallow it either).
-                while let Some(&c) = bytes.get(i) {
-                    if c == b'\n' {
-                        break;
-                    }
-                    i += 1;
-                    match c {
-                        b'\\' if bytes.get(i) != Some(&b'\n') => i += 1,
-                        b'"' => break,
-                        _ => {}
-                    }
-                }
-                tokens.push(Token {
-                    kind: TokenKind::String,
-                    start,
-                    end: i.min(bytes.len()),
-                    line,
-                });
-            }
-            b'`' => {
-                let (start, start_line) = (i, line);
-                i += 1;
-                while let Some(&c) = bytes.get(i) {
-                    i += 1;
-                    if c == b'\n' {
-                        line += 1;
-                    }
-                    if c == b'`' {
-                        break;
-                    }
-                }
-                tokens.push(Token {
-                    kind: TokenKind::String,
-                    start,
-                    end: i.min(bytes.len()),
-                    line: start_line,
-                });
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while bytes
-                    .get(i)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                {
-                    i += 1;
-                }
-                tokens.push(Token {
-                    kind: TokenKind::Ident,
-                    start,
-                    end: i,
-                    line,
-                });
-            }
-            c if c.is_ascii_digit() => {
-                let start = i;
-                while bytes
-                    .get(i)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.')
-                {
-                    i += 1;
-                }
-                tokens.push(Token {
-                    kind: TokenKind::Number,
-                    start,
-                    end: i,
-                    line,
-                });
-            }
-            _ => {
-                let ch = src.get(i..).and_then(|s| s.chars().next()).unwrap_or(' ');
-                tokens.push(Token {
-                    kind: TokenKind::Punct(ch),
-                    start: i,
-                    end: i + ch.len_utf8(),
-                    line,
-                });
-                i += ch.len_utf8();
-            }
+    Tokens::new(src).collect()
+}
+
+/// The tokens of Rego source, one at a time: [`tokenize`] without the vector, for the checks
+/// that look at each token once ([`crate::check_parse_cost`], [`crate::numbers::check_json`]).
+#[derive(Debug, Clone)]
+pub struct Tokens<'a> {
+    src: &'a str,
+    at: usize,
+    line: usize,
+}
+
+impl<'a> Tokens<'a> {
+    /// The tokens of `src`, from its start.
+    pub fn new(src: &'a str) -> Self {
+        Self {
+            src,
+            at: 0,
+            line: 1,
         }
     }
-    tokens
+}
+
+impl Iterator for Tokens<'_> {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        let bytes = self.src.as_bytes();
+        let mut i = self.at;
+        // The token's kind, first byte and line; it ends at `i`.
+        let (kind, start, line) = loop {
+            let &b = bytes.get(i)?;
+            let (start, line) = (i, self.line);
+            match b {
+                b'\n' => {
+                    self.line += 1;
+                    i += 1;
+                }
+                b' ' | b'\t' | b'\r' => i += 1,
+                b'#' => i = skip_to(bytes, i, [b'\n']),
+                b'"' => {
+                    i = string_end(bytes, i);
+                    break (TokenKind::String, start, line);
+                }
+                b'`' => {
+                    i = skip_to(bytes, i + 1, [b'`'])
+                        .saturating_add(1)
+                        .min(bytes.len());
+                    let raw = bytes.get(start..i).unwrap_or_default();
+                    self.line += raw.iter().filter(|&&c| c == b'\n').count();
+                    break (TokenKind::String, start, line);
+                }
+                b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                    i = skip_while(bytes, i, |c| c.is_ascii_alphanumeric() || c == b'_');
+                    break (TokenKind::Ident, start, line);
+                }
+                b'0'..=b'9' => {
+                    i = skip_while(bytes, i, |c| c.is_ascii_alphanumeric() || c == b'.');
+                    break (TokenKind::Number, start, line);
+                }
+                c @ 0..=0x7f => {
+                    i += 1;
+                    break (TokenKind::Punct(char::from(c)), start, line);
+                }
+                _ => {
+                    let ch = self
+                        .src
+                        .get(i..)
+                        .and_then(|s| s.chars().next())
+                        .unwrap_or(' ');
+                    i += ch.len_utf8();
+                    break (TokenKind::Punct(ch), start, line);
+                }
+            }
+        };
+        self.at = i;
+        Some(Token {
+            kind,
+            start,
+            end: i,
+            line,
+        })
+    }
+}
+
+/// The index of the first byte from `at` on that `keep` does not hold for, or the end.
+fn skip_while(bytes: &[u8], at: usize, keep: impl Fn(u8) -> bool) -> usize {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&c| !keep(c)))
+        .map_or(bytes.len(), |found| at + found)
+}
+
+/// The end of the double-quoted string that starts at `start` (just past its closing quote). An
+/// unterminated string ends at its line's end: the line break is left to count the line (an
+/// escape does not swallow it either). Shared with [`crate::numbers::check_json`], whose
+/// strings are Rego's.
+pub(crate) fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while let Some(&c) = bytes.get(i) {
+        match c {
+            b'"' => return i + 1,
+            b'\\' if bytes.get(i + 1) != Some(&b'\n') => i += 2,
+            b'\n' => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// The index of the first byte from `at` on that is one of `stops`, or the end. Eight bytes at
+/// a time while none is among them (comments and strings are most of a module, and all but the
+/// punctuation of a JSON body, which [`crate::numbers::check_json`] reads at request time).
+fn skip_to<const N: usize>(bytes: &[u8], at: usize, stops: [u8; N]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // Whether a byte of `word` is `byte`: nonzero exactly when `word ^ byte…` has a zero byte.
+    let holds = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let mut i = at;
+    while let Some(chunk) = bytes
+        .get(i..i + 8)
+        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+    {
+        let word = u64::from_le_bytes(chunk);
+        if stops.iter().any(|&stop| holds(word, stop)) {
+            break;
+        }
+        i += 8;
+    }
+    bytes
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|c| stops.iter().any(|stop| stop == c)))
+        .map_or(bytes.len(), |found| i + found)
 }
 
 /// The source text of `token`.
@@ -530,6 +565,49 @@ mod tests {
                 (2, "\"b\\"),
                 (3, "y"),
                 (4, "}")
+            ]
+        );
+    }
+
+    #[test]
+    fn long_comments_and_strings_are_skipped_whole() {
+        // Comments are skipped eight bytes at a time: a line break at every offset of the last
+        // word, and a comment running to the end of the source.
+        for pad in 0..17 {
+            let src = format!(
+                "a # {}[[\nb \"{}\\\"[\" c\n# {}",
+                "x".repeat(pad),
+                "y".repeat(pad),
+                "z".repeat(pad)
+            );
+            let tokens: Vec<(usize, &str)> = tokenize(&src)
+                .iter()
+                .map(|token| (token.line, text(&src, token)))
+                .collect();
+            let string = format!("\"{}\\\"[\"", "y".repeat(pad));
+            assert_eq!(
+                tokens,
+                [(1, "a"), (2, "b"), (2, string.as_str()), (2, "c")],
+                "{src:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_strings_span_lines_and_an_unterminated_one_ends_the_source() {
+        let src = "a `x\n[\n` b\nc `y\nz";
+        let tokens: Vec<(TokenKind, usize, &str)> = tokenize(src)
+            .iter()
+            .map(|token| (token.kind, token.line, text(src, token)))
+            .collect();
+        assert_eq!(
+            tokens,
+            [
+                (TokenKind::Ident, 1, "a"),
+                (TokenKind::String, 1, "`x\n[\n`"),
+                (TokenKind::Ident, 3, "b"),
+                (TokenKind::Ident, 4, "c"),
+                (TokenKind::String, 4, "`y\nz"),
             ]
         );
     }

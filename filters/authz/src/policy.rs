@@ -288,6 +288,20 @@ fn opa_module(name: &str, source: &str) -> Result<(String, Option<String>), Conf
     } else {
         None
     };
+    // The rewrites copy text (a head onto each chained body, a `with` onto each binding): what
+    // regorus parses is bounded too, lines kept.
+    for rewritten in std::iter::once(&guarded).chain(unchecked.as_ref()) {
+        meshguard_rego_compat::check_parse_cost(rewritten).map_err(|err| {
+            ConfigError::new(
+                module_field(name),
+                format!(
+                    "{name}:{}: {err} (in the module as rewritten for regorus, which copies \
+                     a rule's head onto each chained body and a `with` onto each binding)",
+                    err.line()
+                ),
+            )
+        })?;
+    }
     Ok((guarded, unchecked))
 }
 

@@ -341,6 +341,17 @@ pub fn compare(rego: &str, request: &AdmissionRequest, parameters: &Json, untouc
             "the VM and the interpreter disagree on:\n{rego}"
         );
     }
+    // The engine refuses a module regorus would parse for seconds or more, before regorus sees
+    // it; the raw evaluator has no such bound, and would hold the target as long as regorus
+    // takes (the `rego_differential` hang: 70 unclosed `[` in a 4 KB template, refused by the
+    // engine in microseconds, ran for minutes in raw regorus). No decision to compare.
+    if meshguard_rego_compat::check_parse_cost(rego).is_err() {
+        assert!(
+            matches!(interpreter, Outcome::Error(_)),
+            "the engine loaded a module over the parse-cost bounds:\n{rego}"
+        );
+        return;
+    }
     if untouched {
         let raw = raw(rego, request, parameters);
         if matches!(interpreter, Outcome::Error(_))
