@@ -90,6 +90,7 @@ impl AdmissionRequest {
                 "the admission request is not an object".into(),
             ));
         }
+        check_strings(&value, &mut Vec::new())?;
         let str_at = |v: &Value| v.as_string().map(|s| s.to_string()).unwrap_or_default();
         let operation = str_at(&value["operation"]);
         let namespace = str_at(&value["namespace"]);
@@ -245,9 +246,58 @@ fn parse_json(json: &str) -> Result<Value, ReviewError> {
     Value::from_json_str(json).map_err(|err| ReviewError::Malformed(err.to_string()))
 }
 
+/// Every string of the request (keys too) within the exponent bound
+/// ([`meshguard_rego_compat::numbers::check_text`]): a policy may hand any of them to
+/// `units.parse` or `to_number`, which regorus cannot stop once it expands the number. Refused
+/// as malformed, naming the field: the API server's quantities never come near the bound.
+fn check_strings(value: &Value, path: &mut Vec<String>) -> Result<(), ReviewError> {
+    let refuse = |path: &[String], err: meshguard_rego_compat::numbers::HugeNumber| {
+        ReviewError::Malformed(format!("request.{}: {err}", path.join(".")))
+    };
+    match value {
+        Value::String(text) => {
+            meshguard_rego_compat::numbers::check_text(text).map_err(|err| refuse(path, err))
+        }
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
+            path.push(index.to_string());
+            let checked = check_strings(item, path);
+            path.pop();
+            checked
+        }),
+        Value::Set(items) => items.iter().try_for_each(|item| check_strings(item, path)),
+        Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
+            let name = key.as_string().map(|k| k.to_string()).unwrap_or_default();
+            path.push(name);
+            let checked = check_strings(key, path).and_then(|()| check_strings(item, path));
+            path.pop();
+            checked
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_string_units_parse_would_expand_is_malformed_naming_its_field() {
+        // Found by the `policy_review` fuzz target: a container-limits policy's `units.parse`
+        // of this memory limit ran for minutes.
+        let review = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "1", "operation": "CREATE", "object": {"spec": {"containers": [
+                {"image": "cart@sha256:4e12345", "resources": {"limits": {"cpu": "2500m",
+                 "memory": "5121111111E111111111Mi"}}}]}}}}"#;
+        let Err(ReviewError::Malformed(why)) = AdmissionRequest::from_review_json(review) else {
+            panic!("accepted a string regorus would expand for minutes");
+        };
+        assert!(
+            why.contains("request.object.spec.containers.0.resources.limits.memory: the number"),
+            "{why}"
+        );
+        let fine = review.replace("5121111111E111111111Mi", "512Mi");
+        assert!(AdmissionRequest::from_review_json(&fine).is_ok());
+    }
 
     #[test]
     fn a_number_with_a_huge_exponent_is_malformed_not_expanded() {

@@ -80,6 +80,69 @@ pub fn check_json(text: &str) -> Result<(), HugeNumber> {
     Ok(())
 }
 
+/// Checks a string value that a policy may hand to a number-reading builtin. Strings in an
+/// input document are not numbers, but regorus' builtins read them as numbers where a policy
+/// asks: `to_number` and `json.unmarshal` parse them as JSON, and `units.parse` /
+/// `units.parse_bytes` take a number before a unit suffix (`512Mi`). The `policy_review` fuzz
+/// target held the engine for minutes with a container's memory limit
+/// `"5121…1E111111111Mi"`, which a container-limits policy parses with `units.parse`.
+///
+/// Refused: a string that is, once trimmed and unquoted, a number (sign, digits, an optional
+/// point, an exponent) with at most three letters after it, and an exponent over the bound;
+/// and a JSON document (`{…}`, `[…]`) with such a number. Any other string passes: an image
+/// digest's `4e1234` is inside a longer word, which no builtin reads as a number.
+pub fn check_text(text: &str) -> Result<(), HugeNumber> {
+    let trimmed = text.trim();
+    if trimmed.starts_with(['{', '[']) {
+        return check_json(trimmed);
+    }
+    let unquoted = trimmed
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(trimmed);
+    let number_end = unquoted
+        .bytes()
+        .rposition(|c| c.is_ascii_digit())
+        .map_or(0, |at| at + 1);
+    let (number, suffix) = unquoted.split_at(number_end);
+    if suffix.len() <= 3 && suffix.bytes().all(|c| c.is_ascii_alphabetic()) && is_number(number) {
+        return check_literal(number, 1);
+    }
+    Ok(())
+}
+
+/// Whether `text` has a number's shape: `[+-]digits[.digits][(e|E)[+-]digits]`, a point
+/// with digits on either side.
+fn is_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while bytes.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return false;
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(bytes.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == bytes.len()
+}
+
 /// The number literals among a module's tokens, checked one token at a time (so one pass over
 /// the tokens serves every bound of [`crate::check_parse_cost`]).
 #[derive(Debug, Clone, Default)]
@@ -234,5 +297,38 @@ mod tests {
             Ok(()),
             "a name, not a number"
         );
+    }
+
+    #[test]
+    fn strings_that_builtins_read_as_numbers_are_bounded() {
+        for refused in [
+            "5121111111111111111E111111111Mi",
+            "1e1001",
+            " -2.5E+99999 ",
+            "\"1e5000Ki\"",
+            ".5e5000",
+            "7e20000m",
+            r#"{"limits": {"memory": 1e99999}}"#,
+            "[1, 2e4000]",
+        ] {
+            assert!(check_text(refused).is_err(), "{refused:?} passed");
+        }
+        for passed in [
+            "512Mi",
+            "2500m",
+            "1e308",
+            "1.5E-1000Gi",
+            "sha256:4e12345",
+            "4e12345abcd",
+            "registry.example.com/cart@sha256:0e99999",
+            "v1e99999",
+            "1e99999 and more",
+            "1e",
+            "e99999",
+            "",
+            r#"{"a": "1e99999"}"#,
+        ] {
+            assert_eq!(check_text(passed), Ok(()), "{passed:?} refused");
+        }
     }
 }

@@ -36,6 +36,18 @@ pub const REFUSED: &[(&str, &str)] = &[
 /// cached.
 const NONDETERMINISTIC: &[&str] = &["time.now_ns", "rand.intn", "uuid.rfc4122", "opa.runtime"];
 
+/// Builtins that read a string as a number (`to_number` and the JSON readers parse JSON;
+/// `units.parse*` a number before a unit). regorus expands a number's exponent digit by digit
+/// inside one builtin call, which no instruction budget stops, so the strings of the input of a
+/// policy calling one are bounded first ([`meshguard_rego_compat::numbers::check_text`]).
+const NUMBER_READERS: &[&str] = &[
+    "to_number",
+    "units.parse",
+    "units.parse_bytes",
+    "json.unmarshal",
+    "json.is_valid",
+];
+
 /// The paths under `input` a policy reads and what makes it impure, if anything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReadSet {
@@ -43,6 +55,9 @@ pub struct ReadSet {
     pub paths: Vec<Vec<String>>,
     /// Why the decision is not a pure function of the paths read, with module and line.
     pub impure: Option<String>,
+    /// The first call of a builtin that reads strings as numbers ([`NUMBER_READERS`]), with
+    /// module and line.
+    pub reads_numbers: Option<String>,
 }
 
 /// A builtin the proxy refuses, found in a module.
@@ -66,6 +81,7 @@ impl ReadSet {
     ) -> Result<Self, Refused> {
         let mut paths = Vec::new();
         let mut impure = None;
+        let mut reads_numbers = None;
         for (name, text) in modules {
             let Ok(source) = Source::from_contents(name.to_string(), text.to_string()) else {
                 continue;
@@ -97,6 +113,11 @@ impl ReadSet {
                 {
                     impure = Some(format!("{name}:{}: calls {builtin}", token.line));
                 }
+                if reads_numbers.is_none()
+                    && let Some(builtin) = NUMBER_READERS.iter().find(|b| calls(&dotted, b))
+                {
+                    reads_numbers = Some(format!("{name}:{}: calls {builtin}", token.line));
+                }
                 if chain.first().is_some_and(|root| root == "input") {
                     paths.push(chain.into_iter().skip(1).collect());
                 }
@@ -105,6 +126,7 @@ impl ReadSet {
         Ok(Self {
             paths: minimal(paths),
             impure,
+            reads_numbers,
         })
     }
 
@@ -299,6 +321,29 @@ mod tests {
         assert!(set.unwrap().impure.is_some());
         let set = ReadSet::scan([("p.rego", "package x\nallow if my.time.now_ns")]).unwrap();
         assert!(set.impure.is_none(), "a field named like a builtin");
+    }
+
+    #[test]
+    fn builtins_that_read_strings_as_numbers_are_found() {
+        for (src, found) in [
+            (
+                "allow if units.parse_bytes(input.x) > 1",
+                Some("p.rego:2: calls units.parse_bytes"),
+            ),
+            (
+                "allow if to_number(input.x) > 1",
+                Some("p.rego:2: calls to_number"),
+            ),
+            (
+                "allow if json.unmarshal(input.x).a",
+                Some("p.rego:2: calls json.unmarshal"),
+            ),
+            ("allow if input.x == \"1\"", None),
+            ("allow if my.units.parse", None),
+        ] {
+            let set = ReadSet::scan([("p.rego", format!("package x\n{src}").as_str())]).unwrap();
+            assert_eq!(set.reads_numbers.as_deref(), found, "{src}");
+        }
     }
 
     #[test]

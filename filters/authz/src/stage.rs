@@ -196,6 +196,11 @@ impl Authorizer {
             Ok(input) => input,
             Err(err) => return self.on_error(ErrorKind::Input, input_reason(&err)),
         };
+        if policy.reads.reads_numbers.is_some()
+            && let Err(err) = input::check_numbers(&input)
+        {
+            return self.on_error(ErrorKind::Input, input_reason(&err));
+        }
         let key = self.cache.key(&input);
         let cache_hit = key.as_ref().map(|_| false);
         if let Some(verdict) = key.as_deref().and_then(|key| self.cache.get(key)) {

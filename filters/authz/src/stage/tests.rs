@@ -212,6 +212,55 @@ fn an_unparsable_path_is_an_input_error_for_policies_that_read_it() {
 }
 
 #[test]
+fn strings_a_policy_reads_as_numbers_are_bounded_before_regorus_expands_them() {
+    // `units.parse` of the last path segment: `/api/quota/1e999999999` would hold the worker
+    // for minutes inside one builtin call, past maxInstructions.
+    for (builtin, src) in [
+        (
+            "units.parse",
+            "allow if units.parse(input.parsed_path[2]) < 1000000",
+        ),
+        (
+            "to_number",
+            "allow if to_number(input.parsed_path[2]) < 1000000",
+        ),
+    ] {
+        let config =
+            json!({"modules": {"p.rego": format!("package envoy.authz\nimport rego.v1\n{src}")}});
+        let mut authz = Authorizer::new(prepare(config.to_string().as_bytes()).unwrap());
+        let small = authz.decide(
+            &mut Request("GET", "/api/quota/512".into()),
+            &mut NoClaims,
+            None,
+        );
+        assert_eq!(status(&small), 200, "{builtin}");
+        let huge = authz.decide(
+            &mut Request("GET", "/api/quota/1e999999999".into()),
+            &mut NoClaims,
+            None,
+        );
+        assert_eq!(status(&huge), 403, "{builtin}");
+        let (kind, reason) = huge.error.clone().unwrap();
+        assert_eq!(kind, ErrorKind::Input, "{builtin}");
+        assert!(
+            reason.contains("input.parsed_path.2: the number `1e999999999`"),
+            "{reason}"
+        );
+    }
+    // A policy calling none of them reads its strings as strings: nothing is checked.
+    let plain = "allow if input.parsed_path[2] == \"1e999999999\"";
+    let config =
+        json!({"modules": {"p.rego": format!("package envoy.authz\nimport rego.v1\n{plain}")}});
+    let mut authz = Authorizer::new(prepare(config.to_string().as_bytes()).unwrap());
+    let decided = authz.decide(
+        &mut Request("GET", "/api/quota/1e999999999".into()),
+        &mut NoClaims,
+        None,
+    );
+    assert_eq!(status(&decided), 200);
+}
+
+#[test]
 fn explain_names_the_definition_that_decided() {
     let mut authz = authorizer(json!({"explain": true}));
     let alice = &mut User("alice", &["customer"]);
