@@ -90,7 +90,11 @@ impl AdmissionRequest {
                 "the admission request is not an object".into(),
             ));
         }
-        check_strings(&value, &mut Vec::new())?;
+        // Every string (keys too) within the exponent bound: a policy may hand any of them to
+        // `units.parse` or `to_number`, which regorus cannot stop once it expands the number.
+        // Malformed, naming the field: the API server's quantities never come near the bound.
+        meshguard_rego_compat::numbers::check_strings(&value)
+            .map_err(|err| ReviewError::Malformed(format!("request.{err}")))?;
         let str_at = |v: &Value| v.as_string().map(|s| s.to_string()).unwrap_or_default();
         let operation = str_at(&value["operation"]);
         let namespace = str_at(&value["namespace"]);
@@ -244,36 +248,6 @@ fn parse_json(json: &str) -> Result<Value, ReviewError> {
     meshguard_rego_compat::numbers::check_json(json)
         .map_err(|err| ReviewError::Malformed(format!("line {}: {err}", err.line)))?;
     Value::from_json_str(json).map_err(|err| ReviewError::Malformed(err.to_string()))
-}
-
-/// Every string of the request (keys too) within the exponent bound
-/// ([`meshguard_rego_compat::numbers::check_text`]): a policy may hand any of them to
-/// `units.parse` or `to_number`, which regorus cannot stop once it expands the number. Refused
-/// as malformed, naming the field: the API server's quantities never come near the bound.
-fn check_strings(value: &Value, path: &mut Vec<String>) -> Result<(), ReviewError> {
-    let refuse = |path: &[String], err: meshguard_rego_compat::numbers::HugeNumber| {
-        ReviewError::Malformed(format!("request.{}: {err}", path.join(".")))
-    };
-    match value {
-        Value::String(text) => {
-            meshguard_rego_compat::numbers::check_text(text).map_err(|err| refuse(path, err))
-        }
-        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
-            path.push(index.to_string());
-            let checked = check_strings(item, path);
-            path.pop();
-            checked
-        }),
-        Value::Set(items) => items.iter().try_for_each(|item| check_strings(item, path)),
-        Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
-            let name = key.as_string().map(|k| k.to_string()).unwrap_or_default();
-            path.push(name);
-            let checked = check_strings(key, path).and_then(|()| check_strings(item, path));
-            path.pop();
-            checked
-        }),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! turn a deny into an allow. The admission engine compensates them by rewriting the source;
 //! the proxy runs the same Rego and must decide the same way, so both take the rewrites from
 //! here. The crate is plain text processing with no regorus dependency, so the filter's wasm
-//! module stays small.
+//! module stays small; its one check over regorus' `Value` ([`numbers::check_strings`], for the
+//! crates that hold one anyway) sits behind the `value` feature.
 //!
 //! - [`rego_scan`]: a Rego tokenizer (strings, raw strings, comments) and the parse
 //!   compensations (a line starting with `(`, chained rule bodies).

@@ -51,7 +51,7 @@ pub fn check_rego(text: &str) -> Result<(), HugeNumber> {
 /// JSON is left to the parser, which refuses it. Its own loop rather than [`Tokens`]: it runs on
 /// every JSON body and JWT payload at request time, and skipping all but strings and numbers
 /// costs a fifth less than tokenizing; strings end where the tokenizer ends them
-/// ([`rego_scan::string_end`]: JSON's strings are Rego's) and numbers are checked alike.
+/// (`rego_scan::string_end`: JSON's strings are Rego's) and numbers are checked alike.
 pub fn check_json(text: &str) -> Result<(), HugeNumber> {
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -109,6 +109,60 @@ pub fn check_text(text: &str) -> Result<(), HugeNumber> {
         return check_literal(number, 1);
     }
     Ok(())
+}
+
+/// A string of a document that [`check_text`] refuses, and where it is.
+#[cfg(feature = "value")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringNumber {
+    /// The keys and indices from the document's root, joined with `.`.
+    pub path: String,
+    /// The number.
+    pub number: HugeNumber,
+}
+
+#[cfg(feature = "value")]
+impl std::fmt::Display for StringNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.number)
+    }
+}
+
+#[cfg(feature = "value")]
+impl std::error::Error for StringNumber {}
+
+/// [`check_text`] on every string of a document, keys included: the AdmissionRequest under
+/// review, or the authz filter's input document.
+#[cfg(feature = "value")]
+pub fn check_strings(value: &regorus::Value) -> Result<(), StringNumber> {
+    use regorus::Value;
+    fn walk(value: &Value, path: &mut Vec<String>) -> Result<(), StringNumber> {
+        let mut below = |segment: String, key: Option<&Value>, item: &Value| {
+            path.push(segment);
+            let checked = key
+                .map_or(Ok(()), |key| walk(key, path))
+                .and_then(|()| walk(item, path));
+            path.pop();
+            checked
+        };
+        match value {
+            Value::String(text) => check_text(text).map_err(|number| StringNumber {
+                path: path.join("."),
+                number,
+            }),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(index, item)| below(index.to_string(), None, item)),
+            Value::Set(items) => items.iter().try_for_each(|item| walk(item, path)),
+            Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
+                let name = key.as_string().map(|k| k.to_string()).unwrap_or_default();
+                below(name, Some(key), item)
+            }),
+            _ => Ok(()),
+        }
+    }
+    walk(value, &mut Vec::new())
 }
 
 /// Whether `text` has a number's shape: `[+-]digits[.digits][(e|E)[+-]digits]`, a point
@@ -330,5 +384,25 @@ mod tests {
         ] {
             assert_eq!(check_text(passed), Ok(()), "{passed:?} refused");
         }
+    }
+
+    #[cfg(feature = "value")]
+    #[test]
+    fn every_string_of_a_document_is_checked_and_named_by_its_path() {
+        let value = |json: &str| regorus::Value::from_json_str(json).unwrap();
+        let review = value(
+            r#"{"object": {"containers": [{"limits": {"memory": "512Mi"}},
+            {"limits": {"memory": "1e99999Mi"}}]}}"#,
+        );
+        let err = check_strings(&review).unwrap_err();
+        assert_eq!(err.path, "object.containers.1.limits.memory");
+        assert!(
+            err.to_string()
+                .starts_with("object.containers.1.limits.memory: the number")
+        );
+        let key = value(r#"{"labels": {"2e5000": "x"}}"#);
+        assert_eq!(check_strings(&key).unwrap_err().path, "labels.2e5000");
+        let fine = value(r#"{"image": "cart@sha256:4e12345", "cpu": "2500m", "n": 1e300}"#);
+        assert_eq!(check_strings(&fine), Ok(()));
     }
 }

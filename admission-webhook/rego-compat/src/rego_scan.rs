@@ -1,6 +1,6 @@
 //! A small Rego tokenizer for the checks and rewrites Gatekeeper's framework applies to template
 //! Rego before compiling it, and for two compensations of regorus divergences (1 and 2 of
-//! [`crate::divergences`]):
+//! `meshguard-policy-engine`'s `divergences`):
 //!
 //! - **data references**: a template and its libs may only read `data.lib.*` (their libs) and
 //!   `data.inventory` (synced objects); Gatekeeper rejects any other `data` reference at load time.

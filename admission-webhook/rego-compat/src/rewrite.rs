@@ -1,5 +1,6 @@
 //! Source rewrites that make regorus decide as OPA does (divergences 3 to 6 of
-//! [`crate::divergences`]) and that keep regorus' bytecode VM deciding as its interpreter does.
+//! `meshguard-policy-engine`'s `divergences`) and that keep regorus' bytecode VM deciding as its
+//! interpreter does.
 //! Like [`crate::rego_scan`], every rewrite keeps each line where it was (inserted text goes on
 //! the same line), so Rego errors still point at the template's lines.
 //!

@@ -188,13 +188,8 @@ pub enum InputError {
     Body(#[from] body::BodyError),
     /// A string the policy may read as a number has an exponent regorus would expand for
     /// minutes ([`check_numbers`]).
-    #[error("input.{path}: {err}")]
-    Number {
-        /// Where the string is, below `input`.
-        path: String,
-        /// The number.
-        err: meshguard_rego_compat::numbers::HugeNumber,
-    },
+    #[error("input.{0}")]
+    Number(#[from] meshguard_rego_compat::numbers::StringNumber),
 }
 
 /// Every string of `input` (keys too) within the exponent bound, for a policy that calls a
@@ -202,31 +197,7 @@ pub enum InputError {
 /// `1e999999999` handed to `to_number` would hold the worker for minutes inside one builtin
 /// call, past any instruction budget.
 pub fn check_numbers(input: &Value) -> Result<(), InputError> {
-    fn walk(value: &Value, path: &mut Vec<String>) -> Result<(), InputError> {
-        match value {
-            Value::String(text) => {
-                meshguard_rego_compat::numbers::check_text(text).map_err(|err| InputError::Number {
-                    path: path.join("."),
-                    err,
-                })
-            }
-            Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
-                path.push(index.to_string());
-                let checked = walk(item, path);
-                path.pop();
-                checked
-            }),
-            Value::Set(items) => items.iter().try_for_each(|item| walk(item, path)),
-            Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
-                path.push(key.as_string().map(|k| k.to_string()).unwrap_or_default());
-                let checked = walk(key, path).and_then(|()| walk(item, path));
-                path.pop();
-                checked
-            }),
-            _ => Ok(()),
-        }
-    }
-    walk(input, &mut Vec::new())
+    Ok(meshguard_rego_compat::numbers::check_strings(input)?)
 }
 
 /// What the policy reads, as a tree: `All` below a path it reads whole.
