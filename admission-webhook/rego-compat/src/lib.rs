@@ -15,8 +15,10 @@
 //!   compensations (a line starting with `(`, chained rule bodies).
 //! - [`nesting`]: a bound on the text inside nested brackets, whose parse cost doubles per
 //!   level in regorus.
+//! - [`depth`]: a bound on how deep an expression's tree is (unary minus, operator chains),
+//!   which regorus recurses through on a thread's stack.
 //! - [`numbers`]: a bound on number exponents, which regorus expands into big integers (in
-//!   modules and in JSON documents); [`check_parse_cost`] runs both bounds on a module.
+//!   modules and in JSON documents); [`check_parse_cost`] runs the three bounds on a module.
 //! - [`rewrite`]: OPA's `not f(args)` expansion, `sprintf` with missing arguments, the VM's
 //!   assignment guard, and OPA's deprecated `any`/`all`.
 //! - [`vm_rules`]: complete rules that may produce several values, checked for OPA's conflict
@@ -33,6 +35,7 @@
     )
 )]
 
+pub mod depth;
 pub mod nesting;
 pub mod numbers;
 pub mod rego_scan;
@@ -46,6 +49,8 @@ pub enum TooCostly {
     Nesting(nesting::TooDeep),
     /// A number's exponent is too large ([`numbers`]).
     Number(numbers::HugeNumber),
+    /// An expression's tree is too deep ([`depth`]).
+    Depth(depth::DeepExpression),
 }
 
 impl TooCostly {
@@ -54,6 +59,7 @@ impl TooCostly {
         match self {
             Self::Nesting(err) => err.line,
             Self::Number(err) => err.line,
+            Self::Depth(err) => err.line,
         }
     }
 }
@@ -63,6 +69,7 @@ impl std::fmt::Display for TooCostly {
         match self {
             Self::Nesting(err) => err.fmt(f),
             Self::Number(err) => err.fmt(f),
+            Self::Depth(err) => err.fmt(f),
         }
     }
 }
@@ -74,9 +81,11 @@ impl std::error::Error for TooCostly {}
 pub fn check_parse_cost(text: &str) -> Result<(), TooCostly> {
     let mut brackets = nesting::Walk::default();
     let mut literals = numbers::Literals::default();
+    let mut expressions = depth::Walk::default();
     rego_scan::Tokens::new(text).try_for_each(|token| {
         brackets.step(&token).map_err(TooCostly::Nesting)?;
-        literals.step(text, &token).map_err(TooCostly::Number)
+        literals.step(text, &token).map_err(TooCostly::Number)?;
+        expressions.step(text, &token).map_err(TooCostly::Depth)
     })
 }
 
@@ -104,5 +113,68 @@ mod tests {
             check_parse_cost("package p\nx := [1E-1001]\n"),
             Err(TooCostly::Number(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod repository {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rego` file and Gatekeeper YAML in the repository (whole YAML files are an upper
+    /// bound on their Rego's cost: the YAML around it adds few brackets and operators).
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path
+                .extension()
+                .is_some_and(|ext| ext == "rego" || ext == "yaml")
+            {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The largest `cost` over the repository's Rego, and where.
+    fn most<T: Ord + Copy>(cost: impl Fn(&str) -> T) -> (T, PathBuf) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut paths = Vec::new();
+        for dir in [
+            "policies",
+            "gatekeeper",
+            "istio/authz",
+            "filters/host/examples",
+        ] {
+            files(&root.join(dir), &mut paths);
+        }
+        assert!(paths.len() > 20, "found only {paths:?}");
+        paths
+            .into_iter()
+            .map(|path| (cost(&std::fs::read_to_string(&path).unwrap()), path))
+            .max()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_repositorys_rego_is_far_below_the_bracket_budget() {
+        let (most, path) = most(super::nesting::work);
+        eprintln!("most bracket work: {most} in {}", path.display());
+        assert!(
+            most <= super::nesting::MAX_WORK / 16,
+            "{} costs {most} token parses, within 16x of the budget",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn the_repositorys_rego_is_far_below_the_depth_bound() {
+        let (most, path) = most(super::depth::deepest);
+        eprintln!("deepest expression: {most} in {}", path.display());
+        assert!(
+            most <= super::depth::MAX_DEPTH / 8,
+            "{} has an expression {most} deep, within 8x of the bound",
+            path.display()
+        );
     }
 }

@@ -336,6 +336,71 @@ fn configuration_errors_name_module_and_line() {
     }
 }
 
+/// The depth bound (`meshguard-rego-compat`'s `depth`, issue 20's find 14) in the module: a
+/// policy whose expressions reach the bound configures and decides within the module's own
+/// stack (a trap there would kill the VM), and one beyond it is refused, naming its line.
+#[test]
+fn expressions_at_the_depth_bound_run_in_the_modules_stack_and_deeper_are_refused() {
+    use meshguard_rego_compat::depth::{MAX_DEPTH, NESTED, OPERATOR, UNARY};
+    let policy = |expr: String| {
+        format!(
+            "package envoy.authz\nimport rego.v1\n\nx := {expr}\n\ndefault allow := false\n\nallow if x < 1000000\n"
+        )
+    };
+    let shapes = |budget: u32| {
+        let operators = (budget / OPERATOR) as usize;
+        let around = ((budget - 12 * (NESTED + 3 * UNARY)) / OPERATOR) as usize;
+        [
+            format!("{}1", "-\n".repeat((budget / UNARY) as usize)),
+            format!("1{}", " -\n 1".repeat(operators)),
+            format!("1{}", " *\n 1".repeat(operators)),
+            format!(
+                "{}1{}{}",
+                "(- - - ".repeat(12),
+                ")".repeat(12),
+                " +\n 1".repeat(around)
+            ),
+        ]
+    };
+    for (shape, expr) in shapes(MAX_DEPTH).into_iter().enumerate() {
+        let config = json!({"modules": {"p.rego": policy(expr)}});
+        match Plugin::start(
+            &module(),
+            PluginOptions::new(config.to_string()).named("authz"),
+        ) {
+            Ok(mut plugin) => {
+                let outcome = plugin.send(request("GET", "/", None)).unwrap();
+                assert!(outcome.status().is_some(), "shape {shape}");
+                assert!(
+                    plugin.vm_failures().is_empty(),
+                    "shape {shape}: {:?}",
+                    plugin.vm_failures()
+                );
+            }
+            // regorus parses the module, then may refuse it with an error of its own (a unary
+            // minus on an expression; more registers than its VM has for a long chain): a
+            // configuration error at `modules`, not a trap, and not the bound's.
+            Err(err) => {
+                let err = err.to_string();
+                assert!(
+                    err.contains("invalid configuration at `modules") && !err.contains("deep here"),
+                    "shape {shape}: {err}"
+                );
+            }
+        }
+    }
+    for expr in shapes(8 * MAX_DEPTH) {
+        let config = json!({"modules": {"p.rego": policy(expr)}});
+        let err = Plugin::start(&module(), PluginOptions::new(config.to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.rego:") && err.contains("deep here"),
+            "{err}"
+        );
+    }
+}
+
 // === hostile requests ===
 
 /// A policy that walks every part of the request it can reach, the path quadratically.
