@@ -78,6 +78,14 @@
 //! p = x { x := input.b }
 //! q = x { x := input.list[_] }
 //! ```
+//! The same for a function (`rego_differential`'s find 15): OPA and the interpreter raise
+//! `functions must not produce multiple outputs for same inputs` for `f(1)` with the input
+//! above, and regorus' VM gives one of 1 and 2. Rules are rewritten to be checked on the VM
+//! (`vm_rules`); a function that may iterate is not, and its template runs on the interpreter.
+//! ```rego
+//! package t
+//! f(x) = y { y := input.list[_] }
+//! ```
 //!
 //! **8.** OPA: `p` is undefined for input `{}`. regorus: true.
 //! ```rego

@@ -185,6 +185,29 @@ fn divergence_7_one_definition_with_several_values_is_a_conflict() {
     }
 }
 
+/// Divergence 7 for a function (found by `rego_differential`, find 15): a function whose value
+/// iterates gives one call one value per container. OPA raises `functions must not produce
+/// multiple outputs for same inputs` when two differ; regorus' interpreter does too, and its VM
+/// took one of the values. A function cannot be rewritten as a complete rule is, so the engine
+/// decides such a template on the interpreter, in both modes.
+#[test]
+fn divergence_7_a_function_with_several_outputs_is_an_error() {
+    let rego = "f(x) = count(input.review.object.spec.containers[_].image) { x > 0 }\nviolation[{\"msg\": sprintf(\"%v\", [n])}] { n := f(1) }";
+    let two = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "a", "image": "nginx"},
+                                             {"name": "b", "image": "registry.example.com/b"}]}});
+    for mode in MODES {
+        let error = messages(rego, json!({}), two.clone(), mode);
+        assert_eq!(error.len(), 1, "{mode:?}: {error:?}");
+        assert!(error[0].contains("multiple outputs"), "{mode:?}: {error:?}");
+        assert_eq!(
+            messages(rego, json!({}), pod("nginx"), mode),
+            ["5"],
+            "{mode:?}"
+        );
+    }
+}
+
 /// The VM's own divergence (found by the equivalence tests): `x := <undefined>` must fail.
 #[test]
 fn an_undefined_assignment_fails_the_body_on_the_vm() {

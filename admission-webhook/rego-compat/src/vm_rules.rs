@@ -133,10 +133,164 @@ fn constant_value<'a>(src: &'a str, tokens: &[Token]) -> Option<&'a str> {
 /// outside a comprehension (which is closed): a reference indexed by anything but a string or
 /// number literal (`xs[_]`, `xs[i]`, read conservatively: `i` may be bound), `some`, `in`,
 /// `every` or `walk`. Conservative: a false "may" only costs the VM a set and a count.
-fn may_produce_several_values(src: &str, tokens: &[Token]) -> bool {
+///
+/// `bound`: names bound before the definition's body runs (a function's arguments), so that an
+/// index that is one of them (`obj[key]`) looks a value up rather than iterating.
+fn may_produce_several_values(src: &str, tokens: &[Token], bound: &[&str]) -> bool {
     if constant_value(src, tokens).is_some() {
         return false;
     }
+    let assigned = assignments(src, tokens);
+    let outer = bound;
+    // Locals assigned with `:=` hold one value once assigned (an assignment that iterates is
+    // caught where it iterates).
+    let mut bound = outer.to_vec();
+    bound.extend(assigned.keys().copied());
+    // A head value that is a variable assigned once from values that do not vary (`tag` in
+    // `f(image) = tag { …; tag := parts[1]; tag == input.tags[_] }`) has one value however
+    // often the body holds: iterations elsewhere in the body only filter.
+    let no_else = !tokens.iter().any(|t| is_ident(src, Some(t), "else"));
+    if no_else
+        && let Some(value) = head_variable(src, tokens)
+        && single_valued(src, value, &assigned, outer, 8)
+    {
+        return false;
+    }
+    iterates(src, tokens, &bound)
+}
+
+/// The head's value when it is one variable: `name = v {`, `name := v if`, `f(x) = v {`
+/// (`tokens` start with the rule's name or the function's closing parenthesis).
+fn head_variable<'a>(src: &'a str, tokens: &[Token]) -> Option<&'a str> {
+    let at = if is_punct(tokens.get(1), ':') { 3 } else { 2 };
+    let assigns = is_punct(tokens.get(at - 1), '=');
+    let value = tokens.get(at).filter(|t| t.kind == TokenKind::Ident)?;
+    let body = tokens.get(at + 1);
+    (assigns && (is_punct(body, '{') || is_ident(src, body, "if"))).then(|| text(src, value))
+}
+
+/// Each name assigned with `:=` in `tokens` (a definition), with the tokens of its expression,
+/// or None when it is assigned more than once. An expression ends at `;`, at the end of what
+/// holds it, or at a line break after a value.
+fn assignments<'a, 't>(
+    src: &'a str,
+    tokens: &'t [Token],
+) -> BTreeMap<&'a str, Option<&'t [Token]>> {
+    let mut out: BTreeMap<&str, Option<&[Token]>> = BTreeMap::new();
+    for (index, token) in tokens.iter().enumerate() {
+        let assign = tokens.get(index + 1).zip(tokens.get(index + 2));
+        let assigns = token.kind == TokenKind::Ident
+            && assign.is_some_and(|(colon, eq)| {
+                colon.kind == TokenKind::Punct(':')
+                    && eq.kind == TokenKind::Punct('=')
+                    && colon.end == eq.start
+            });
+        if !assigns {
+            continue;
+        }
+        let first = index + 3;
+        let mut depth = 0usize;
+        let mut end = first;
+        while let Some(at) = tokens.get(end) {
+            let continues = end
+                .checked_sub(1)
+                .and_then(|before| tokens.get(before))
+                .is_some_and(|before| {
+                    before.line == at.line
+                        || matches!(
+                            before.kind,
+                            TokenKind::Punct(
+                                '+' | '-'
+                                    | '*'
+                                    | '/'
+                                    | '%'
+                                    | '&'
+                                    | '|'
+                                    | '<'
+                                    | '>'
+                                    | '='
+                                    | '!'
+                                    | ','
+                                    | '.'
+                                    | '('
+                                    | '['
+                                    | '{'
+                            )
+                        )
+                });
+            if end > first && depth == 0 && !continues {
+                break;
+            }
+            match at.kind {
+                TokenKind::Punct('{' | '[' | '(') => depth += 1,
+                TokenKind::Punct('}' | ']' | ')') => match depth.checked_sub(1) {
+                    Some(less) => depth = less,
+                    None => break,
+                },
+                TokenKind::Punct(';') if depth == 0 => break,
+                _ => {}
+            }
+            end += 1;
+        }
+        let expression = tokens.get(first..end).filter(|e| !e.is_empty());
+        let name = text(src, token);
+        match out.get(name) {
+            None => {
+                out.insert(name, expression);
+            }
+            Some(_) => {
+                out.insert(name, None);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `name` holds one value in its definition: it is `bound` (an argument, a rule of the
+/// module, `input`, `data`), or assigned once from an expression that does not iterate and
+/// whose variables hold one value each (`depth` limits the chain of assignments followed).
+fn single_valued(
+    src: &str,
+    name: &str,
+    assigned: &BTreeMap<&str, Option<&[Token]>>,
+    bound: &[&str],
+    depth: usize,
+) -> bool {
+    // A local first: it may shadow a rule's name.
+    let expression = match assigned.get(name) {
+        Some(Some(expression)) => *expression,
+        Some(None) => return false,
+        None => return bound.contains(&name) || matches!(name, "input" | "data"),
+    };
+    if depth == 0 {
+        return false;
+    }
+    let mut known = bound.to_vec();
+    known.extend(assigned.keys().copied());
+    !iterates(src, expression, &known)
+        && expression.iter().enumerate().all(|(at, token)| {
+            if token.kind != TokenKind::Ident {
+                return true;
+            }
+            let before = at.checked_sub(1).and_then(|b| expression.get(b));
+            let after = expression.get(at + 1);
+            // A field (`.name`), a function called (`f(`, `object.get(`), a keyword or a
+            // literal name: no variable.
+            let field = is_punct(before, '.');
+            let called = is_punct(after, '(')
+                || (is_punct(after, '.') && is_punct(expression.get(at + 3), '('));
+            let word = text(src, token);
+            let keyword = matches!(
+                word,
+                "true" | "false" | "null" | "not" | "in" | "some" | "every" | "with" | "as"
+            );
+            field || called || keyword || single_valued(src, word, assigned, bound, depth - 1)
+        })
+}
+
+/// Whether `tokens` iterate outside a comprehension: a reference indexed by what
+/// [`is_lookup`] does not take, `some`, `in`, `every` or `walk`.
+fn iterates(src: &str, tokens: &[Token], bound: &[&str]) -> bool {
     // The delimiters that open a comprehension (a `|` at their own level).
     let mut comprehension = vec![false; tokens.len()];
     let mut open: Vec<usize> = Vec::new();
@@ -168,11 +322,7 @@ fn may_produce_several_values(src: &str, tokens: &[Token]) -> bool {
                         prev.end == token.start
                             && matches!(prev.kind, TokenKind::Ident | TokenKind::Punct(']' | ')'))
                     });
-                let literal_key = tokens
-                    .get(index + 1)
-                    .is_some_and(|key| matches!(key.kind, TokenKind::String | TokenKind::Number))
-                    && is_punct(tokens.get(index + 2), ']');
-                indexes && !literal_key
+                indexes && !is_lookup(src, tokens, index, bound)
             }
             TokenKind::Ident => matches!(text(src, token), "some" | "in" | "every" | "walk"),
             _ => false,
@@ -189,6 +339,82 @@ fn may_produce_several_values(src: &str, tokens: &[Token]) -> bool {
         }
     }
     false
+}
+
+/// Why the function defined at `index` (its tokens `definition`, up to the next rule) cannot
+/// run on regorus' VM as in OPA, if it cannot: a definition whose value or body iterates may
+/// give one call several values. OPA raises `functions must not produce multiple outputs for
+/// same inputs` when two differ, as regorus' interpreter does; the VM takes one of them
+/// (divergence 7 for functions, found by `rego_differential`: `f(x) = count(input.xs[_].image)`
+/// with two images). Unlike a complete rule, a function has no value to collect into a set once
+/// per evaluation, so it is not rewritten: the engine runs such a template on the interpreter,
+/// and the proxy refuses the policy. The function's arguments are bound, so an index that names
+/// one (`obj[key]`) is a lookup. None for anything that is not a function.
+fn function_with_several_values(
+    src: &str,
+    tokens: &[Token],
+    index: usize,
+    definition: &[Token],
+    rules: &[&str],
+) -> Option<String> {
+    let name = tokens.get(index)?;
+    if !is_punct(tokens.get(index + 1), '(') {
+        return None;
+    }
+    let close = matching_close(tokens, index + 1)?;
+    let mut bound: Vec<&str> = tokens
+        .get(index + 2..close)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.kind == TokenKind::Ident)
+        .map(|t| text(src, t))
+        .collect();
+    bound.extend_from_slice(rules);
+    // From the closing parenthesis on, the definition reads as a complete rule's does, with the
+    // parenthesis in the name's place: `) = value { body }`, `) := value if …`, `) { body }`.
+    let head_and_body = definition.get(close.checked_sub(index)?..)?;
+    may_produce_several_values(src, head_and_body, &bound).then(|| {
+        format!(
+            "the function `{}` on line {} may produce several values for one call (its value \
+             or body iterates outside a comprehension): OPA raises `functions must not produce \
+             multiple outputs for same inputs` when two differ, and regorus' VM takes one of \
+             them; collect the values in a comprehension and return one",
+            text(src, name),
+            name.line
+        )
+    })
+}
+
+/// Whether the index opened by the `[` at `open` looks one value up: every name in it is
+/// `bound`, `input` or `data`, a field after `.`, the root of a reference (`x.y`) or a function
+/// called (`count(xs) - 1`), beside literals, brackets, operators and calls (an inner index is
+/// checked where it opens). A name alone that is none of these (`_`, a variable not yet bound)
+/// may iterate.
+fn is_lookup(src: &str, tokens: &[Token], open: usize, bound: &[&str]) -> bool {
+    let Some(close) = matching_close(tokens, open) else {
+        return false;
+    };
+    let key = tokens.get(open + 1..close).unwrap_or_default();
+    !key.is_empty()
+        && key.iter().enumerate().all(|(at, token)| match token.kind {
+            TokenKind::String | TokenKind::Number => true,
+            TokenKind::Punct('.' | '[' | ']' | '(' | ')' | ',' | '+' | '-' | '*' | '/' | '%') => {
+                true
+            }
+            TokenKind::Ident => {
+                let field = at
+                    .checked_sub(1)
+                    .and_then(|before| key.get(before))
+                    .is_some_and(|before| before.kind == TokenKind::Punct('.'));
+                let root_or_call = matches!(
+                    key.get(at + 1).map(|after| after.kind),
+                    Some(TokenKind::Punct('.' | '('))
+                );
+                let name = text(src, token);
+                field || root_or_call || matches!(name, "input" | "data") || bound.contains(&name)
+            }
+            TokenKind::Punct(_) => false,
+        })
 }
 
 /// One definition of a complete rule: the head's span to replace and its value text.
@@ -390,10 +616,24 @@ fn single_value_edits(
             .unwrap_or(tokens.len());
         tokens.get(index..end).unwrap_or_default()
     };
+    // The module's rules: a rule named in a body is one value (a complete rule's, or a whole
+    // set or object).
+    let rules: Vec<&str> = starts
+        .iter()
+        .filter_map(|&index| tokens.get(index))
+        .map(|token| text(src, token))
+        .collect();
+    for &index in &starts {
+        if let Some(why) =
+            function_with_several_values(src, &tokens, index, definition_tokens(index), &rules)
+        {
+            return Err(why);
+        }
+    }
     for (name, definitions) in &complete {
         if let [only] = definitions.as_slice() {
             // One definition: rewritten only when it may produce several values.
-            if !may_produce_several_values(src, definition_tokens(*only)) {
+            if !may_produce_several_values(src, definition_tokens(*only), &rules) {
                 continue;
             }
         } else if on_conflict == Some(OnConflict::Report) {

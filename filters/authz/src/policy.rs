@@ -276,9 +276,9 @@ fn opa_module(name: &str, source: &str) -> Result<(String, Option<String>), Conf
                 ConfigError::new(
                     module_field(name),
                     format!(
-                        "{name}: {why}: OPA raises a conflict error when such a rule produces \
-                 several values, which the proxy can only check for `name = value if \
-                 {{ ... }}` definitions (give the rule one value, or make it a set)"
+                        "{name}: {why}; OPA raises a conflict error when a rule or a function \
+                 produces several values, which the proxy can check only for rules written `name = \
+                 value if {{ ... }}` (give the rule or function one value, or make it a set)"
                     ),
                 )
             })?;

@@ -102,6 +102,86 @@ fn a_single_definition_that_may_produce_several_values_is_checked_too() {
 }
 
 #[test]
+fn a_function_that_may_give_one_call_several_values_cannot_run_on_the_vm() {
+    // The fuzzer's find 15 (`rego_differential`): `f2(v7) = count(…containers[_].image)` gave
+    // OPA's error on the interpreter and one of the values on the VM. Functions are not
+    // rewritten: the engine runs the template on the interpreter, the proxy refuses it.
+    let several = [
+        (
+            "value iterates",
+            "f2(v7) = count(input.review.object.spec.containers[_].image) { v7 }",
+        ),
+        ("body iterates", "f(x) = y { y := x.items[_] }"),
+        ("unbound index", "f(x) = y { y := x[i] }"),
+        ("`some … in`", "f(xs) := y if { some y in xs }"),
+        (
+            "the value assigned from an iterated local",
+            "f(vs) = msg { v := vs[_]; msg := sprintf(\"%v\", [v]) }",
+        ),
+        (
+            "a local that shadows a rule and iterates",
+            "r := 1\nf(x) = r { r := input.rs[_] }",
+        ),
+        (
+            "several definitions, the second iterating (named on its line, 3)",
+            "f(1) = 1\nf(x) = y { y := input.ys[_] }",
+        ),
+    ];
+    for (what, function) in several {
+        let line = format!("line {}", 1 + function.lines().count());
+        let src = format!("package x\n{function}\nviolation[{{\"msg\": \"m\"}}] {{ f(1) }}\n");
+        for on_conflict in [Some(OnConflict::Marker), Some(OnConflict::Report), None] {
+            let why = single_value_rules_with(&src, RegoVersion::V1, on_conflict)
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                why.contains("may produce several values for one call") && why.contains(&line),
+                "{what}: {why}"
+            );
+        }
+    }
+    let one = [
+        ("boolean", "f(x) { x.items[_] == 1 }"),
+        ("literal value", "f(x) = true { x.items[_] }"),
+        (
+            "an argument as the index",
+            "f(obj, key) = v { v := obj[key] }",
+        ),
+        ("a literal index", "f(x) = v { v := x[\"a\"][0] }"),
+        (
+            "iteration inside a comprehension",
+            "f(x) = n { n := count([i | x[i]]) }",
+        ),
+        ("an argument pattern", "f([a, b]) = v { v := a[b] }"),
+        (
+            "a lookup table",
+            "f(\"Ki\") = 1024\nf(\"Mi\") = 1048576\nf(\"Gi\") = 1073741824",
+        ),
+        ("not a function: a partial set", "p[x] { x := input.xs[_] }"),
+        (
+            "the value assigned once, an iteration that only filters",
+            "f(obj) = service { key := label; service := obj.labels[key]; service == input.services[_] }\nlabel := \"app\"",
+        ),
+        (
+            "the value built from arguments and single locals",
+            "g(c, vs) = msg { is_array(vs); v := vs[_]; v > 1; msg := sprintf(\"%v %v\", [c.name, vs]) }",
+        ),
+        (
+            "a computed index",
+            "h(image) = tag { parts := split(image, \":\"); tag := parts[count(parts) - 1] }",
+        ),
+    ];
+    for (what, function) in one {
+        let src = format!("package x\n{function}\n");
+        let (out, changed) =
+            single_value_rules_with(&src, RegoVersion::V0, Some(OnConflict::Marker))
+                .unwrap()
+                .unwrap_or_else(|why| panic!("{what}: {why}"));
+        assert!(!changed, "{what}: {out}");
+    }
+}
+
+#[test]
 fn a_single_definition_with_one_value_is_left_alone() {
     let src = "package x\n\
         p { input.xs[_] == 1 }\n\

@@ -432,6 +432,21 @@ fn a_rule_whose_conflict_cannot_be_checked_is_refused_with_its_line() {
 }
 
 #[test]
+fn a_function_that_may_give_one_call_several_values_is_refused_with_its_line() {
+    // Issue 20's find 15 in the proxy: OPA raises an error for the call with two roles, which
+    // regorus' VM would not (it takes one of them), and the proxy has no interpreter.
+    let src = "package envoy.authz\nimport rego.v1\n\nfirst_role(x) := r if { r := x.roles[_] }\nallow if first_role(input) == \"admin\"\n";
+    let err = prepare(json!({"p.rego": src}), json!({})).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("p.rego"), "{message}");
+    assert!(message.contains("`first_role` on line 4"), "{message}");
+    assert!(message.contains("several values for one call"), "{message}");
+    // With the values collected, it is taken.
+    let collected = "package envoy.authz\nimport rego.v1\n\nroles(x) := {r | r := x.roles[_]}\nallow if \"admin\" in roles(input)\n";
+    assert!(prepare(json!({"p.rego": collected}), json!({})).is_ok());
+}
+
+#[test]
 fn policies_without_such_rules_are_compiled_as_written() {
     // No rewrite, so no extra rule per request: several `allow if` definitions give one value.
     let edge = include_str!("../../../../policies/envoy-authz/edge.rego");
