@@ -100,6 +100,9 @@ struct Report {
     peak_rss_mb: u64,
     seconds: f64,
     crash: Option<String>,
+    /// Why the watchdog, not libFuzzer, ended the run (a stuck start, or a process suspended
+    /// past its time): no find, and no clean run either.
+    stopped: Option<String>,
 }
 
 fn fuzz_dir() -> PathBuf {
@@ -330,6 +333,21 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
+    let stopped: Vec<&Report> = reports.iter().filter(|r| r.stopped.is_some()).collect();
+    if !stopped.is_empty() {
+        for report in &stopped {
+            eprintln!(
+                "\n{}: {}",
+                report.target,
+                report.stopped.as_deref().unwrap_or("")
+            );
+        }
+        bail!(
+            "{} fuzz target(s) did not finish their run (no crash found, none cleared): run them \
+             again on a machine where they are not suspended",
+            stopped.len()
+        );
+    }
     Ok(())
 }
 
@@ -383,11 +401,13 @@ fn fuzz_one(
     // libFuzzer stops itself at -max_total_time; the watchdog covers a stuck start.
     let mut child = command.spawn().with_context(|| describe(&command))?;
     let limit = Duration::from_secs(seconds + args.timeout + 120);
+    let mut killed = false;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if started.elapsed() > limit {
+            killed = true;
             let _ = child.kill();
             break child.wait()?;
         }
@@ -396,7 +416,18 @@ fn fuzz_one(
     let text = fs::read_to_string(&log_path).unwrap_or_default();
     let mut report = parse_log(target, &text);
     report.seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
+    if killed {
+        // A suspended campaign (SIGSTOP during CI) resumed past its time looked like a crash
+        // with no executions: it is the watchdog's kill, and the executions libFuzzer printed
+        // before it still count.
+        report.stopped = Some(format!(
+            "stopped by the watchdog after {:.0} s of wall time (libFuzzer was to stop itself \
+             at {seconds} s): the run was stuck or its process suspended; executions are \
+             counted from libFuzzer's last status line; run the target again\n  log: {}",
+            report.seconds,
+            log_path.display()
+        ));
+    } else if !status.success() {
         let artifact = text
             .lines()
             .find_map(|line| {
@@ -435,10 +466,30 @@ fn parse_log(target: &str, text: &str) -> Report {
         .lines()
         .rev()
         .find(|line| line.starts_with('#') && line.contains("cov: "));
+    // A run killed before its final statistics: the last status line's `#N` and `exec/s:`.
+    let executed = status
+        .and_then(|line| {
+            line.split_whitespace()
+                .next()?
+                .strip_prefix('#')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    let or_status = |value: u64, fallback: Option<u64>| {
+        if value > 0 {
+            value
+        } else {
+            fallback.unwrap_or(0)
+        }
+    };
     Report {
         target: target.to_string(),
-        executions: stat("number_of_executed_units"),
-        exec_per_sec: stat("average_exec_per_sec"),
+        executions: or_status(stat("number_of_executed_units"), Some(executed)),
+        exec_per_sec: or_status(
+            stat("average_exec_per_sec"),
+            status.and_then(|line| field(line, "exec/s:")),
+        ),
         peak_rss_mb: stat("peak_rss_mb"),
         edges: status.and_then(|line| field(line, "cov:")).unwrap_or(0),
         features: status.and_then(|line| field(line, "ft:")).unwrap_or(0),
@@ -500,7 +551,10 @@ impl Ledger {
         entry.seconds += report.seconds;
         entry.runs += 1;
         entry.crashes += u64::from(report.crash.is_some());
-        entry.open_crash = report.crash.is_some();
+        // A run the watchdog stopped neither finds a crash nor clears one.
+        if report.stopped.is_none() {
+            entry.open_crash = report.crash.is_some();
+        }
         if report.exec_per_sec > 0 {
             entry.exec_per_sec = report.exec_per_sec;
         }
@@ -625,7 +679,11 @@ fn print_table(reports: &[Report]) {
             r.peak_rss_mb,
             u8::from(r.crash.is_some()),
             campaign_hours(r.exec_per_sec).map_or("-".to_string(), |h| format!("{h:.1}")),
-            if r.crash.is_some() { "CRASH" } else { "ok" }
+            match (&r.crash, &r.stopped) {
+                (Some(_), _) => "CRASH",
+                (None, Some(_)) => "STOPPED",
+                (None, None) => "ok",
+            }
         );
     }
     let total: u64 = reports.iter().map(|r| r.executions).sum();
@@ -644,6 +702,7 @@ fn write_json(path: &Path, reports: &[Report]) -> anyhow::Result<()> {
                 "target": r.target, "executions": r.executions, "exec_per_sec": r.exec_per_sec,
                 "edges": r.edges, "features": r.features, "corpus": r.corpus,
                 "peak_rss_mb": r.peak_rss_mb, "seconds": r.seconds, "crash": r.crash,
+                "stopped": r.stopped,
             })
         })
         .collect();
@@ -694,6 +753,35 @@ mod tests {
         let text = serde_json::to_string(&ledger).unwrap_or_default();
         let back: Ledger = serde_json::from_str(&text).unwrap_or_default();
         assert_eq!(back.0["t"].executions, 11_050_000);
+    }
+
+    #[test]
+    fn a_run_the_watchdog_stopped_counts_its_executions_and_no_crash() {
+        // Killed before `-print_final_stats`: the last status line is all there is.
+        let log = "INFO: Seed: 1\n\
+                   #2\tINITED cov: 120 ft: 130 corp: 5/1024b exec/s: 0 rss: 40Mb\n\
+                   #262144\tpulse  cov: 150 ft: 210 corp: 9/2Kb lim: 4 exec/s: 1310 rss: 41Mb\n\
+                   #300000\tNEW    cov: 151 ft: 212 corp: 10/2Kb lim: 4 exec/s: 1250 rss: 41Mb L: 3/4 MS: 1 ChangeBit-\n";
+        let mut report = parse_log("t", log);
+        assert_eq!(
+            (report.executions, report.exec_per_sec, report.edges),
+            (300_000, 1250, 151)
+        );
+        let mut ledger = Ledger::default();
+        ledger.record(&Report {
+            target: "t".into(),
+            executions: 100,
+            crash: Some("panicked at".into()),
+            ..Report::default()
+        });
+        report.stopped = Some("stopped by the watchdog".into());
+        ledger.record(&report);
+        let entry = &ledger.0["t"];
+        assert_eq!((entry.executions, entry.crashes), (300_100, 1));
+        assert!(
+            entry.open_crash,
+            "a stopped run does not clear an open crash"
+        );
     }
 
     #[test]
