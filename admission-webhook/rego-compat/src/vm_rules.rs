@@ -148,9 +148,12 @@ fn may_produce_several_values(src: &str, tokens: &[Token], bound: &[&str]) -> bo
     bound.extend(assigned.keys().copied());
     // A head value that is a variable assigned once from values that do not vary (`tag` in
     // `f(image) = tag { …; tag := parts[1]; tag == input.tags[_] }`) has one value however
-    // often the body holds: iterations elsewhere in the body only filter.
-    let no_else = !tokens.iter().any(|t| is_ident(src, Some(t), "else"));
-    if no_else
+    // often the body holds: iterations elsewhere in the body only filter. Not with `else`
+    // (another value), nor with `some` (which may declare a local that shadows a rule's name).
+    let plain = !tokens
+        .iter()
+        .any(|t| is_ident(src, Some(t), "else") || is_ident(src, Some(t), "some"));
+    if plain
         && let Some(value) = head_variable(src, tokens)
         && single_valued(src, value, &assigned, outer, 8)
     {
@@ -192,31 +195,15 @@ fn assignments<'a, 't>(
         let mut depth = 0usize;
         let mut end = first;
         while let Some(at) = tokens.get(end) {
-            let continues = end
-                .checked_sub(1)
-                .and_then(|before| tokens.get(before))
-                .is_some_and(|before| {
+            // A line that starts with an operator may go on with the expression (read so, it
+            // only makes the expression longer, which errs on the side of "may vary"); so does
+            // one after an operator or an opening delimiter.
+            let before = end.checked_sub(1).and_then(|before| tokens.get(before));
+            let continues = is_operator(Some(at))
+                || is_operator(before)
+                || before.is_some_and(|before| {
                     before.line == at.line
-                        || matches!(
-                            before.kind,
-                            TokenKind::Punct(
-                                '+' | '-'
-                                    | '*'
-                                    | '/'
-                                    | '%'
-                                    | '&'
-                                    | '|'
-                                    | '<'
-                                    | '>'
-                                    | '='
-                                    | '!'
-                                    | ','
-                                    | '.'
-                                    | '('
-                                    | '['
-                                    | '{'
-                            )
-                        )
+                        || matches!(before.kind, TokenKind::Punct(',' | '(' | '[' | '{'))
                 });
             if end > first && depth == 0 && !continues {
                 break;
@@ -244,6 +231,16 @@ fn assignments<'a, 't>(
         }
     }
     out
+}
+
+/// Whether `token` is an operator's character (or a reference's `.`).
+fn is_operator(token: Option<&Token>) -> bool {
+    token.is_some_and(|t| {
+        matches!(
+            t.kind,
+            TokenKind::Punct('+' | '-' | '*' | '/' | '%' | '&' | '|' | '<' | '>' | '=' | '!' | '.')
+        )
+    })
 }
 
 /// Whether `name` holds one value in its definition: it is `bound` (an argument, a rule of the

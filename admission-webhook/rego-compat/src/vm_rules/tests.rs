@@ -123,6 +123,10 @@ fn a_function_that_may_give_one_call_several_values_cannot_run_on_the_vm() {
             "r := 1\nf(x) = r { r := input.rs[_] }",
         ),
         (
+            "a local that `some` declares over a rule's name",
+            "r := 1\nf(x) = v { some r in x; v := r }",
+        ),
+        (
             "several definitions, the second iterating (named on its line, 3)",
             "f(1) = 1\nf(x) = y { y := input.ys[_] }",
         ),
