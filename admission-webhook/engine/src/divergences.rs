@@ -86,6 +86,11 @@
 //! package t
 //! f(x) = y { y := input.list[_] }
 //! ```
+//! Not compensated yet: several definitions of a function that give one call different values
+//! (`f(x) := 1 if { x > 0 }` and `f(x) := 2 if { x > 1 }`, called with 2). OPA and the
+//! interpreter raise the same error; regorus 0.14.1's VM makes the call undefined (measured).
+//! Library templates have many multi-clause functions with exclusive bodies (`canonify_cpu`),
+//! so deciding every such template on the interpreter would cost the VM's speed for them.
 //!
 //! **8.** OPA: `p` is undefined for input `{}`. regorus: true.
 //! ```rego
