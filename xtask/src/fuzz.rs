@@ -314,41 +314,39 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     write_json(&work.join("report.json"), &reports)?;
     let ledger = ledger.into_inner().unwrap_or_default();
     print_campaign(&ledger, &targets);
-    let crashed: Vec<&Report> = reports.iter().filter(|r| r.crash.is_some()).collect();
-    if !crashed.is_empty() {
-        for report in &crashed {
-            eprintln!(
-                "\n{}: {}",
-                report.target,
-                report.crash.as_deref().unwrap_or("")
-            );
-        }
+    let crashed = print_failures(&reports, |r| r.crash.as_deref());
+    if crashed > 0 {
         bail!(
             "{} fuzz target(s) found a crash or hang; replay with \
              `{}/{profile}/<target> <artifact>`, then add the input to tests/fuzz/regressions/<target>/",
-            crashed.len(),
+            crashed,
             binaries
                 .parent()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         );
     }
-    let stopped: Vec<&Report> = reports.iter().filter(|r| r.stopped.is_some()).collect();
-    if !stopped.is_empty() {
-        for report in &stopped {
-            eprintln!(
-                "\n{}: {}",
-                report.target,
-                report.stopped.as_deref().unwrap_or("")
-            );
-        }
+    let stopped = print_failures(&reports, |r| r.stopped.as_deref());
+    if stopped > 0 {
         bail!(
             "{} fuzz target(s) did not finish their run (no crash found, none cleared): run them \
              again on a machine where they are not suspended",
-            stopped.len()
+            stopped
         );
     }
     Ok(())
+}
+
+/// Prints each report's `why` (a crash, a watchdog's kill) under its target; how many had one.
+fn print_failures(reports: &[Report], why: impl Fn(&Report) -> Option<&str>) -> usize {
+    let mut count = 0;
+    for report in reports {
+        if let Some(why) = why(report) {
+            eprintln!("\n{}: {why}", report.target);
+            count += 1;
+        }
+    }
+    count
 }
 
 fn host_triple() -> anyhow::Result<String> {

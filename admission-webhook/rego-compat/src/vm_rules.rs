@@ -172,6 +172,16 @@ fn head_variable<'a>(src: &'a str, tokens: &[Token]) -> Option<&'a str> {
     (assigns && (is_punct(body, '{') || is_ident(src, body, "if"))).then(|| text(src, value))
 }
 
+/// Whether `:=` (the two characters adjacent) follows the token at `index`.
+fn assigns_after(tokens: &[Token], index: usize) -> bool {
+    let (colon, eq) = (tokens.get(index + 1), tokens.get(index + 2));
+    is_punct(colon, ':')
+        && is_punct(eq, '=')
+        && colon
+            .zip(eq)
+            .is_some_and(|(colon, eq)| colon.end == eq.start)
+}
+
 /// Each name assigned with `:=` in `tokens` (a definition), with the tokens of its expression,
 /// or None when it is assigned more than once. An expression ends at `;`, at the end of what
 /// holds it, or at a line break after a value.
@@ -181,14 +191,7 @@ fn assignments<'a, 't>(
 ) -> BTreeMap<&'a str, Option<&'t [Token]>> {
     let mut out: BTreeMap<&str, Option<&[Token]>> = BTreeMap::new();
     for (index, token) in tokens.iter().enumerate() {
-        let assign = tokens.get(index + 1).zip(tokens.get(index + 2));
-        let assigns = token.kind == TokenKind::Ident
-            && assign.is_some_and(|(colon, eq)| {
-                colon.kind == TokenKind::Punct(':')
-                    && eq.kind == TokenKind::Punct('=')
-                    && colon.end == eq.start
-            });
-        if !assigns {
+        if token.kind != TokenKind::Ident || !assigns_after(tokens, index) {
             continue;
         }
         let first = index + 3;
@@ -437,11 +440,7 @@ fn definition(
 ) -> Result<Definition, String> {
     let name = tokens.get(index).ok_or("no token")?;
     let next = tokens.get(index + 1);
-    let assigned = only
-        && is_punct(next, ':')
-        && tokens.get(index + 2).is_some_and(|eq| {
-            eq.kind == TokenKind::Punct('=') && next.is_some_and(|n| n.end == eq.start)
-        });
+    let assigned = only && assigns_after(tokens, index);
     let (value, value_end, body_at) = if is_punct(next, '{') || is_ident(src, next, "if") {
         ("true".to_string(), name.end, index + 1)
     } else if assigned || (is_punct(next, '=') && !is_punct(tokens.get(index + 2), '=')) {
