@@ -11,6 +11,13 @@
 //! On shutdown (SIGTERM) the listener is closed at once, so new connections are refused; every
 //! open connection finishes the request it is serving (kept-alive connections are closed after
 //! it), and the server returns when the last one has, or when the grace period runs out.
+//!
+//! A connection the server closes during shutdown is closed *lingering*, as nginx and Apache do:
+//! TLS close_notify and a TCP FIN first, then what the client still sends is read and dropped
+//! until it closes its side (for at most [`LINGER`]). Closing a socket with unread bytes makes the
+//! kernel answer with a reset, and a client that had just written a review on a kept-alive
+//! connection (or finished its handshake) would see `connection reset` — a review lost, for all
+//! it can tell — instead of a clean close before any answer, which it can retry elsewhere.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,9 +27,13 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+
+/// How long a connection closed during shutdown keeps reading what its client still sends.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Connection limits and timeouts.
 #[derive(Debug, Clone)]
@@ -93,39 +104,76 @@ pub async fn serve_tls(
         tokio::spawn(async move {
             let _slot = slot;
             let _open = open;
-            let tls_stream = tokio::select! {
-                handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)) => {
-                    match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
+            let mut stream = stream;
+            let mut stopped = false;
+            let handshake = {
+                let accept =
+                    tokio::time::timeout(limits.handshake_timeout, acceptor.accept(&mut stream));
+                tokio::pin!(accept);
+                let ended = tokio::select! {
+                    handshake = accept.as_mut() => Some(handshake),
+                    _ = stop.changed() => None,
+                };
+                match ended {
+                    Some(handshake) => Some(handshake),
+                    // A handshake under way at shutdown is given a moment to finish, so that
+                    // the connection can be closed with close_notify: a client that has sent
+                    // its Finished holds the connection open, and a bare FIN reads as a
+                    // truncated one.
+                    None => {
+                        stopped = true;
+                        tokio::time::timeout(LINGER, accept).await.ok()
                     }
                 }
-                _ = stop.changed() => return,
             };
+            let mut tls_stream = match handshake {
+                Some(Ok(Ok(s))) => s,
+                Some(Ok(Err(e))) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Some(Err(_)) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+                None => {
+                    linger_close(&mut stream).await;
+                    return;
+                }
+            };
+            if stopped {
+                let _ = tokio::time::timeout(LINGER, tls_stream.shutdown()).await;
+                drop(tls_stream);
+                linger_close(&mut stream).await;
+                return;
+            }
             let service = TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new()
+            let mut conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(tls_stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+                .serve_connection(TokioIo::new(&mut tls_stream), service);
+            // Polled without hyper's own shutdown of the stream, so that it can be closed
+            // lingering below when the server is the one ending it.
+            let mut stopping = std::pin::pin!(stop.changed());
+            let mut stopped = false;
+            let result = std::future::poll_fn(|cx| {
+                if !stopped && stopping.as_mut().poll(cx).is_ready() {
+                    stopped = true;
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
                 }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+                conn.poll_without_shutdown(cx)
+            })
+            .await;
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(conn);
+            // close_notify, then the FIN; bounded, as a client that reads nothing could hold it.
+            let _ = tokio::time::timeout(LINGER, tls_stream.shutdown()).await;
+            drop(tls_stream);
+            if stopped {
+                linger_close(&mut stream).await;
             }
         });
     }
@@ -149,6 +197,17 @@ pub async fn serve_tls(
         );
     }
     Ok(())
+}
+
+/// Sends the FIN, then reads and drops what the client still sends until it closes its side, or
+/// for [`LINGER`] at most (see the module docs).
+async fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(1..) = stream.read(&mut sink).await {}
+    })
+    .await;
 }
 
 fn slots_in_use(slots: &Semaphore, max: usize) -> usize {
