@@ -266,6 +266,7 @@ pub fn test() -> anyhow::Result<()> {
     }
     build_filters()?;
     crate::reproducible::check()?;
+    let installs = std::time::Instant::now();
     let envoy = meshguard_testkit::envoy::envoy_binary()?;
     eprintln!("meshguard: using {}", envoy.display());
     // The global rate-limit tests run a real Redis (Debian's, installed here when missing).
@@ -276,6 +277,10 @@ pub fn test() -> anyhow::Result<()> {
     // The monitoring tests run promtool and a real Prometheus (Debian's, installed when missing).
     let prometheus = meshguard_testkit::prometheus::prometheus_binaries()?;
     eprintln!("meshguard: using {}", prometheus.server.display());
+    eprintln!(
+        "meshguard: the test tools were ready in {:.0} s",
+        installs.elapsed().as_secs_f64()
+    );
     run(cargo().args(["test", "--workspace"]))?;
     // The pipeline's tests again with the `authz` stage (`meshguard_with_authz.wasm`): above,
     // they ran as `meshguard.wasm` is built, without it.
@@ -296,6 +301,11 @@ pub fn test() -> anyhow::Result<()> {
             .args(policy))?;
     }
     // Every fuzz target for a few seconds from its seeds, so a regression in a parser fails CI.
+    let smoke = std::time::Instant::now();
     crate::fuzz::fuzz(&crate::fuzz::Args::smoke(), true)?;
+    eprintln!(
+        "meshguard: the fuzz smoke run took {:.0} s",
+        smoke.elapsed().as_secs_f64()
+    );
     Ok(())
 }

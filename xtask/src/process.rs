@@ -7,12 +7,19 @@ use anyhow::{Context, bail};
 /// Runs `command`, streaming its output; fails with the command line if it fails.
 pub fn run(command: &mut Command) -> anyhow::Result<()> {
     eprintln!("$ {}", describe(command));
+    let started = std::time::Instant::now();
     let status = command
         .status()
         .with_context(|| format!("spawning {}", describe(command)))?;
+    // Each step's time in the log, so that a slow CI run says where its minutes went.
+    let took = started.elapsed().as_secs_f64();
     if !status.success() {
-        bail!("`{}` failed ({status})", describe(command));
+        bail!(
+            "`{}` failed ({status}) after {took:.0} s",
+            describe(command)
+        );
     }
+    eprintln!("meshguard: `{}` took {took:.0} s", describe(command));
     Ok(())
 }
 

@@ -156,7 +156,6 @@ pub async fn serve_tls(
             // Polled without hyper's own shutdown of the stream, so that it can be closed
             // lingering below when the server is the one ending it.
             let mut stopping = std::pin::pin!(stop.changed());
-            let mut stopped = false;
             let result = std::future::poll_fn(|cx| {
                 if !stopped && stopping.as_mut().poll(cx).is_ready() {
                     stopped = true;
