@@ -31,6 +31,105 @@ pub struct FilterCrate {
     pub features: Vec<String>,
 }
 
+/// The toolchain's `clippy-driver`, beside its `cargo`.
+fn clippy_driver() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let bin = Path::new(&cargo)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let driver = bin.join(format!("clippy-driver{}", std::env::consts::EXE_SUFFIX));
+    if !driver.is_file() {
+        bail!(
+            "no clippy-driver beside {cargo}; install clippy for the pinned toolchain \
+             (`rustup component add clippy`)"
+        );
+    }
+    Ok(driver)
+}
+
+/// `cargo` with clippy as the compiler of the workspace's own crates: what `cargo clippy` does,
+/// with code generation, so that a test build lints the code it builds (`-D warnings`, as
+/// `cargo clippy -- -D warnings`). Dependencies are compiled by rustc as usual.
+fn linted(clippy: &Path) -> std::process::Command {
+    let mut command = cargo();
+    command
+        // A cold build with incremental compilation off is faster, and a test run is one.
+        .env("CARGO_INCREMENTAL", "0")
+        .env("RUSTC_WORKSPACE_WRAPPER", clippy)
+        .env(
+            "CLIPPY_ARGS",
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+        );
+    command
+}
+
+/// Builds the pipeline's tests with its `authz` feature within the whole workspace, and runs
+/// them as `cargo test` would (from the package's folder).
+///
+/// Why not `cargo test -p meshguard-pipeline --features authz`: cargo resolves dependency features
+/// for the packages it is given, and that package alone resolves about 400 dependencies with
+/// other features than the workspace, so they were compiled a second time (three minutes of a
+/// cold CI run). Selecting the whole workspace keeps its resolution: only the pipeline and its
+/// one dependent (the fuzz harness) are compiled again.
+fn pipeline_tests_with_authz(clippy: &Path) -> anyhow::Result<()> {
+    const PACKAGE: &str = "meshguard-pipeline";
+    let started = std::time::Instant::now();
+    let mut build = linted(clippy);
+    build.args([
+        "test",
+        "--workspace",
+        "--features",
+        "xtask/full,meshguard-pipeline/authz",
+        "--no-run",
+        "--message-format",
+        "json-render-diagnostics",
+    ]);
+    eprintln!("$ {}", crate::process::describe(&build));
+    let built = build
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("spawning cargo")?;
+    if !built.status.success() {
+        bail!(
+            "building the pipeline's tests with `authz` failed ({})",
+            built.status
+        );
+    }
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&built.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let of_package = message["package_id"]
+            .as_str()
+            .is_some_and(|id| id.contains(&format!("#{PACKAGE}@")));
+        if message["reason"] == "compiler-artifact"
+            && of_package
+            && message["profile"]["test"] == true
+            && let Some(executable) = message["executable"].as_str()
+            && let Some(manifest) = message["manifest_path"].as_str()
+        {
+            binaries.push((PathBuf::from(executable), PathBuf::from(manifest)));
+        }
+    }
+    if binaries.is_empty() {
+        bail!("cargo built no test binary of {PACKAGE} with `authz`");
+    }
+    for (binary, manifest) in binaries {
+        let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+        run(std::process::Command::new(&binary)
+            .current_dir(&dir)
+            .env("CARGO_MANIFEST_DIR", &dir)
+            .env("CARGO_PKG_NAME", PACKAGE))?;
+    }
+    eprintln!(
+        "meshguard: the pipeline's tests with `authz` took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Lists the filter modules from `cargo metadata`.
 pub fn filter_crates() -> anyhow::Result<Vec<FilterCrate>> {
     let metadata = output(cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
@@ -224,18 +323,7 @@ pub fn cargo_home() -> anyhow::Result<PathBuf> {
 /// Everything CI checks, in order of cost.
 pub fn test() -> anyhow::Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        // Lints the demo and benchmark code too, with the workspace's own feature set, and the
-        // pipeline with its optional `authz` stage (without it, the wasm32 lint below).
-        "--features",
-        "xtask/full,meshguard-pipeline/authz",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    let clippy = clippy_driver()?;
     ensure_wasm_target()?;
     let filters = filter_crates()?;
     let mut wasm_clippy = cargo();
@@ -281,10 +369,14 @@ pub fn test() -> anyhow::Result<()> {
         "meshguard: the test tools were ready in {:.0} s",
         installs.elapsed().as_secs_f64()
     );
-    run(cargo().args(["test", "--workspace"]))?;
+    // Clippy `-D warnings` on every workspace target (lib, bins, tests, examples: the workspace
+    // has no benches), linted as the tests build them: one compilation of the dependencies
+    // instead of a `cargo clippy` check of all of them and then a build. The demo and benchmark
+    // code (`xtask/full`) is built and linted too.
+    run(linted(&clippy).args(["test", "--workspace", "--features", "xtask/full"]))?;
     // The pipeline's tests again with the `authz` stage (`meshguard_with_authz.wasm`): above,
     // they ran as `meshguard.wasm` is built, without it.
-    run(cargo().args(["test", "-p", "meshguard-pipeline", "--features", "authz"]))?;
+    pipeline_tests_with_authz(&clippy)?;
     // The repository's own policy set, and its own Istio manifests against it, through the CLI
     // exactly as a developer runs it. The binary is the one `cargo test` just built (`cargo
     // run -p meshguard-cli` would resolve other features and build the engine a second time).
