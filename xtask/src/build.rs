@@ -12,11 +12,6 @@ use crate::process::{cargo, output, run};
 /// The wasm target the filters are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
 
-/// Libraries that filters use and that must stay buildable and lint-clean for wasm32 on their
-/// own (the filter crates, with a module example under `filters/`, are found from `cargo metadata`).
-/// Empty now: `meshguard-rls` is checked through the rate-limit filter that depends on it.
-const WASM_LIBRARIES: &[&str] = &[];
-
 /// A filter module: a cdylib example of a workspace package under `filters/` (`module.rs`; the
 /// filter itself is the package's library, so the `meshguard` pipeline can link it).
 #[derive(Debug, Clone)]
@@ -324,36 +319,15 @@ pub fn cargo_home() -> anyhow::Result<PathBuf> {
 pub fn test() -> anyhow::Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     let clippy = clippy_driver()?;
-    ensure_wasm_target()?;
-    let filters = filter_crates()?;
-    let mut wasm_clippy = cargo();
-    wasm_clippy.args(["clippy", "--target", WASM_TARGET, "--lib", "--examples"]);
-    for filter in &filters {
-        wasm_clippy.args(["-p", &filter.package]);
-    }
-    for library in WASM_LIBRARIES {
-        wasm_clippy.args(["-p", library]);
-    }
-    run(wasm_clippy.args(["--", "-D", "warnings"]))?;
-    // Each module built with features of its own, linted as it is built.
-    for filter in filters.iter().filter(|f| !f.features.is_empty()) {
-        run(cargo().args([
-            "clippy",
-            "--target",
-            WASM_TARGET,
-            "--lib",
-            "--examples",
-            "-p",
-            &filter.package,
-            "--features",
-            &filter.features.join(","),
-            "--",
-            "-D",
-            "warnings",
-        ]))?;
-    }
+    // No clippy pass for wasm32: the filter crates are workspace members, built and linted on
+    // the host by the test build below, and their only wasm32-only code is the one
+    // `export_filter!` line of each `module.rs`. A wasm32 check of them and their dependencies
+    // cost CI 150-270 s, and it cannot ride on the wasm build itself: clippy-driver's modules
+    // are not byte-identical to rustc's, so CI would not test the modules that ship.
     build_filters()?;
-    crate::reproducible::check()?;
+    // The second build of the reproducibility check is the release test's pin check (see
+    // `reproducible`); the search for this machine's paths in the modules runs here.
+    crate::reproducible::no_machine_paths(&filter_crates()?)?;
     let installs = std::time::Instant::now();
     let envoy = meshguard_testkit::envoy::envoy_binary()?;
     eprintln!("meshguard: using {}", envoy.display());

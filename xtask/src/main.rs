@@ -4,7 +4,7 @@
 //! - `reproducible`: a second build of the filters from another path must be byte-identical.
 //! - `release`: every module as an OCI image, pushed, and the Istio manifests pinned to it.
 //! - `pin-manifests`: `istio/` pinned to this commit's images (no push).
-//! - `test`: formatting, clippy for host and wasm32, the filter build, Envoy, and every test.
+//! - `test`: formatting, clippy (as the tests build), the filter build, Envoy, and every test.
 //! - `demo`: the commerce scenario through real Envoy, with a readable summary.
 //! - `bench`: one Envoy, one listener per configuration, interleaved load, a table of ratios.
 //! - `bench-policy`: wall time of the policy tooling over the repository's policy set.

@@ -11,6 +11,12 @@
 //! 2. A second copy of the sources, at another path, built into another target folder, gives
 //!    byte-identical modules. The copy lives in `target/repro/` and keeps its file times, so a
 //!    later run rebuilds only what changed; a cold run costs one more wasm build.
+//!
+//! `cargo xtask test` (CI) runs only the first: there the second build is already done by the
+//! release test (`xtask/tests/release.rs`), which requires the committed WasmPlugins to pin
+//! exactly the images that CI's fresh clone builds. Those pins were made by another build, in
+//! the developer's checkout, so a module that differs between two builds or two paths fails
+//! CI there, and CI spends no 200 s rebuilding every module a second time.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,37 +24,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use meshguard_testkit::paths::{target_dir, workspace_root};
 
-use crate::build::{build_modules, cargo_home, filter_crates};
+use crate::build::{FilterCrate, build_modules, cargo_home, filter_crates};
 use crate::process::output;
 
 /// Runs both checks against `target/filters/` (which `build-filters` wrote).
 pub fn check() -> anyhow::Result<()> {
     let crates = filter_crates()?;
-    let built_dir = target_dir().join("filters");
-    let mut built = Vec::new();
-    for filter in &crates {
-        let path = built_dir.join(format!("{}.wasm", filter.crate_name));
-        let module = fs::read(&path).with_context(|| {
-            format!(
-                "reading {} (run `cargo xtask build-filters` first)",
-                path.display()
-            )
-        })?;
-        built.push((filter.crate_name.clone(), module));
-    }
-
+    let built = no_machine_paths(&crates)?;
     let repro = target_dir().join("repro");
-    let machine_paths = [workspace_root(), target_dir(), cargo_home()?, repro.clone()];
-    for (name, module) in &built {
-        if let Some(path) = leaked_path(module, &machine_paths) {
-            bail!(
-                "{name}.wasm contains the path {} of this machine: it would differ when built \
-                 elsewhere (remap it in `build::wasm_rustflags`)",
-                path.display()
-            );
-        }
-    }
-
     let source = repro.join("src");
     let copied = sync_sources(&workspace_root(), &source)?;
     eprintln!(
@@ -80,6 +63,34 @@ pub fn check() -> anyhow::Result<()> {
         repro.join("target").display()
     );
     Ok(())
+}
+
+/// Check 1 on the modules in `target/filters/` (which `build-filters` wrote); returns them by
+/// name for check 2.
+pub fn no_machine_paths(crates: &[FilterCrate]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let built_dir = target_dir().join("filters");
+    let mut built = Vec::new();
+    for filter in crates {
+        let path = built_dir.join(format!("{}.wasm", filter.crate_name));
+        let module = fs::read(&path).with_context(|| {
+            format!(
+                "reading {} (run `cargo xtask build-filters` first)",
+                path.display()
+            )
+        })?;
+        built.push((filter.crate_name.clone(), module));
+    }
+    let machine_paths = [workspace_root(), target_dir(), cargo_home()?];
+    for (name, module) in &built {
+        if let Some(path) = leaked_path(module, &machine_paths) {
+            bail!(
+                "{name}.wasm contains the path {} of this machine: it would differ when built \
+                 elsewhere (remap it in `build::wasm_rustflags`)",
+                path.display()
+            );
+        }
+    }
+    Ok(built)
 }
 
 /// The first of `paths` whose spelling appears in `module`.
