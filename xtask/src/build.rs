@@ -59,6 +59,13 @@ fn linted(clippy: &Path) -> std::process::Command {
     command
 }
 
+/// The features of CI's test build: the demo and benchmark code (`xtask/full`), and the fuzz
+/// smoke binary (`meshguard-fuzz/libfuzzer`). With libfuzzer-sys in the build, `cc` is built with
+/// the features libFuzzer's build needs, so the smoke build that follows (`fuzz::build_smoke`)
+/// finds every dependency compiled; without it, `cc` changed between the two and ring, regorus
+/// and wasmtime were compiled again.
+const TEST_FEATURES: &str = "xtask/full,meshguard-fuzz/libfuzzer";
+
 /// Builds the pipeline's tests with its `authz` feature within the whole workspace, and runs
 /// them as `cargo test` would (from the package's folder).
 ///
@@ -75,7 +82,7 @@ fn pipeline_tests_with_authz(clippy: &Path) -> anyhow::Result<()> {
         "test",
         "--workspace",
         "--features",
-        "xtask/full,meshguard-pipeline/authz",
+        &format!("{TEST_FEATURES},meshguard-pipeline/authz"),
         "--no-run",
         "--message-format",
         "json-render-diagnostics",
@@ -346,8 +353,8 @@ pub fn test() -> anyhow::Result<()> {
     // Clippy `-D warnings` on every workspace target (lib, bins, tests, examples: the workspace
     // has no benches), linted as the tests build them: one compilation of the dependencies
     // instead of a `cargo clippy` check of all of them and then a build. The demo and benchmark
-    // code (`xtask/full`) is built and linted too.
-    run(linted(&clippy).args(["test", "--workspace", "--features", "xtask/full"]))?;
+    // code (`xtask/full`) and the fuzz smoke binary are built and linted too.
+    run(linted(&clippy).args(["test", "--workspace", "--features", TEST_FEATURES]))?;
     // The pipeline's tests again with the `authz` stage (`meshguard_with_authz.wasm`): above,
     // they ran as `meshguard.wasm` is built, without it.
     pipeline_tests_with_authz(&clippy)?;

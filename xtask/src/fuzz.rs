@@ -56,10 +56,16 @@ pub struct Args {
     /// Lists the targets and exits.
     #[arg(long)]
     pub list: bool,
-    /// Builds with the fast-to-compile `dev` profile of `tests/fuzz/targets` (what CI does)
-    /// instead of an optimised release build (slower to build, several times more exec/s).
+    /// Builds with the fast-to-compile `dev` profile of `tests/fuzz/targets` instead of an
+    /// optimised release build (slower to build, several times more exec/s).
     #[arg(long)]
     pub dev: bool,
+    /// Builds as CI's smoke run does: every target in one binary (`fuzz-smoke`) built inside the
+    /// workspace, with coverage instrumentation on meshguard's own crates only, so it reuses the
+    /// dependencies `cargo test` compiled (no cargo-fuzz, no second build of regorus and
+    /// wasmtime). Coverage then leaves out the dependencies: for a campaign, leave it off.
+    #[arg(long, conflicts_with = "dev")]
+    pub smoke: bool,
     /// Targets fuzzed at once (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -80,12 +86,149 @@ impl Args {
             seconds: 3,
             targets: Vec::new(),
             list: false,
-            dev: true,
+            dev: false,
+            smoke: true,
             jobs: None,
             timeout: 20,
             campaign: false,
         }
     }
+}
+
+/// Where the libFuzzer binaries are: cargo fuzz's, one per target, or CI's one smoke binary.
+enum Binaries {
+    /// `<dir>/<target>`, everything instrumented (`cargo fuzz build`).
+    PerTarget(PathBuf),
+    /// `fuzz-smoke`, told its target by `MESHGUARD_FUZZ_TARGET`.
+    Smoke(PathBuf),
+}
+
+impl Binaries {
+    /// The command that fuzzes `target`, before libFuzzer's arguments.
+    fn command(&self, target: &str) -> Command {
+        match self {
+            Self::PerTarget(dir) => Command::new(dir.join(target)),
+            Self::Smoke(binary) => {
+                let mut command = Command::new(binary);
+                command.env("MESHGUARD_FUZZ_TARGET", target);
+                command
+            }
+        }
+    }
+
+    /// How to replay a crashing input, for the failure message.
+    fn replay(&self) -> String {
+        match self {
+            Self::PerTarget(dir) => format!("{}/<target> <artifact>", dir.display()),
+            Self::Smoke(binary) => {
+                format!(
+                    "MESHGUARD_FUZZ_TARGET=<target> {} <artifact>",
+                    binary.display()
+                )
+            }
+        }
+    }
+}
+
+/// `cargo fuzz build` of `tests/fuzz/targets`: one binary per target, every crate instrumented.
+fn build_per_target(work: &Path, dev: bool) -> anyhow::Result<Binaries> {
+    let cargo_fuzz = cargo_fuzz()?;
+    // The fuzzers build the workspace's dependency versions.
+    fs::copy(
+        workspace_root().join("Cargo.lock"),
+        fuzz_dir().join("Cargo.lock"),
+    )
+    .context("copying Cargo.lock into tests/fuzz/targets")?;
+    let build_dir = work.join("build");
+    let mut build = Command::new(&cargo_fuzz);
+    build
+        .current_dir(workspace_root())
+        .args([
+            "fuzz",
+            "build",
+            "--sanitizer",
+            "none",
+            "--strip-dead-code",
+            "--fuzz-dir",
+        ])
+        .arg(fuzz_dir())
+        .arg("--target-dir")
+        .arg(&build_dir);
+    if dev {
+        build.arg("--dev");
+    }
+    // The workspace's cargo, not whatever `cargo` is first on PATH.
+    if let Ok(cargo) = std::env::var("CARGO")
+        && let Some(bin) = Path::new(&cargo).parent()
+    {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![bin.to_path_buf()];
+        paths.extend(std::env::split_paths(&path));
+        build.env("PATH", std::env::join_paths(paths)?);
+    }
+    run(&mut build)?;
+    let profile = if dev { "debug" } else { "release" };
+    Ok(Binaries::PerTarget(
+        build_dir.join(host_triple()?).join(profile),
+    ))
+}
+
+/// The flags `cargo fuzz build --sanitizer none` gives rustc (cargo-fuzz 0.13's
+/// `project.rs`): libFuzzer's coverage instrumentation, all of it stable.
+const SANCOV_FLAGS: &[&str] = &[
+    "-Cpasses=sancov-module",
+    "-Cllvm-args=-sanitizer-coverage-level=4",
+    "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+    "-Cllvm-args=-sanitizer-coverage-pc-table",
+    "-Cllvm-args=-sanitizer-coverage-trace-compares",
+    "-Cllvm-args=-simplifycfg-branch-fold-threshold=0",
+    "-Cllvm-args=-sanitizer-coverage-stack-depth",
+    "--cfg",
+    "fuzzing",
+];
+
+/// CI's smoke build: `fuzz-smoke` with the dev profile, in the workspace's target folder.
+///
+/// cargo fuzz passes its flags in `RUSTFLAGS`, which reach every crate: the build shares
+/// nothing with the test build and compiled all 300 dependencies again (about 300 s of CI).
+/// Here they reach only the workspace's crates, through a `RUSTC_WORKSPACE_WRAPPER` that adds
+/// them (and leaves build scripts alone: they run without libFuzzer's runtime), so every
+/// dependency is the test build's.
+fn build_smoke(work: &Path) -> anyhow::Result<Binaries> {
+    fs::create_dir_all(work)?;
+    let wrapper = work.join("sancov-rustc");
+    let script = format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask fuzz --smoke`: cargo runs it as `sancov-rustc RUSTC ARGS...`\n\
+         # for the workspace's crates. Adds libFuzzer's coverage flags, except to build scripts.\n\
+         case \" $* \" in\n\
+         *\" --crate-name build_script_\"*) exec \"$@\" ;;\n\
+         *\" --crate-name \"*) exec \"$@\" {} ;;\n\
+         *) exec \"$@\" ;;\n\
+         esac\n",
+        SANCOV_FLAGS.join(" ")
+    );
+    fs::write(&wrapper, script).with_context(|| format!("writing {}", wrapper.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+    }
+    run(cargo()
+        .env("RUSTC_WORKSPACE_WRAPPER", &wrapper)
+        .env("CARGO_INCREMENTAL", "0")
+        .args([
+            "build",
+            "-p",
+            "meshguard-fuzz",
+            "--features",
+            "libfuzzer",
+            "--bin",
+            "fuzz-smoke",
+        ]))?;
+    Ok(Binaries::Smoke(
+        target_dir().join("debug").join("fuzz-smoke"),
+    ))
 }
 
 /// What one target's run found.
@@ -215,52 +358,22 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     let targets: Vec<String> = plan.iter().map(|(target, ..)| target.clone()).collect();
     // The commit the binaries are built from, read before the (long) build and runs.
     let commit = current_commit();
-    let cargo_fuzz = cargo_fuzz()?;
-    // The fuzzers build the workspace's dependency versions.
-    fs::copy(
-        workspace_root().join("Cargo.lock"),
-        fuzz_dir().join("Cargo.lock"),
-    )
-    .context("copying Cargo.lock into tests/fuzz/targets")?;
     let work = work_dir();
     write_seeds(&work.join("seeds"), &targets, prebuilt)?;
-
-    let profile = if args.dev { "debug" } else { "release" };
-    let build_dir = work.join("build");
     let started = Instant::now();
-    let mut build = Command::new(&cargo_fuzz);
-    build
-        .current_dir(workspace_root())
-        .args([
-            "fuzz",
-            "build",
-            "--sanitizer",
-            "none",
-            "--strip-dead-code",
-            "--fuzz-dir",
-        ])
-        .arg(fuzz_dir())
-        .arg("--target-dir")
-        .arg(&build_dir);
-    if args.dev {
-        build.arg("--dev");
-    }
-    // The workspace's cargo, not whatever `cargo` is first on PATH.
-    if let Ok(cargo) = std::env::var("CARGO")
-        && let Some(bin) = Path::new(&cargo).parent()
-    {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut paths = vec![bin.to_path_buf()];
-        paths.extend(std::env::split_paths(&path));
-        build.env("PATH", std::env::join_paths(paths)?);
-    }
-    run(&mut build)?;
+    let (binaries, profile) = if args.smoke {
+        (build_smoke(&work)?, "smoke")
+    } else {
+        (
+            build_per_target(&work, args.dev)?,
+            if args.dev { "debug" } else { "release" },
+        )
+    };
     eprintln!(
         "meshguard: fuzz targets built in {:.0} s",
         started.elapsed().as_secs_f64()
     );
 
-    let binaries = build_dir.join(host_triple()?).join(profile);
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -268,14 +381,17 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     let queue = Mutex::new(plan.iter());
     let reports = Mutex::new(Vec::new());
     // Each target's run enters the ledger as it ends, so an interrupted campaign keeps what
-    // the finished targets did.
+    // the finished targets did. A smoke run is only logged: its binary instruments meshguard's
+    // crates alone, so its edges do not compare with a campaign's.
     let ledger = Mutex::new(ledger);
     let record = |report: &Report| -> anyhow::Result<()> {
-        let mut ledger = ledger
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the ledger's lock is poisoned"))?;
-        ledger.record(report);
-        ledger.write(&ledger_path)?;
+        if !args.smoke {
+            let mut ledger = ledger
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the ledger's lock is poisoned"))?;
+            ledger.record(report);
+            ledger.write(&ledger_path)?;
+        }
         append_runs(
             &work.join("campaign-runs.jsonl"),
             std::slice::from_ref(report),
@@ -312,18 +428,17 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     reports.sort_by(|a, b| a.target.cmp(&b.target));
     print_table(&reports);
     write_json(&work.join("report.json"), &reports)?;
-    let ledger = ledger.into_inner().unwrap_or_default();
-    print_campaign(&ledger, &targets);
+    if !args.smoke {
+        let ledger = ledger.into_inner().unwrap_or_default();
+        print_campaign(&ledger, &targets);
+    }
     let crashed = print_failures(&reports, |r| r.crash.as_deref());
     if crashed > 0 {
         bail!(
-            "{} fuzz target(s) found a crash or hang; replay with \
-             `{}/{profile}/<target> <artifact>`, then add the input to tests/fuzz/regressions/<target>/",
+            "{} fuzz target(s) found a crash or hang; replay with `{}`, then add the input to \
+             tests/fuzz/regressions/<target>/",
             crashed,
-            binaries
-                .parent()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
+            binaries.replay()
         );
     }
     let stopped = print_failures(&reports, |r| r.stopped.as_deref());
@@ -364,7 +479,7 @@ fn host_triple() -> anyhow::Result<String> {
 
 /// Runs one target for `args.seconds` and reads libFuzzer's statistics from its output.
 fn fuzz_one(
-    binaries: &Path,
+    binaries: &Binaries,
     work: &Path,
     target: &str,
     seconds: u64,
@@ -378,7 +493,7 @@ fn fuzz_one(
     let log_path = work.join("logs").join(format!("{target}.log"));
     fs::create_dir_all(log_path.parent().unwrap_or(work))?;
     let log = fs::File::create(&log_path)?;
-    let mut command = Command::new(binaries.join(target));
+    let mut command = binaries.command(target);
     command
         .arg(&corpus)
         .arg(work.join("seeds").join(target))
