@@ -64,7 +64,7 @@ fn linted(clippy: &Path) -> std::process::Command {
 /// the features libFuzzer's build needs, so the smoke build that follows (`fuzz::build_smoke`)
 /// finds every dependency compiled; without it, `cc` changed between the two and ring, regorus
 /// and wasmtime were compiled again.
-const TEST_FEATURES: &str = "xtask/full,meshguard-fuzz/libfuzzer";
+pub const TEST_FEATURES: &str = "xtask/full,meshguard-fuzz/libfuzzer";
 
 /// Builds the pipeline's tests with its `authz` feature within the whole workspace, and runs
 /// them as `cargo test` would (from the package's folder).

@@ -214,15 +214,17 @@ fn build_smoke(work: &Path) -> anyhow::Result<Binaries> {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
     }
+    // `--workspace` with the test build's features, though only one binary is built: cargo
+    // resolves dependency features for the packages selected, and `-p meshguard-fuzz` alone
+    // resolved dozens of them differently (jsonschema, regex, chrono, ...), compiling them again.
     run(cargo()
         .env("RUSTC_WORKSPACE_WRAPPER", &wrapper)
         .env("CARGO_INCREMENTAL", "0")
         .args([
             "build",
-            "-p",
-            "meshguard-fuzz",
+            "--workspace",
             "--features",
-            "libfuzzer",
+            crate::build::TEST_FEATURES,
             "--bin",
             "fuzz-smoke",
         ]))?;
