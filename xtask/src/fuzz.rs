@@ -64,7 +64,7 @@ pub struct Args {
     /// workspace, with coverage instrumentation on meshguard's own crates only, so it reuses the
     /// dependencies `cargo test` compiled (no cargo-fuzz, no second build of regorus and
     /// wasmtime). Coverage then leaves out the dependencies: for a campaign, leave it off.
-    #[arg(long, conflicts_with = "dev")]
+    #[arg(long, conflicts_with_all = ["dev", "campaign"])]
     pub smoke: bool,
     /// Targets fuzzed at once (default: one per core).
     #[arg(long)]
@@ -97,8 +97,8 @@ impl Args {
 
 /// Where the libFuzzer binaries are: cargo fuzz's, one per target, or CI's one smoke binary.
 enum Binaries {
-    /// `<dir>/<target>`, everything instrumented (`cargo fuzz build`).
-    PerTarget(PathBuf),
+    /// `<dir>/<target>`, everything instrumented (`cargo fuzz build` with cargo's `profile`).
+    PerTarget { dir: PathBuf, profile: &'static str },
     /// `fuzz-smoke`, told its target by `MESHGUARD_FUZZ_TARGET`.
     Smoke(PathBuf),
 }
@@ -107,7 +107,7 @@ impl Binaries {
     /// The command that fuzzes `target`, before libFuzzer's arguments.
     fn command(&self, target: &str) -> Command {
         match self {
-            Self::PerTarget(dir) => Command::new(dir.join(target)),
+            Self::PerTarget { dir, .. } => Command::new(dir.join(target)),
             Self::Smoke(binary) => {
                 let mut command = Command::new(binary);
                 command.env("MESHGUARD_FUZZ_TARGET", target);
@@ -116,10 +116,18 @@ impl Binaries {
         }
     }
 
+    /// The build's name in `campaign-runs.jsonl`: cargo's profile, or `smoke`.
+    fn profile(&self) -> &'static str {
+        match self {
+            Self::PerTarget { profile, .. } => profile,
+            Self::Smoke(_) => "smoke",
+        }
+    }
+
     /// How to replay a crashing input, for the failure message.
     fn replay(&self) -> String {
         match self {
-            Self::PerTarget(dir) => format!("{}/<target> <artifact>", dir.display()),
+            Self::PerTarget { dir, .. } => format!("{}/<target> <artifact>", dir.display()),
             Self::Smoke(binary) => {
                 format!(
                     "MESHGUARD_FUZZ_TARGET=<target> {} <artifact>",
@@ -168,9 +176,10 @@ fn build_per_target(work: &Path, dev: bool) -> anyhow::Result<Binaries> {
     }
     run(&mut build)?;
     let profile = if dev { "debug" } else { "release" };
-    Ok(Binaries::PerTarget(
-        build_dir.join(host_triple()?).join(profile),
-    ))
+    Ok(Binaries::PerTarget {
+        dir: build_dir.join(host_triple()?).join(profile),
+        profile,
+    })
 }
 
 /// The flags `cargo fuzz build --sanitizer none` gives rustc (cargo-fuzz 0.13's
@@ -363,14 +372,12 @@ pub fn fuzz(args: &Args, prebuilt: bool) -> anyhow::Result<()> {
     let work = work_dir();
     write_seeds(&work.join("seeds"), &targets, prebuilt)?;
     let started = Instant::now();
-    let (binaries, profile) = if args.smoke {
-        (build_smoke(&work)?, "smoke")
+    let binaries = if args.smoke {
+        build_smoke(&work)?
     } else {
-        (
-            build_per_target(&work, args.dev)?,
-            if args.dev { "debug" } else { "release" },
-        )
+        build_per_target(&work, args.dev)?
     };
+    let profile = binaries.profile();
     eprintln!(
         "meshguard: fuzz targets built in {:.0} s",
         started.elapsed().as_secs_f64()
